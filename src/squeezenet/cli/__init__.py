@@ -1,0 +1,92 @@
+"""The ``squeezenet`` command line: one module per subcommand.
+
+Every module in this package that defines ``register(subparsers)`` is a subcommand; its
+``register`` adds a parser whose ``func`` default runs the command and returns an exit code.
+User errors (:class:`squeezenet.SqueezeNetError`, bad flags) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import pkgutil
+import sys
+
+from ..errors import SqueezeNetError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (usage line + problem) and close-match hints."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # a typo must not silently match a flag
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: D401
+        if "invalid choice" in message and "choose from" in message:
+            import re
+            m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+            if m:
+                opts = [o.strip(" '") for o in m.group(2).split(",")]
+                close = difflib.get_close_matches(m.group(1), opts, n=3, cutoff=0.4)
+                if close:
+                    message += f"; did you mean {', '.join(close)}?"
+        if "unrecognized arguments" in message:
+            opts = _all_option_strings(self)
+            bad = message.split(":", 1)[1].split()
+            close = [c for b in bad for c in difflib.get_close_matches(b.split("=")[0], opts, n=2, cutoff=0.5)]
+            if close:
+                message += f"; did you mean {', '.join(dict.fromkeys(close))}?"
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _all_option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    opts = []
+    for a in parser._actions:
+        opts += a.option_strings
+        if isinstance(a, argparse._SubParsersAction):
+            for p in a.choices.values():
+                opts += _all_option_strings(p)
+    return opts
+
+
+def subcommand_modules() -> list[str]:
+    return [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+
+
+def build_parser() -> ArgumentParser:
+    from .. import __version__
+    parser = ArgumentParser(
+        prog="squeezenet",
+        description="SqueezeNet toolkit: models, training, real pretrained weights, Deep "
+                    "Compression, design-space exploration and fast inference.",
+        epilog="Run 'squeezenet COMMAND --help' for a command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"squeezenet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for name in sorted(subcommand_modules()):
+        mod = importlib.import_module(f"{__name__}.{name}")
+        if hasattr(mod, "register"):
+            mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SqueezeNetError as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        sys.stderr.write(f"squeezenet {args.command}: error: {msg}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("squeezenet: interrupted\n")
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

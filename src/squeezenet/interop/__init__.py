@@ -1,0 +1,1 @@
+"""Weights from elsewhere: Caffe, the Deep-Compression file, the ONNX zoo, torchvision."""
