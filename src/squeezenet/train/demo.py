@@ -10,10 +10,22 @@ from pathlib import Path
 
 #: The recipe tuned for digits (1,437 training images, 32x32): the paper's SGD at lr 0.04 on
 #: 10 classes drives conv10's ReLU dead (loss stuck at ln 10), so the demo starts conv10 alive
-#: and uses AdamW with a linear decay to 0.
-DEMO_RECIPE = dict(epochs=15, batch_size=64, accum_steps=1, optimizer="adamw", lr=1e-3, weight_decay=5e-4,
-                   schedule="poly", warmup_steps=0, dropout=0.0, channels_last=True, seed=0,
+#: and uses AdamW with a linear decay to 0. Augmentation is a small random affine warp (the
+#: digits are centred and size-normalised: 4-pixel crops slowed learning, and without any
+#: augmentation the 1,437 images are memorised at 96.9 % test top-1).
+DEMO_RECIPE = dict(epochs=20, batch_size=64, accum_steps=1, optimizer="adamw", lr=1e-3, weight_decay=5e-4,
+                   schedule="poly", warmup_steps=0, dropout=0.0, label_smoothing=0.1, channels_last=True, seed=0,
                    eval_batch_size=360, checkpoint_minutes=1e9)
+
+
+def digits_train_transform():
+    """Small rotations, shifts and scalings of the 32x32 digits, then the ``small`` preset's
+    tensor conversion and normalisation."""
+    from torchvision import transforms as T
+
+    from ..data.transforms import CIFAR_MEAN, CIFAR_STD
+    return T.Compose([T.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+                      T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
 
 def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = None, progress: bool = True,
@@ -21,7 +33,7 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
     """Train ``squeezenet_small`` on digits, write checkpoints to ``out_dir``, return test metrics.
 
     Returns ``top1``, ``top5`` (fractions, on the 360 held-out digits), ``count``, ``epochs``,
-    ``seconds`` (wall time of training + evaluation), ``checkpoint`` (the best model file).
+    ``seconds`` (wall time of training + evaluation), ``checkpoint`` (the final model file).
     """
     import torch
 
@@ -38,7 +50,7 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
     out = Path(out_dir)
     cfg = TrainConfig(**{**DEMO_RECIPE, "progress": progress, **overrides})
     torch.manual_seed(cfg.seed)
-    train, test = build_dataset("digits", "train"), build_dataset("digits", "test")
+    train, test = build_dataset("digits", "train", transform=digits_train_transform()), build_dataset("digits", "test")
     model = create_model("squeezenet_small", num_classes=10)
     model.classes, model.preprocess = list(train.classes), "small"
     init_weights(model, "alive")
@@ -46,10 +58,11 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
           f"{len(train)} train / {len(test)} test images at 32x32, {cfg.epochs} epochs, "
           f"{cfg.optimizer} lr {cfg.lr}, {torch.get_num_threads()} thread(s)", flush=True)
     Trainer(model, cfg, train, test, out_dir=out).fit()
-    best = load(out / "best.safetensors")
-    r = evaluate(best, make_loader(test, 360))
+    # The final model, not the best epoch: picking by test accuracy would flatter the figure.
+    final = load(out / "last.safetensors")
+    r = evaluate(final, make_loader(test, 360))
     result = {"top1": r["top1"], "top5": r["top5"], "count": r["count"], "epochs": cfg.epochs,
-              "seconds": time.perf_counter() - t0, "checkpoint": str(out / "best.safetensors")}
+              "seconds": time.perf_counter() - t0, "checkpoint": str(out / "last.safetensors")}
     print(f"digits test top-1 {100 * r['top1']:.2f} % (top-5 {100 * r['top5']:.2f} %) on {r['count']} images; "
           f"{result['seconds']:.0f} s; model {result['checkpoint']}", flush=True)
     return result
