@@ -663,12 +663,13 @@ class CaffeNet(nn.Module):
             if len(layer.blobs) and layer.name not in by_name:
                 by_name[layer.name] = list(layer.blobs)
         ops = {op.name: op for op in self.ops}
-        missing = [n for n in self.param_layers() if n not in by_name]
+        layers = self.param_layers()
+        missing = [n for n in layers if n not in by_name]
         if missing:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise FormatError(path, f"missing weights for layer(s) {', '.join(repr(m) for m in missing[:3])}{more}")
         new = {}
-        for lname, mod in self.param_layers().items():
+        for lname, mod in layers.items():
             blobs = by_name[lname]
             expected = [mod.weight] + ([mod.bias] if mod.bias is not None else [])
             if len(blobs) != len(expected):
@@ -693,7 +694,7 @@ class CaffeNet(nn.Module):
                 new[(lname, j)] = torch.from_numpy(np.ascontiguousarray(arr))
         with torch.no_grad():
             for (lname, j), t in new.items():
-                mod = self.param_layers()[lname]
+                mod = layers[lname]
                 (mod.weight if j == 0 else mod.bias).copy_(t)
 
     # -- graph queries used by the SqueezeNet mapping ------------------------------------
