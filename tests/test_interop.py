@@ -183,3 +183,15 @@ def test_deep_compression_route_without_module(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "squeezenet.interop.deep_compression", None)
     with pytest.raises(SqueezeNetError, match="needs squeezenet.interop.deep_compression"):
         import_model("deep-compression", [tmp_path / "x.net"])
+
+
+@pytest.mark.parametrize("photo,wnids", [("chelsea.png", {"n02124075", "n02123045"}),   # Egyptian cat / tabby
+                                         ("coffee.png", {"n07920052"}),                 # espresso
+                                         ("motorcycle_left.png", {"n03785016"})])       # moped
+def test_onnx_zoo_labels_real_photos(photo, wnids):
+    from PIL import Image
+    from squeezenet.data import get_transform
+    model = import_onnx_zoo(shared_path(f"{ZOO}/weights"), read_classes(shared_path("fixtures/imagenet/synsets.txt")))
+    x = get_transform(model.preprocess)(Image.open(shared_path(f"fixtures/photos/{photo}"))).unsqueeze(0)
+    with torch.no_grad():
+        assert model.classes[int(model(x).argmax())] in wnids

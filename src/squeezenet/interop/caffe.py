@@ -98,11 +98,9 @@ def parse_prototxt(text: str, path: str | os.PathLike = "<prototxt>") -> Any:
 def read_prototxt(path: str | os.PathLike) -> Any:
     """Read a ``.prototxt`` file into a ``NetParameter``.
 
-    >>> import squeezenet.interop.caffe as c, os
-    >>> p = os.path.join(os.environ.get("SQUEEZENET_SHARED", "../shared"),
-    ...                  "fixtures/caffe/squeezenet_v1.1/deploy.prototxt")
-    >>> os.path.exists(p) and len(c.read_prototxt(p).layer) or 67
-    67
+    >>> net = read_prototxt("../shared/fixtures/caffe/squeezenet_v1.1/deploy.prototxt")  # doctest: +SKIP
+    >>> [layer.type for layer in net.layer][:3]  # doctest: +SKIP
+    ['Input', 'Convolution', 'ReLU']
     """
     path = Path(path)
     if not path.is_file():
@@ -172,9 +170,8 @@ def net_layers(net) -> list[Layer]:
         raise SqueezeNetError("net mixes 'layer' and legacy 'layers' entries")
     out = []
     for i, layer in enumerate(_raw_layers(net)):
-        if isinstance(layer, pb.V1LayerParameter) and layer.ListFields() and \
-                any(f.number == 1 for f, _ in layer.ListFields()):
-            raise SqueezeNetError(f"layer {layer.name!r}: V0 layer definitions are not supported")
+        # (V0 layers, nested in V1 as field 1, are not in the schema: their type reads NONE
+        # and CaffeNet reports it as an unknown layer type)
         out.append(Layer(layer.name, _layer_type(layer), list(layer.bottom), list(layer.top), layer, i))
     return out
 
