@@ -180,7 +180,9 @@ def test_cli_import_deep_compression(tmp_path, cli, shared):
 def test_deep_compression_route_without_module(tmp_path, monkeypatch):
     """Until issue 5 lands the route exists and says what is missing, in one line."""
     import sys
+    import squeezenet.interop
     monkeypatch.setitem(sys.modules, "squeezenet.interop.deep_compression", None)
+    monkeypatch.delattr(squeezenet.interop, "deep_compression", raising=False)
     with pytest.raises(SqueezeNetError, match="needs squeezenet.interop.deep_compression"):
         import_model("deep-compression", [tmp_path / "x.net"])
 
