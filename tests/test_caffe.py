@@ -312,12 +312,21 @@ def test_cli_import_and_export_caffe(tmp_path, cli, shared):
     squeezenet.save(m, tmp_path / "m.safetensors")
     code, out, err = cli("export-caffe", tmp_path / "m.safetensors", "-o", tmp_path / "caffe")
     assert code == 0, err
+    assert not (tmp_path / "caffe" / "classes.txt").exists()   # the model has no class list
+    code, out, err = cli("export-caffe", tmp_path / "nope.safetensors", "-o", tmp_path / "c2")
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+    code, out, err = cli("import", tmp_path / "caffe" / "squeezenet.caffemodel", "--from", "caffe",
+                         "--classes", tmp_path / "nope.txt", "-o", tmp_path / "x.safetensors")
+    assert code == 2 and "no such class list" in err
     synsets = shared("fixtures/imagenet/synsets.txt")
     code, out, err = cli("import", tmp_path / "caffe" / "deploy.prototxt", tmp_path / "caffe" / "squeezenet.caffemodel",
                          "--from", "caffe", "--classes", synsets, "-o", tmp_path / "back.safetensors")
     assert code == 0, err
     back = squeezenet.load(tmp_path / "back.safetensors")
     assert back.preprocess == "caffe" and len(back.classes) == 1000 and back.classes[0] == "n01440764"
+    # classes travel into the Caffe export as classes.txt
+    code, out, err = cli("export-caffe", tmp_path / "back.safetensors", "-o", tmp_path / "caffe2")
+    assert code == 0 and (tmp_path / "caffe2" / "classes.txt").read_text().split() == back.classes
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(back(x), m(x))
