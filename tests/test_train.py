@@ -283,3 +283,41 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
     res = _worker(tmp_path, tmp_path / "run", "resume")
     out2, err2 = res.communicate(timeout=120)
     assert res.returncode == 0 and "done 9" in out2, err2
+
+
+# ---------------------------------------------------------------- init and optimizer options
+
+def test_init_schemes():
+    from squeezenet.train.init import init_weights
+    x = torch.randn(32, 3, 32, 32)
+    m = init_weights(squeezenet.create_model("squeezenet_small", meta=TINY), "alive")
+    assert torch.all(m.final_conv.bias == 1.0)
+    m = init_weights(squeezenet.create_model("squeezenet_small", meta=TINY), "lsuv", data=TensorDataset(x, x[:, 0, 0, 0]))
+    out = m.final_conv(m.features(x))
+    assert 0.9 < float(out.std()) < 1.1
+    with pytest.raises(ConfigError, match="init"):
+        init_weights(m, "xavier")
+
+
+def test_adamw_resume_exact(tmp_path):
+    data = tiny_data()
+    c = dict(epochs=2, checkpoint_every=1, optimizer="adamw", lr=1e-3)
+    ref = Trainer(tiny_model(), cfg(**c), data)
+    ref.fit()
+    a = Trainer(tiny_model(), cfg(**c), data, out_dir=tmp_path, callbacks=[Crash(4)])
+    with pytest.raises(RuntimeError):
+        a.fit()
+    b = Trainer(tiny_model(), cfg(**c), data, out_dir=tmp_path).resume()
+    assert isinstance(b.optimizer, torch.optim.AdamW)
+    b.fit()
+    assert b.step == ref.step == 6
+    for v, w in zip(ref.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_digits_demo_reaches_97_percent(tmp_path):
+    from squeezenet.train.demo import run_digits_demo
+    r = run_digits_demo(tmp_path / "demo", progress=False)
+    assert r["count"] == 360 and r["top1"] >= 0.97
+    assert squeezenet.load(r["checkpoint"]).classes == [str(i) for i in range(10)]

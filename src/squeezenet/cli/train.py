@@ -5,7 +5,8 @@ import argparse
 
 from ._common import add_parser
 
-EXAMPLES = """  squeezenet train --data digits --out runs/digits --epochs 15 --accum-steps 1 --lr 0.05
+EXAMPLES = """  squeezenet train --data digits --out runs/digits --epochs 15 --batch-size 64 --accum-steps 1 \\
+      --optimizer adamw --lr 0.002 --init alive --channels-last
   squeezenet train --data cifar10 --out runs/c10 --epochs 30 --batch-size 128 --accum-steps 1 \\
       --lr 0.05 --warmup-steps 200 --channels-last --workers 1
   squeezenet train --data photos/ --classes classes.txt --model squeezenet1_1 --out runs/p --config recipe.yaml
@@ -25,6 +26,7 @@ CONFIG_FLAGS = [
     ("--batch-size", "batch_size", int, "micro-batch per process (default 32)"),
     ("--accum-steps", "accum_steps", int, "micro-batches per optimizer step (default 16)"),
     ("--lr", "lr", float, "base learning rate (default 0.04)"),
+    ("--optimizer", "optimizer", str, "sgd | adamw (default sgd, the paper's)"),
     ("--momentum", "momentum", float, "SGD momentum (default 0.9)"),
     ("--weight-decay", "weight_decay", float, "weight decay (default 2e-4)"),
     ("--schedule", "schedule", str, "poly | cosine | constant (default poly)"),
@@ -45,6 +47,9 @@ BOOL_FLAGS = [("--channels-last", "channels_last", "NHWC memory format"),
               ("--nesterov", "nesterov", "Nesterov momentum")]
 
 
+INITS = ("paper", "torchvision", "alive", "lsuv")
+
+
 def register(sub) -> None:
     from ..models.registry import list_models
     p = add_parser(sub, "train", "train a SqueezeNet (paper recipe; resumable; torchrun-ready)", EXAMPLES)
@@ -58,6 +63,10 @@ def register(sub) -> None:
     p.add_argument("--classes", default=None, help="class list file fixing the class-index order")
     p.add_argument("--val", default=None, help="validation data (default: the test split of --data, if any)")
     p.add_argument("--no-val", action="store_true", help="train without validation")
+    p.add_argument("--init", choices=INITS, default="paper",
+                   help="weight init of a new model: paper (Xavier, conv10 N(0, 0.01)), torchvision "
+                        "(kaiming), alive (kaiming + conv10 bias 1: keeps conv10's ReLU alive on few-class "
+                        "data), lsuv (unit variance on a real batch)")
     p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
@@ -133,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
                                       f"{len(train_ds.classes)} classes")
             model = _build_model(args, None, data, preset, num_classes=len(train_ds.classes))
         model.classes, model.preprocess = list(train_ds.classes), preset
+        if not (args.model and Path(args.model).suffix):
+            from ..train.init import init_weights
+            init_weights(model, args.init, train_ds)
 
     trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
     trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,

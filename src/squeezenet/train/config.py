@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ConfigError, FormatError
 
 SCHEDULES = ("poly", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class TrainConfig:
     batch_size: int = 32              # micro-batch per process
     accum_steps: int = 16             # micro-batches per optimizer step (paper: 32 x 16 = 512)
     lr: float = 0.04                  # base learning rate
+    optimizer: str = "sgd"            # sgd (the paper's) | adamw (robust from scratch on few classes)
     momentum: float = 0.9             # SGD momentum
     weight_decay: float = 2e-4        # L2 weight decay
     schedule: str = "poly"            # poly | cosine | constant, per optimizer step
@@ -62,6 +64,8 @@ class TrainConfig:
             bad("momentum", "must be in [0, 1)")
         if self.weight_decay < 0:
             bad("weight_decay", "must be >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
         if self.power <= 0:

@@ -136,8 +136,11 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.model, device_ids=ids)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        if cfg.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.step = 0          # optimizer steps done
         self.epoch = 0         # epochs completed
         self.history: list[dict] = []
@@ -396,7 +399,7 @@ class Trainer:
                 save_model_checkpoint(self.model, self.out_dir, "best", info)
 
     #: Config fields that change the sequence of steps; a resume must not change them.
-    SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "schedule", "power", "warmup_steps",
+    SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "optimizer", "schedule", "power", "warmup_steps",
                        "max_steps", "seed", "momentum", "weight_decay", "nesterov")
 
     def resume(self, path: str | Path | None = None) -> "Trainer":

@@ -1,0 +1,90 @@
+"""``squeezenet train`` end to end, including 2 processes under torchrun (gloo on CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import squeezenet
+from squeezenet.train import STATE_FILE, load_train_state
+
+TINY = squeezenet.MetaParams(base_e=16, incr_e=16, sr=0.25)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_file(tmp_path) -> Path:
+    torch.manual_seed(0)
+    return squeezenet.save(squeezenet.create_model("squeezenet_small", meta=TINY), tmp_path / "tiny.safetensors")
+
+
+def test_train_digits_writes_checkpoints_and_resumes(cli, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", out, "--model", tiny_file(tmp_path), "--max-steps", "3",
+            "--batch-size", "16", "--accum-steps", "2", "--lr", "0.01", "--no-progress", "--checkpoint-every", "1"]
+    code, stdout, err = cli(*args)
+    assert code == 0, err
+    assert "best val top-1" in stdout
+    m = squeezenet.load(out / "best.safetensors")
+    assert m.classes == [str(i) for i in range(10)] and m.preprocess == "small"
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 3 and rows[-1]["val_count"] == 360
+    _, info = load_train_state(out / STATE_FILE)
+    assert info["step"] == 3 and info["train_config"]["accum_steps"] == 2
+    code, stdout, err = cli("train", "--out", out, "--resume", "--no-progress")
+    assert code == 0, err  # already finished: nothing left to do
+    code, _, err = cli("train", "--out", out, "--resume", "--lr", "0.5", "--no-progress")
+    assert code == 2 and "different schedule" in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (("train", "--out", "{tmp}/o"), "--data is required"),
+    (("train", "--out", "{tmp}/o", "--resume"), "nothing to resume"),
+    (("train", "--data", "digits", "--out", "{tmp}/o", "--model", "squeezenet9"), "unknown model"),
+    (("train", "--data", "digits", "--out", "{tmp}/o", "--config", "{tmp}/bad.yaml"), "did you mean lr"),
+    (("train", "--data", "digits", "--out", "{tmp}/o", "--schedule", "steps"), "schedule"),
+    (("train", "--data", "digits", "--out", "{tmp}/o", "--epochs", "0"), "epochs"),
+    (("train", "--data", "{tmp}/nope", "--out", "{tmp}/o"), "no such dataset"),
+])
+def test_train_bad_input(cli, tmp_path, argv, needle):
+    (tmp_path / "bad.yaml").write_text("lrr: 1\n")
+    code, _, err = cli(*[str(a).format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(squeezenet.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    import socket
+    with socket.socket() as sock:  # torchrun's --master_port=0 can hang; pick a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "squeezenet", "train", "--data", "digits", "--out", str(out), "--model", str(tiny_file(tmp_path)),
+           "--max-steps", "4", "--batch-size", "16", "--accum-steps", "2", "--lr", "0.01", "--no-progress",
+           "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("best val top-1") == 1  # rank 0 reports, rank 1 stays quiet
+    assert "2 process(es)" in r.stdout
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["step"] == 4 and rows[0]["val_count"] == 360  # val sharded, then summed
+    _, info = load_train_state(out / STATE_FILE)
+    assert info["world_size"] == 2 and len(info["rng"]) == 2
+    m = squeezenet.load(out / "last.safetensors")
+    assert all(torch.isfinite(p).all() for p in m.parameters())
