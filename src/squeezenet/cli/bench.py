@@ -36,6 +36,7 @@ def register(sub) -> None:
                         "channels_last, torchscript, compile")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--iters", type=int, default=6, help="calls per engine per round at the smallest batch")
+    p.add_argument("--sgemm-size", type=int, default=2048, help="side of the sgemm that measures the floor")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -48,8 +49,8 @@ def run(args) -> int:
         raise SqueezeNetError("give a model file or --model NAME, not both")
     if args.threads < 1:
         raise SqueezeNetError(f"--threads {args.threads}: must be >= 1")
-    if args.rounds < 1 or args.iters < 1:
-        raise SqueezeNetError("--rounds and --iters must be >= 1")
+    if args.rounds < 1 or args.iters < 1 or args.sgemm_size < 16:
+        raise SqueezeNetError("--rounds and --iters must be >= 1, --sgemm-size >= 16")
     if args.input_size is not None and args.input_size < 8:
         raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -57,7 +58,7 @@ def run(args) -> int:
     bad = [e for e in engines if e not in known]
     if bad or not engines:
         import difflib
-        hint = [c for b in bad for c in difflib.get_close_matches(b, known, n=1)]
+        hint = [c for b in bad for c in difflib.get_close_matches(b, known, n=1, cutoff=0.4)]
         raise SqueezeNetError(f"--engines: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}"
                               + (f"; did you mean {', '.join(hint)}?" if hint else ""))
     if args.weights:
@@ -65,7 +66,8 @@ def run(args) -> int:
     else:
         model, name = model_or_file(args.model or "squeezenet1_1")
     r = run_benchmark(model, name, batches=args.batch, threads=args.threads, engines=engines,
-                      input_size=args.input_size, rounds=args.rounds, iters=args.iters)
+                      input_size=args.input_size, rounds=args.rounds, iters=args.iters,
+                      sgemm_n=args.sgemm_size)
     if args.json:
         print_json(r)
         return 0

@@ -267,7 +267,7 @@ def compile_model(model: nn.Module, engine: str = "auto", threads: int | None = 
     """
     if engine not in ENGINES + ("auto",):
         import difflib
-        close = difflib.get_close_matches(str(engine), ENGINES + ("auto",), n=2)
+        close = difflib.get_close_matches(str(engine), ENGINES + ("auto",), n=2, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SqueezeNetError(f"unknown engine {engine!r}: choose auto, {', '.join(ENGINES)}{hint}")
     if threads is not None:

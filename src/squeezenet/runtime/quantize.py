@@ -6,7 +6,9 @@ calibration images (MinMax by default). The fp32 graph is first run through ONNX
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -68,10 +70,12 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
         input_name = proto.graph.input[0].name
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         reader = _Reader(calibration, input_name)
-        quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, reduce_range=reduce_range,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=cm)
+        # ORT's calibrators print progress to stdout, which would corrupt --json output
+        with contextlib.redirect_stdout(sys.stderr):
+            quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, reduce_range=reduce_range,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=cm)
         if reader.count == 0:
             raise SqueezeNetError("no calibration images: give --calibration a folder with images")
         q = onnx.load(str(out))
