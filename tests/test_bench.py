@@ -44,7 +44,7 @@ def test_sgemm_positive():
 def test_bench_cli_json(cli):
     code, out, err = cli("bench", "--model", "squeezenet_small", "--batch", "1,2", "--threads", "1",
                          "--engines", "torchvision,eager,onnxruntime", "--rounds", "1", "--iters", "1",
-                         "--sgemm-size", "128", "--json")
+                         "--sgemm-size", "128", "--memory", "inprocess", "--json")
     assert code == 0, err
     d = json.loads(out)
     assert {"results", "speedup_vs_torchvision", "sgemm_gflops", "floor_ms_batch1"} <= set(d)
@@ -58,6 +58,7 @@ def test_bench_cli_table_with_file(cli, tmp_path):
                          "--rounds", "1", "--iters", "1", "--sgemm-size", "128")
     assert code == 0, err
     assert "torchvision" in out and "sgemm" in out and "1.00x" in out
+    assert "peak RSS at batch 1, each engine in its own process" in out and "error" not in out
 
 
 @pytest.mark.parametrize("argv,needle", [

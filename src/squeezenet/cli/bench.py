@@ -37,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--iters", type=int, default=6, help="calls per engine per round at the smallest batch")
     p.add_argument("--sgemm-size", type=int, default=2048, help="side of the sgemm that measures the floor")
+    p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess",
+                   help="peak memory per engine in its own process (default) or cheaply in this one")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -67,7 +69,7 @@ def run(args) -> int:
         model, name = model_or_file(args.model or "squeezenet1_1")
     r = run_benchmark(model, name, batches=args.batch, threads=args.threads, engines=engines,
                       input_size=args.input_size, rounds=args.rounds, iters=args.iters,
-                      sgemm_n=args.sgemm_size)
+                      sgemm_n=args.sgemm_size, memory=args.memory)
     if args.json:
         print_json(r)
         return 0
@@ -83,6 +85,10 @@ def run(args) -> int:
         print(f"{row['engine']:<18}{row['batch']:>6}{row['p50_ms']:>10.2f}{row['p90_ms']:>10.2f}"
               f"{row['images_per_s']:>10.1f}{'' if mem is None else f'{mem:.1f}':>10}"
               f"{row.get('floor_fraction', 0):>8.2f}{'' if sp is None else f'{sp:.2f}x':>8}")
+    mem = {e: m["memory"] for e, m in r["engines"].items() if "memory" in m}
+    if mem:
+        print(f"peak RSS at batch {max(r['batches'])}, each engine in its own process (MiB, total / over the loaded model): "
+              + ", ".join(f"{e} {m.get('peak_rss_mib')} / {m.get('extra_mib')}" for e, m in mem.items()))
     if "auto" in r["engines"]:
         print(f"auto picked: {r['engines']['auto'].get('picked')}")
     return 0

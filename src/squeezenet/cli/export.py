@@ -27,6 +27,8 @@ def register(sub) -> None:
                    help="how many calibration images to use (spread over the set, default 100)")
     p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="how activation ranges are set (default minmax)")
+    p.add_argument("--full-range", action="store_true",
+                   help="8-bit weights instead of 7 (only for CPUs with VNNI: AVX2-only CPUs saturate)")
     p.add_argument("--check", action="store_true",
                    help="run the exported file with ONNX Runtime and compare with PyTorch")
     p.set_defaults(func=run)
@@ -38,6 +40,8 @@ def run(args) -> int:
     from ._common import model_or_file
     if args.int8 and not args.calibration:
         raise SqueezeNetError("--int8 needs --calibration DATA (images the model will see)")
+    if args.full_range and not args.int8:
+        raise SqueezeNetError("--full-range is only used with --int8")
     if args.calibration and not args.int8:
         raise SqueezeNetError("--calibration is only used with --int8")
     if args.calibration_count < 1:
@@ -63,7 +67,8 @@ def run(args) -> int:
             raise SqueezeNetError(f"{args.calibration}: no images found for calibration")
         idx = take(ds, args.calibration_count)
         fp32_size = len(data)
-        data = quantize_int8(data, (x for x, _ in batches(ds, idx, 16)), method=args.calibration_method)
+        data = quantize_int8(data, (x for x, _ in batches(ds, idx, 16)), method=args.calibration_method,
+                             reduce_range=not args.full_range)
         note = f", int8 from {len(idx)} calibration images ({fp32_size:,} bytes as fp32)"
     atomic_write(args.output, lambda tmp: Path(tmp).write_bytes(data))
     print(f"wrote {args.output}: {name} at {size}x{size}, {len(data):,} bytes{note}")

@@ -138,13 +138,68 @@ def build_engines(model: nn.Module, engines: Sequence[str], shape, threads: int,
     return fns, info
 
 
+def _memory_child(model_path: str, engine: str, shape: list, batch: int, threads: int) -> None:
+    """Run in a fresh interpreter: build one engine, run one batch twice, print peak RSS (JSON)."""
+    import json
+    import sys
+    from .. import load
+    import importlib
+    torch.set_num_threads(threads)
+    # libraries are loaded before the baseline so only the engine itself is counted
+    for lib in ("torchvision.models", "onnx", "onnxruntime", "onnxruntime.quantization",
+                "squeezenet.interop.onnx_export", "squeezenet.runtime.quantize"):
+        try:
+            importlib.import_module(lib)
+        except ImportError:
+            pass
+    model = load(model_path)
+    base = _proc_status("VmRSS")
+    ok = _reset_peak_rss()
+    fns, _ = build_engines(model, [engine], tuple(shape), threads)
+    x = torch.randn(batch, *shape)
+    fns[engine](x)
+    fns[engine](x)
+    hwm = _proc_status("VmHWM") if ok else None
+    sys.stdout.write(json.dumps({"peak_rss_mib": None if hwm is None else round(hwm / 2**20, 2),
+                                 "extra_mib": None if hwm is None or base is None else round((hwm - base) / 2**20, 2)}) + "\n")
+
+
+def isolated_memory(model: nn.Module, engines: Sequence[str], shape, batch: int, threads: int) -> dict:
+    """Per engine, in its own process: peak RSS, and the peak over the process with the model
+    loaded (engine build + weights copies + activations at ``batch``), in MiB."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from .. import save
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="sqz-bench-") as tmp:
+        path = save(model, os.path.join(tmp, "m.safetensors"))
+        for e in engines:
+            code = (f"from squeezenet.runtime.bench import _memory_child; "
+                    f"_memory_child({str(path)!r}, {e!r}, {list(shape)!r}, {batch}, {threads})")
+            try:
+                r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                out[e] = json.loads(r.stdout.strip().splitlines()[-1])
+            except Exception as err:  # memory is informative; a failed child must not sink the benchmark
+                out[e] = {"error": f"{type(err).__name__}"}
+    return out
+
+
 def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] = (1, 32),
                   threads: int = 2, engines: Sequence[str] = DEFAULT_ENGINES,
                   input_size: int | tuple[int, int] | None = None, rounds: int = 5, iters: int = 6,
-                  calibration: Iterable | None = None, sgemm_n: int = 2048) -> dict:
+                  calibration: Iterable | None = None, sgemm_n: int = 2048,
+                  memory: str = "inprocess") -> dict:
     """Benchmark ``engines`` on ``model``; returns a JSON-able dict with ``results`` (one row per
     engine and batch size) and ``speedup_vs_torchvision`` (engine -> peer p50 / engine p50 at
     the smallest batch).
+
+    ``memory``: ``inprocess`` (cheap; each row's ``peak_extra_rss_mib`` is the rise of the
+    process's peak RSS while that engine runs, which undercounts memory an earlier engine freed)
+    or ``subprocess`` (each engine also built and run at the largest batch in its own
+    interpreter: ``engines[e]["memory"]`` holds its peak RSS and its rise over the loaded model).
 
     >>> import squeezenet
     >>> r = run_benchmark(squeezenet.create_model("squeezenet_small"), batches=(1,), threads=1,
@@ -157,6 +212,8 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     from . import _input_shape, cpu_model
     if threads < 1:
         raise SqueezeNetError(f"--threads {threads}: must be >= 1")
+    if memory not in ("inprocess", "subprocess"):
+        raise SqueezeNetError(f"memory={memory!r}: choose inprocess or subprocess")
     if not batches or min(batches) < 1:
         raise SqueezeNetError(f"batch sizes {list(batches)}: need one or more sizes >= 1")
     torch.set_num_threads(threads)
@@ -211,6 +268,10 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     except ImportError:
         ort_v = None
     engines_info = {e: {k: v for k, v in m.items() if k != "peak_extra_rss_mib"} for e, m in info.items()}
+    if memory == "subprocess":
+        mem = isolated_memory(model, list(fns), shape, max(batches), threads)
+        for e, m in mem.items():
+            engines_info[e]["memory"] = {**m, "batch": max(batches), "isolated": True}
     return {
         "model": name, "input": list(shape), "threads": threads, "batches": sorted(set(batches)),
         "cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v,
