@@ -89,7 +89,7 @@ def speed(args) -> dict:
     torch.set_num_threads(args.threads)
     model = onnx_zoo_squeezenet1_1()
     return run_benchmark(model, "squeezenet1_1 (ONNX-zoo weights)", batches=(1, 32), threads=args.threads,
-                         rounds=args.rounds, iters=args.iters)
+                         rounds=args.rounds, iters=args.iters, memory=args.memory)
 
 
 def main(argv=None) -> int:
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default="minmax", help="calibration methods for --accuracy (minmax,entropy,percentile)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--iters", type=int, default=6, help="batch-1 calls per engine per round")
+    p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess")
     args = p.parse_args(argv)
     res = accuracy(args) if args.accuracy else speed(args)
     json.dump(res, sys.stdout, indent=1, default=str)

@@ -259,6 +259,13 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
                 row["gflops"] = round(gf, 2)
                 row["floor_fraction"] = round(gf / gflops_floor, 3)  # 1.0 = as fast as a big sgemm
             rows.append(row)
+    # the sgemm again after the engines: the floor is the better of the two (load varies)
+    sgemm_runs = [gflops_floor, sgemm_gflops(sgemm_n)]
+    if sgemm_runs[1] > gflops_floor:
+        gflops_floor = sgemm_runs[1]
+        for row in rows:
+            if "gflops" in row:
+                row["floor_fraction"] = round(row["gflops"] / gflops_floor, 3)
     b0 = min(batches)
     p50_1 = {r["engine"]: r["p50_ms"] for r in rows if r["batch"] == b0}
     speedup = {e: round(p50_1[PEER] / v, 3) for e, v in p50_1.items()} if PEER in p50_1 else {}
@@ -278,6 +285,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "niceness": os.nice(0) if hasattr(os, "nice") else None,
         "macs": macs, "sgemm_gflops": round(gflops_floor, 2), "sgemm_n": sgemm_n,
+        "sgemm_gflops_start_end": [round(v, 2) for v in sgemm_runs],
         "floor_ms_batch1": round(macs * 2 / (gflops_floor * 1e9) * 1e3, 3) if macs else None,
         "results": rows, "speedup_vs_torchvision": speedup, "engines": engines_info,
     }
