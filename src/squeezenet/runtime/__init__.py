@@ -203,18 +203,26 @@ def _write_cache(key: str, entry: dict) -> None:
 
 
 def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, per_round: int = 3,
-                   warmup: int = 2, budget_s: float | None = None) -> dict[str, list[float]]:
+                   warmup: int = 2, budget_s: float | None = None,
+                   drop_slower_than: float | None = None) -> dict[str, list[float]]:
     """Seconds per call of each callable, interleaved round by round so that load from other
-    processes hits every candidate alike; stops after 2 rounds once ``budget_s`` is spent."""
+    processes hits every candidate alike; stops after 2 rounds once ``budget_s`` is spent, and
+    from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest."""
+    import statistics
     for f in fns.values():
         for _ in range(warmup):
             f(x)
     out: dict[str, list[float]] = {k: [] for k in fns}
+    live = dict(fns)
     start = time.perf_counter()
     for r in range(rounds):
         if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
             break
-        for k, f in fns.items():
+        if drop_slower_than and r >= 1:
+            med = {k: statistics.median(out[k]) for k in live}
+            best = min(med.values())
+            live = {k: f for k, f in live.items() if med[k] <= drop_slower_than * best}
+        for k, f in live.items():
             for _ in range(per_round):
                 t = time.perf_counter()
                 f(x)
@@ -244,7 +252,8 @@ def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
         built[e] = fn
     if not built:
         raise SqueezeNetError("no inference engine could run this model: " + "; ".join(f"{k} {v}" for k, v in rejected.items()))
-    times = time_callables(built, x, rounds=rounds, per_round=per_round, warmup=1, budget_s=8.0)
+    times = time_callables(built, x, rounds=rounds, per_round=per_round, warmup=1, budget_s=8.0,
+                           drop_slower_than=3.0)
     p50 = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     best = min(p50, key=p50.get)
     return best, p50, {"built": built, "rejected": rejected}
