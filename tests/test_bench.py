@@ -76,3 +76,17 @@ def test_bench_bad_input(cli, tmp_path, argv, needle):
     lines = [l for l in err.strip().splitlines() if l]
     assert len(lines) == 1, err
     assert needle in lines[0]
+
+
+def test_cli_engine_list_matches_runtime():
+    from squeezenet.cli import bench
+    from squeezenet.runtime.bench import DEFAULT_ENGINES
+    assert bench.DEFAULT_ENGINES == DEFAULT_ENGINES
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+    code = "import sys; from squeezenet.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -21,8 +21,11 @@ def _batches(value: str) -> list[int]:
     return out
 
 
+#: = squeezenet.runtime.bench.DEFAULT_ENGINES, spelled out so that --help needs no torch import
+DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_int8")
+
+
 def register(sub) -> None:
-    from ..runtime.bench import DEFAULT_ENGINES
     p = add_parser(sub, "bench", "latency, throughput, memory and distance from the compute floor of "
                                  "each inference engine vs torchvision", EXAMPLES)
     p.add_argument("weights", nargs="?", default=None, help="a model file (default: --model)")
