@@ -111,9 +111,10 @@ def test_export_int8_with_calibration_folder(cli, tmp_path):
     data = _images(tmp_path / "calib")
     fp32, q = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     assert cli("export", src, "-o", fp32)[0] == 0
-    code, out, err = cli("export", src, "-o", q, "--int8", "--calibration", data, "--calibration-count", "4")
+    code, out, err = cli("export", src, "-o", q, "--int8", "--calibration", data, "--calibration-count", "4",
+                         "--check")
     assert code == 0, err
-    assert "4 calibration images" in out
+    assert "4 calibration images" in out and "check: max" in out and "on 4 calibration images" in out
     proto = onnx.load(str(q))
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -125,8 +126,20 @@ def test_export_int8_with_calibration_folder(cli, tmp_path):
     assert _ort(q).run(None, {"input": x.numpy()})[0].shape == (2, 2)
 
 
+def test_export_int8_flat_photo_folder(cli, tmp_path):
+    """Calibration needs no labels: a plain folder of photos works."""
+    import shutil
+    _images(tmp_path / "c", classes=("x",), per_class=3)
+    flat = tmp_path / "flat"
+    shutil.move(str(tmp_path / "c" / "x"), str(flat))
+    code, out, err = cli("export", "squeezenet_small", "-o", tmp_path / "q.onnx", "--int8", "--calibration", flat)
+    assert code == 0, err
+    assert "int8 from 3 calibration images" in out
+
+
 @pytest.mark.parametrize("argv,needle", [
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--int8"), "--calibration"),
+    (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--full-range"), "--int8"),
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--calibration", "{t}"), "--int8"),
     (("export", "squeezenet_small", "-o", "{t}/m.txt"), ".onnx"),
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--opset", "13"), "opset"),

@@ -67,7 +67,14 @@ def run(args) -> int:
             raise SqueezeNetError(f"{args.calibration}: no images found for calibration")
         idx = take(ds, args.calibration_count)
         fp32_size = len(data)
-        data = quantize_int8(data, (x for x, _ in batches(ds, idx, 16)), method=args.calibration_method,
+        seen = []
+
+        def calib():
+            for x, _ in batches(ds, idx, 16):
+                if not seen:
+                    seen.append(x[:8])  # kept for --check: int8 is judged on real images
+                yield x
+        data = quantize_int8(data, calib(), method=args.calibration_method,
                              reduce_range=not args.full_range)
         note = f", int8 from {len(idx)} calibration images ({fp32_size:,} bytes as fp32)"
     atomic_write(args.output, lambda tmp: Path(tmp).write_bytes(data))
@@ -75,12 +82,17 @@ def run(args) -> int:
     if args.check:
         import torch
         from ..runtime import ort_session
-        x = torch.randn(2, getattr(model.config, "in_channels", 3), size, size, generator=torch.Generator().manual_seed(0))
+        if args.int8:
+            x, what = seen[0], f"{len(seen[0])} calibration images"
+        else:
+            x = torch.randn(2, getattr(model.config, "in_channels", 3), size, size,
+                            generator=torch.Generator().manual_seed(0))
+            what = "2 random inputs"
         with torch.no_grad():
             ref = model.eval()(x)
         out = torch.from_numpy(ort_session(data).run(None, {"input": x.numpy()})[0])
         print(f"check: max |onnxruntime - pytorch| = {float((out - ref).abs().max()):.3g}, "
-              f"top-1 agreement {float((out.argmax(1) == ref.argmax(1)).float().mean()):.2f} on 2 random inputs")
+              f"top-1 agreement {float((out.argmax(1) == ref.argmax(1)).float().mean()):.2f} on {what}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Image batches for calibration and accuracy checks.
 
-Goes through :func:`squeezenet.data.build_dataset` (evaluation transforms) when that module
-is present; until then a small folder reader with the torchvision / caffe presets stands in
-(same preprocessing as :data:`squeezenet.interop.onnx_export.PREPROCESS_SPECS`).
+Goes through :func:`squeezenet.data.build_dataset` (evaluation transforms); a folder of
+images without class folders (enough for calibration), or an install without
+``squeezenet.data``, uses a small reader with the presets of
+:data:`squeezenet.interop.onnx_export.PREPROCESS_SPECS` (the same preprocessing).
 """
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ def image_dataset(spec: str | os.PathLike, preset: str | None = "torchvision", c
         from ..data import build_dataset
     except ImportError:
         build_dataset = None
-    if build_dataset is not None:
-        return build_dataset(spec, split="test", preset=preset, classes=classes)
     root = Path(spec)
+    flat = root.is_dir() and not any(d.is_dir() for d in root.iterdir())
+    # calibration needs no labels: a flat folder of photos is fine here (build_dataset wants classes)
+    if build_dataset is not None and not flat:
+        return build_dataset(spec, split="test", preset=preset, classes=classes)
     if not root.is_dir():
         raise SqueezeNetError(f"{root}: not a folder of images (class folders or image files)")
     return _Folder(root, preset or "torchvision", classes)
