@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--engine", default="eager", help=ENGINES_HELP)
+    p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
     p.add_argument("--json", action="store_true", help="print JSON (keys top1, top5, count, images_per_s, ...)")
     p.set_defaults(func=run)

@@ -18,7 +18,7 @@ def register(sub) -> None:
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
     p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
-    p.add_argument("--engine", default="eager", help=ENGINES_HELP)
+    p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

@@ -1,0 +1,97 @@
+"""``squeezenet bench``: inference speed of every engine against torchvision eager."""
+from __future__ import annotations
+
+from ._common import add_parser
+
+EXAMPLES = """  squeezenet bench                                  # squeezenet1_1, batch 1 and 32, 2 threads
+  squeezenet bench --model squeezenet1_0 --threads 1 --json
+  squeezenet bench runs/imagenet/best.safetensors --batch 1,8
+  squeezenet bench --engines torchvision,eager,channels_last,torchscript,onnxruntime
+"""
+
+
+def _batches(value: str) -> list[int]:
+    import argparse
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give batch sizes like 1,32") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: batch sizes must be >= 1")
+    return out
+
+
+#: = squeezenet.runtime.bench.DEFAULT_ENGINES, spelled out so that --help needs no torch import
+DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_int8")
+
+
+def register(sub) -> None:
+    p = add_parser(sub, "bench", "latency, throughput, memory and distance from the compute floor of "
+                                 "each inference engine vs torchvision", EXAMPLES)
+    p.add_argument("weights", nargs="?", default=None, help="a model file (default: --model)")
+    p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
+    p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
+                   "smallest)")
+    p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
+    p.add_argument("--input-size", type=int, default=None, help="input side (default: the model's own)")
+    p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                   help="comma list from torchvision, eager, auto, onnxruntime, onnxruntime_int8, "
+                        "channels_last, torchscript, compile")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--iters", type=int, default=6, help="calls per engine per round at the smallest batch")
+    p.add_argument("--sgemm-size", type=int, default=2048, help="side of the sgemm that measures the floor")
+    p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess",
+                   help="peak memory per engine in its own process (default) or cheaply in this one")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import SqueezeNetError
+    from ..runtime.bench import DEFAULT_ENGINES, EXTRA_ENGINES, run_benchmark
+    from ._common import model_or_file, print_json
+    if args.weights and args.model:
+        raise SqueezeNetError("give a model file or --model NAME, not both")
+    if args.threads < 1:
+        raise SqueezeNetError(f"--threads {args.threads}: must be >= 1")
+    if args.rounds < 1 or args.iters < 1 or args.sgemm_size < 16:
+        raise SqueezeNetError("--rounds and --iters must be >= 1, --sgemm-size >= 16")
+    if args.input_size is not None and args.input_size < 8:
+        raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    known = DEFAULT_ENGINES + EXTRA_ENGINES
+    bad = [e for e in engines if e not in known]
+    if bad or not engines:
+        import difflib
+        hint = [c for b in bad for c in difflib.get_close_matches(b, known, n=1, cutoff=0.4)]
+        raise SqueezeNetError(f"--engines: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}"
+                              + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    if args.weights:
+        model, name = model_or_file(args.weights)
+    else:
+        model, name = model_or_file(args.model or "squeezenet1_1")
+    r = run_benchmark(model, name, batches=args.batch, threads=args.threads, engines=engines,
+                      input_size=args.input_size, rounds=args.rounds, iters=args.iters,
+                      sgemm_n=args.sgemm_size, memory=args.memory)
+    if args.json:
+        print_json(r)
+        return 0
+    print(f"{r['model']} at {r['input'][1]}x{r['input'][2]}, {r['threads']} threads, {r['cpu']}, "
+          f"load average {', '.join(f'{v:.2f}' for v in r['load_average'] or [])}")
+    print(f"sgemm {r['sgemm_gflops']} GFLOP/s -> floor {r['floor_ms_batch1']} ms at batch 1 "
+          f"({(r['macs'] or 0) / 1e9:.3f} GMACs)")
+    print(f"{'engine':<18}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>10}{'peak MiB':>10}"
+          f"{'floor':>8}{'vs tv':>8}")
+    for row in r["results"]:
+        sp = r["speedup_vs_torchvision"].get(row["engine"]) if row["batch"] == min(r["batches"]) else None
+        mem = row.get("peak_extra_rss_mib")
+        print(f"{row['engine']:<18}{row['batch']:>6}{row['p50_ms']:>10.2f}{row['p90_ms']:>10.2f}"
+              f"{row['images_per_s']:>10.1f}{'' if mem is None else f'{mem:.1f}':>10}"
+              f"{row.get('floor_fraction', 0):>8.2f}{'' if sp is None else f'{sp:.2f}x':>8}")
+    mem = {e: m["memory"] for e, m in r["engines"].items() if "memory" in m}
+    if mem:
+        print(f"peak RSS at batch {max(r['batches'])}, each engine in its own process (MiB, total / over the loaded model): "
+              + ", ".join(f"{e} {m.get('peak_rss_mib')} / {m.get('extra_mib')}" for e, m in mem.items()))
+    if "auto" in r["engines"]:
+        print(f"auto picked: {r['engines']['auto'].get('picked')}")
+    return 0

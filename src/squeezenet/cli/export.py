@@ -1,0 +1,102 @@
+"""``squeezenet export``: a model file (or registered name) to ONNX, optionally int8."""
+from __future__ import annotations
+
+from ._common import add_parser
+
+EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors --format onnx -o m.onnx
+  squeezenet export model.sqz -o m.onnx                       # compressed models export dense
+  squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/
+  squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
+"""
+
+
+def register(sub) -> None:
+    p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), optionally int8",
+                   EXAMPLES)
+    p.add_argument("model", help="a model file (.safetensors, .sqz, ...) or a registered model name")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default: onnx)")
+    p.add_argument("-o", "--output", required=True, help="output file (.onnx)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="square input side the graph is built for (default: the model's own)")
+    p.add_argument("--int8", action="store_true",
+                   help="static int8 quantization (QDQ, per-channel weights); needs --calibration")
+    p.add_argument("--calibration", default=None,
+                   help="images for int8 calibration: a folder of class folders or images, or a dataset spec")
+    p.add_argument("--calibration-count", type=int, default=100,
+                   help="how many calibration images to use (spread over the set, default 100)")
+    p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                   help="how activation ranges are set (default minmax)")
+    p.add_argument("--full-range", action="store_true",
+                   help="8-bit weights instead of 7 (only for CPUs with VNNI: AVX2-only CPUs saturate)")
+    p.add_argument("--check", action="store_true",
+                   help="run the exported file with ONNX Runtime and compare with PyTorch")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+    from ..errors import SqueezeNetError
+    from ._common import model_or_file
+    if args.int8 and not args.calibration:
+        raise SqueezeNetError("--int8 needs --calibration DATA (images the model will see)")
+    if args.full_range and not args.int8:
+        raise SqueezeNetError("--full-range is only used with --int8")
+    if args.calibration and not args.int8:
+        raise SqueezeNetError("--calibration is only used with --int8")
+    if args.calibration_count < 1:
+        raise SqueezeNetError(f"--calibration-count {args.calibration_count}: must be >= 1")
+    if args.input_size is not None and args.input_size < 8:
+        raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
+    if Path(args.output).suffix.lower() != ".onnx":
+        raise SqueezeNetError(f"-o {args.output}: give a path ending in .onnx")
+    model, name = model_or_file(args.model)
+    from ..interop.onnx_export import default_input_size, to_onnx_bytes
+    from ..io import atomic_write
+    size = args.input_size or default_input_size(model)
+    data = to_onnx_bytes(model, input_size=size, opset=args.opset)
+    note = ""
+    if args.int8:
+        from ..runtime.images import batches, image_dataset, take
+        from ..runtime.quantize import quantize_int8
+        preset = getattr(model, "preprocess", None) or (
+            "small" if getattr(model.config, "stem", "") == "small" else "torchvision")
+        ds = image_dataset(args.calibration, preset=preset,
+                           classes=getattr(model, "classes", None) if _has_class_folders(args.calibration) else None)
+        if len(ds) == 0:
+            raise SqueezeNetError(f"{args.calibration}: no images found for calibration")
+        idx = take(ds, args.calibration_count)
+        fp32_size = len(data)
+        seen = []
+
+        def calib():
+            for x, _ in batches(ds, idx, 16):
+                if not seen:
+                    seen.append(x[:8])  # kept for --check: int8 is judged on real images
+                yield x
+        data = quantize_int8(data, calib(), method=args.calibration_method,
+                             reduce_range=not args.full_range)
+        note = f", int8 from {len(idx)} calibration images ({fp32_size:,} bytes as fp32)"
+    atomic_write(args.output, lambda tmp: Path(tmp).write_bytes(data))
+    print(f"wrote {args.output}: {name} at {size}x{size}, {len(data):,} bytes{note}")
+    if args.check:
+        import torch
+        from ..runtime import ort_session
+        if args.int8:
+            x, what = seen[0], f"{len(seen[0])} calibration images"
+        else:
+            x = torch.randn(2, getattr(model.config, "in_channels", 3), size, size,
+                            generator=torch.Generator().manual_seed(0))
+            what = "2 random inputs"
+        with torch.no_grad():
+            ref = model.eval()(x)
+        out = torch.from_numpy(ort_session(data).run(None, {"input": x.numpy()})[0])
+        print(f"check: max |onnxruntime - pytorch| = {float((out - ref).abs().max()):.3g}, "
+              f"top-1 agreement {float((out.argmax(1) == ref.argmax(1)).float().mean()):.2f} on {what}")
+    return 0
+
+
+def _has_class_folders(spec) -> bool:
+    from pathlib import Path
+    p = Path(spec)
+    return p.is_dir() and any(d.is_dir() for d in p.iterdir())
