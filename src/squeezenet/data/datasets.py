@@ -119,13 +119,14 @@ class ImageFolderDataset(Dataset):
             def find_classes(self, directory):  # keep the model's index order
                 return sorted(mapping), mapping
         try:
-            self._folder = _Folder(str(root), allow_empty=True)
+            # only the file list is kept: the local class would not pickle for spawned workers
+            samples = _Folder(str(root), allow_empty=True).samples
         except (FileNotFoundError, OSError) as e:
             raise FormatError(root, str(e)) from None
-        if not self._folder.samples:
+        if not samples:
             raise FormatError(root, "no images found in the class folders")
         self.root = root
-        self.samples: list[tuple[str, int]] = self._folder.samples
+        self.samples: list[tuple[str, int]] = samples
         self.targets = [t for _, t in self.samples]
         self.classes: list[str] = list(wanted)
         self.transform = transform
