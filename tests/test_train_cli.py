@@ -88,3 +88,13 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert info["world_size"] == 2 and len(info["rng"]) == 2
     m = squeezenet.load(out / "last.safetensors")
     assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_recipe_small_and_flags_win(cli, tmp_path):
+    out = tmp_path / "r"
+    code, _, err = cli("train", "--data", "digits", "--out", out, "--model", tiny_file(tmp_path), "--recipe", "small",
+                       "--lr", "0.002", "--max-steps", "1", "--no-progress", "--no-val")
+    assert code == 0, err
+    _, info = load_train_state(out / STATE_FILE)
+    c = info["train_config"]
+    assert (c["optimizer"], c["batch_size"], c["accum_steps"], c["lr"]) == ("adamw", 64, 1, 0.002)
