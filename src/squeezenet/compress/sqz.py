@@ -22,6 +22,7 @@ anything is allocated; every problem is a :class:`~squeezenet.errors.FormatError
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -333,14 +334,23 @@ def _check_config(r: _Reader, cfg) -> Any:
         r.fail("model config has absurd sizes")
     try:
         config = SqueezeNetConfig.from_dict(cfg)
-        with torch.device("meta"):
-            meta = SqueezeNet(config)
+        shapes = _shapes(json.dumps(config.to_dict(), sort_keys=True))
     except (SqueezeNetError, TypeError, ValueError, KeyError) as e:
         r.fail(f"bad model config ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    n = sum(p.numel() for p in meta.parameters())
+    n = sum(int(np.prod(s)) for s in shapes.values())
     if n > MAX_PARAMS:
         r.fail(f"model config has {n} parameters, over the {MAX_PARAMS} limit")
-    return config, {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    return config, dict(shapes)
+
+
+@functools.lru_cache(maxsize=32)
+def _shapes(config_json: str) -> dict[str, tuple]:
+    """Tensor shapes of a config's model, built on the meta device (no memory, cached)."""
+    import torch
+    from ..models import SqueezeNet, SqueezeNetConfig
+    with torch.device("meta"):
+        meta = SqueezeNet(SqueezeNetConfig.from_dict(json.loads(config_json)))
+    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
 
 
 def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np.ndarray]:
@@ -349,7 +359,7 @@ def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np
         r.fail(f"layers[{i}]: not a record")
     name = rec.get("name")
     what = f"layer {name!r}" if isinstance(name, str) else f"layers[{i}]"
-    if name not in shapes:
+    if not isinstance(name, str) or name not in shapes:
         r.fail(f"{what}: not a tensor of the model")
     shape = rec.get("shape")
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 8
@@ -394,7 +404,8 @@ def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np
     bias_rec = rec.get("bias")
     bias_name, bias = None, None
     if bias_rec is not None:
-        if not isinstance(bias_rec, dict) or bias_rec.get("name") not in shapes:
+        if not isinstance(bias_rec, dict) or not isinstance(bias_rec.get("name"), str) \
+                or bias_rec["name"] not in shapes:
             r.fail(f"{what}: bias is not a tensor of the model")
         bias_name = bias_rec["name"]
         bias = r.floats(bias_rec.get("data"), f"{what}.bias", int(np.prod(shapes[bias_name])))
@@ -423,7 +434,7 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
             tensors[layer.bias_name] = layer.bias
         layers.append(layer)
     for i, rec in enumerate(dense_rec):
-        if not isinstance(rec, dict) or rec.get("name") not in shapes:
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str) or rec["name"] not in shapes:
             r.fail(f"dense[{i}]: not a tensor of the model")
         name = rec["name"]
         if name in tensors:
