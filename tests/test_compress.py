@@ -12,6 +12,13 @@ from squeezenet.compress import prune as P
 from squeezenet.compress import quantize as Q
 from squeezenet.compress.svd import factor_module, svd_factorize
 from squeezenet.errors import ConfigError
+from squeezenet.models import SqueezeNet, SqueezeNetConfig
+
+
+def tiny(num_classes):
+    """A two-Fire SqueezeNet: every stage runs in well under a second."""
+    return SqueezeNet(SqueezeNetConfig(stem="small", fires=((8, 16, 16), (8, 16, 16)), pool_after=(0,),
+                                       num_classes=num_classes))
 
 
 def test_paper_fractions_match_table1():
@@ -136,9 +143,10 @@ def test_svd_conv_and_linear():
     after = sum(p.numel() for p in model.parameters())
     assert info and after < before
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
-    m2 = squeezenet.create_model("squeezenet_small")
-    svd_factorize(m2, target_params=before // 2)
-    assert sum(p.numel() for p in m2.parameters()) <= before // 2
+    m2 = nn.Sequential(nn.Conv2d(3, 32, 3), nn.Conv2d(32, 64, 3), nn.Conv2d(64, 10, 1))
+    n2 = sum(p.numel() for p in m2.parameters())
+    svd_factorize(m2, target_params=n2 // 2)
+    assert sum(p.numel() for p in m2.parameters()) <= n2 // 2
 
 
 def test_pipeline_small(tmp_path):
@@ -146,9 +154,9 @@ def test_pipeline_small(tmp_path):
     from squeezenet.compress.pipeline import CompressConfig, compress_model
     from squeezenet.data import make_loader
     torch.manual_seed(0)
-    model = squeezenet.create_model("squeezenet_small", num_classes=4)
+    model = tiny(4)
     model.classes, model.preprocess = list("abcd"), "small"
-    xs, ys = torch.randn(64, 3, 32, 32), torch.randint(0, 4, (64,))
+    xs, ys = torch.randn(64, 3, 16, 16), torch.randint(0, 4, (64,))
     data = torch.utils.data.TensorDataset(xs, ys)
     cfg = CompressConfig(prune="paper", bits=4, max_steps=2, batch_size=16, svd_energy=0.8)
     report = compress_model(model, data, make_loader(data, 32), cfg, tmp_path / "m.sqz",
@@ -157,13 +165,13 @@ def test_pipeline_small(tmp_path):
     assert stages == ["dense", "svd", "pruned", "quantized", "centroids tuned", "huffman (.sqz)"]
     final = report["rows"][-1]
     assert final["bytes"] == (tmp_path / "m.sqz").stat().st_size
-    assert final["ratio_vs_fp32"] > 8 and final["ratio_vs_alexnet"] > 1000
+    assert final["ratio_vs_fp32"] > 4 and final["ratio_vs_alexnet"] > 1000   # tiny: header dominates
     loaded = squeezenet.load(tmp_path / "m.sqz")
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     assert loaded.classes == list("abcd")
     w = loaded.state_dict()["features.3.expand3x3.weight"]
-    assert abs((w != 0).float().mean().item() - 0.33) < 0.01
+    assert abs((w != 0).float().mean().item() - 0.33) < 0.01   # paper: fire2 e3x3 keeps 33 %
     assert len(torch.unique(w)) <= 17
 
 
@@ -171,17 +179,18 @@ def test_distillation_pipeline_and_target_size(tmp_path):
     from squeezenet.compress.pipeline import CompressConfig, compress_model
     from squeezenet.data import make_loader
     torch.manual_seed(0)
-    model = squeezenet.create_model("squeezenet_small", num_classes=3)
-    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 32, 32), torch.randint(0, 3, (32,)))
-    cfg = CompressConfig(prune="uniform:0.5", bits=5, max_steps=1, batch_size=16, target_size=120_000)
+    model = tiny(3)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 16, 16), torch.randint(0, 3, (32,)))
+    cfg = CompressConfig(prune="uniform:0.5", bits=5, max_steps=1, batch_size=16, target_size=4_000)
     report = compress_model(model, None, make_loader(data, 32), cfg, tmp_path / "t.sqz",
                             unlabeled=data, log=lambda *a: None)
-    assert (tmp_path / "t.sqz").stat().st_size <= 120_000 * 1.03   # estimate before retraining
+    assert (tmp_path / "t.sqz").stat().st_size <= 4_000 * 1.03   # estimated before retraining
+    assert 0.1 < report["rows"][1]["kept"] < 0.95
     assert report["rows"][-1]["bits"] == 5
 
 
 def test_compress_cli(tmp_path, cli):
-    model = squeezenet.create_model("squeezenet_small")
+    model = tiny(10)
     model.preprocess, model.classes = "small", [str(i) for i in range(10)]
     squeezenet.save(model, tmp_path / "m.safetensors")
     out = tmp_path / "m.sqz"
