@@ -57,17 +57,26 @@ def _tiny_train(model, steps, callbacks=(), wd=0.1):
             cb.on_step_end(t)
 
 
+def _net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+
+
 def test_masks_survive_momentum_and_weight_decay():
+    from squeezenet.train import TrainConfig, Trainer
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    model = _net()
     masks = P.magnitude_masks(model, P.prune_fractions(model, "uniform:0.3"))
     P.apply_masks(model, masks)
-    # without the callback, momentum revives pruned weights (what the callback is for)
-    free = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    # without the callback, momentum and weight decay revive pruned weights
+    free = _net()
     free.load_state_dict(model.state_dict())
     _tiny_train(free, 5)
     assert (free[0].weight[~masks["0.weight"]] != 0).any()
-    _tiny_train(model, 5, [P.MaskCallback(masks)])
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 8, 8), torch.randint(0, 4, (32,)))
+    cfg = TrainConfig(epochs=2, batch_size=8, accum_steps=1, lr=0.1, momentum=0.9, weight_decay=0.1,
+                      dropout=None, progress=False, device="cpu")
+    Trainer(model, cfg, data, callbacks=[P.MaskCallback(masks)]).fit()
     for k, m in masks.items():
         w = model.get_parameter(k)
         assert (w[~m] == 0).all() and (w[m] != 0).all()

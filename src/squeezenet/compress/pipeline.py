@@ -74,68 +74,22 @@ def distill_loss(teacher: nn.Module, temperature: float = 2.0) -> Callable:
     return loss_fn
 
 
-class _MiniTrainer:
-    """The Trainer protocol (``model``, ``optimizer``, ``step``, callbacks) in a few lines."""
-
-    def __init__(self, model, train_data, epochs, lr, batch_size, weight_decay, max_steps,
-                 callbacks, loss_fn, seed, params=None):
-        self.model, self.step = model, 0
-        self.optimizer = torch.optim.SGD(params if params is not None else model.parameters(),
-                                         lr=lr, momentum=0.9, weight_decay=weight_decay)
-        self.data, self.epochs, self.max_steps = train_data, epochs, max_steps
-        self.callbacks, self.loss_fn, self.seed, self.batch_size = callbacks, loss_fn, seed, batch_size
-
-    def _hook(self, name, *a):
-        for cb in self.callbacks:
-            fn = getattr(cb, name, None)
-            if fn:
-                fn(self, *a)
-
-    def fit(self):
-        from ..data import make_loader
-        loader = make_loader(self.data, self.batch_size, shuffle=True, seed=self.seed, drop_last=False)
-        total = self.max_steps or max(1, int(math.ceil(self.epochs * len(loader))))
-        base = [g["lr"] for g in self.optimizer.param_groups]
-        self.model.train()
-        self._hook("on_train_start")
-        losses = []
-        while self.step < total:
-            for images, targets in loader:
-                for g, b in zip(self.optimizer.param_groups, base):   # poly: linear to 0
-                    g["lr"] = b * (1 - self.step / total)
-                loss = (self.loss_fn(self.model, images, targets) if self.loss_fn
-                        else F.cross_entropy(self.model(images), targets))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.step += 1
-                losses.append(float(loss.detach()))
-                self._hook("on_step_end")
-                if self.step >= total:
-                    break
-        self._hook("on_epoch_end", {"loss": float(np.mean(losses)) if losses else None})
-        self._hook("on_train_end")
-        self.model.eval()
-        return [{"loss": float(np.mean(losses)) if losses else None, "steps": self.step}]
-
-
 def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), loss_fn=None,
-            lr: float | None = None, params=None) -> list[dict]:
-    """One retraining stage (prune or centroid) with the given callbacks."""
+            lr: float | None = None) -> list[dict]:
+    """One retraining stage with ``squeezenet.train.Trainer`` (SGD momentum 0.9, poly lr).
+
+    Only parameters with ``requires_grad`` move (the centroid stage freezes the rest).
+    """
+    from ..train import TrainConfig, Trainer
     if train_data is None or (cfg.finetune_epochs <= 0 and not cfg.max_steps):
         return []
-    lr = cfg.lr if lr is None else lr
-    try:
-        if params is not None:
-            raise ImportError  # centroid tuning passes its own parameter list
-        from ..train import TrainConfig, Trainer   # issue-3 trainer when present
-    except ImportError:
-        t = _MiniTrainer(model, train_data, cfg.finetune_epochs, lr, cfg.batch_size, cfg.weight_decay,
-                         cfg.max_steps, list(callbacks), loss_fn, cfg.seed, params)
-        return t.fit()
-    tc = TrainConfig(epochs=max(1, int(math.ceil(cfg.finetune_epochs))), batch_size=cfg.batch_size,
-                     lr=lr, momentum=0.9, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                     max_steps=cfg.max_steps)
+    steps = cfg.max_steps
+    if steps is None:
+        steps = max(1, math.ceil(cfg.finetune_epochs * math.ceil(len(train_data) / cfg.batch_size)))
+    tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
+                     accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9,
+                     weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
+                     progress=False, device="cpu")
     out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn).fit()
     model.eval()
     return out
@@ -332,12 +286,11 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
 
     # 4. centroid fine-tuning
     if retrain_data is not None and (cfg.finetune_epochs > 0 or cfg.max_steps):
-        params = Q.share_weights(model, layers)
+        Q.share_weights(model, layers)
         others = [p for n, p in model.named_parameters() if not n.endswith("centroids")]
         for p in others:   # biases stay as they are: only the shared centroids move
             p.requires_grad_(False)
-        hist = retrain(model, retrain_data, cfg, loss_fn=loss_fn, lr=cfg.centroid_lr or cfg.lr,
-                       params=params)
+        hist = retrain(model, retrain_data, cfg, loss_fn=loss_fn, lr=cfg.centroid_lr or cfg.lr)
         for p in others:
             p.requires_grad_(True)
         layers = Q.unshare_weights(model, layers)
