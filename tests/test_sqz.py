@@ -204,3 +204,14 @@ def test_hostile_messages(tiny_file, tmp_path):
     bad.write_bytes(b"hello")
     with pytest.raises(FormatError, match="too short"):
         squeezenet.load(bad)
+
+
+def test_inspect_bad_inputs(tmp_path, cli):
+    code, _, err = cli("inspect", tmp_path / "missing.sqz")
+    assert code == 2 and "no such file" in err
+    (tmp_path / "x.safetensors").write_bytes(b"0")
+    code, _, err = cli("inspect", tmp_path / "x.safetensors")
+    assert code == 2 and ".sqz" in err
+    (tmp_path / "junk.sqz").write_bytes(b"\x89SQZ\r\n\x1a\n" + b"\0" * 40)
+    code, _, err = cli("inspect", tmp_path / "junk.sqz")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "junk.sqz" in err
