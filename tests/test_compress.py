@@ -216,3 +216,17 @@ def test_compress_cli(tmp_path, cli):
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "-o", tmp_path / "x.bin")
     assert code == 2 and ".sqz" in err
+
+
+@pytest.mark.slow
+def test_compress_demo_ratio(tmp_path):
+    """The make-demo half: squeezenet_small -> .sqz >= 10x smaller, reloaded and evaluated."""
+    from squeezenet.compress.demo import compress_demo
+    model = squeezenet.create_model("squeezenet_small")
+    model.preprocess, model.classes = "small", [str(i) for i in range(10)]
+    squeezenet.save(model, tmp_path / "digits.safetensors")
+    lines = []
+    r = compress_demo(tmp_path / "digits.safetensors", tmp_path, log=lines.append, finetune_epochs=0)
+    assert r["ratio_vs_fp32"] >= 10
+    assert r["reloaded"]["count"] == 360 and r["reloaded"]["top1"] == pytest.approx(r["rows"][-1]["top1"])
+    assert "huffman" in lines[0] and (tmp_path / "digits.sqz").exists()

@@ -182,7 +182,8 @@ def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, ta
     if best is None:
         raise ConfigError(f"--target-size {target}: even keeping almost nothing at {bits} bits "
                           f"does not fit; use fewer --bits or a larger target")
-    log(f"  target {target:,} B at {bits} bits: scale {lo:.3f} -> estimated {best:,} B")
+    log(f"  target {target:,} B at {_bits_label(bits) if isinstance(bits, dict) else bits} bits: "
+        f"scale {lo:.3f} -> estimated {best:,} B")
     return fr(lo), lo, best
 
 
