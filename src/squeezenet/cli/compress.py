@@ -77,7 +77,12 @@ def run(args) -> int:
                          target_size=args.target_size, finetune_epochs=args.finetune_epochs,
                          max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
                          svd_energy=args.svd)
-    report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled, log=log)
+    score = None
+    if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
+        import torch.utils.data as tud
+        score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
+    report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
+                            score_loader=score, log=log)
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
     if args.json:

@@ -159,7 +159,7 @@ def estimate_bytes(model: nn.Module, fractions: dict[str, float], bits, gap_bits
 
 
 def _quantize_quick(model, bits, init):
-    return Q.quantize_model(model, bits, init)
+    return Q.quantize_model(model, bits, init, iters=30)   # the size barely depends on convergence
 
 
 def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, target: int,

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 INITS = ("linear", "density", "random")
 
 
-def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 30,
+def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """1-D k-means: (centroids (k,), cluster of each value). Vectorised Lloyd iterations.
 
@@ -55,7 +55,8 @@ def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 30,
         n = np.diff(b)
         s = csum[b[1:]] - csum[b[:-1]]
         new = np.where(n > 0, s / np.maximum(n, 1), c)   # empty clusters keep their place
-        if np.allclose(new, c, rtol=0, atol=1e-12):
+        # stop once no centroid moves by more than 1e-6 of the value range
+        if np.abs(new - c).max() <= 1e-6 * (xs[-1] - xs[0] + 1e-30):
             c = new
             break
         c = new
@@ -84,7 +85,7 @@ class QuantLayer:
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "linear",
-                   keys: list[str] | None = None) -> dict[str, QuantLayer]:
+                   keys: list[str] | None = None, iters: int = 300) -> dict[str, QuantLayer]:
     """Cluster every conv/linear weight in place; returns the per-layer codebooks and codes."""
     from .prune import prunable
     keys = keys or list(prunable(model))
@@ -101,7 +102,7 @@ def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "li
             cb = np.unique(w[nz]) if nz.size else np.zeros(1)
             lab = np.searchsorted(cb, w[nz])
         else:
-            cb, lab = kmeans_1d(w[nz], K, init)
+            cb, lab = kmeans_1d(w[nz], K, init, iters)
         codes = np.zeros(w.size, dtype=np.int64)
         codes[nz] = lab + 1
         q = QuantLayer(k, tuple(p.shape), int(b), cb.astype(np.float32), codes)
