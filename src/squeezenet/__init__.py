@@ -7,11 +7,22 @@ design-space exploration, deployment).
 1235496
 """
 from .errors import ConfigError, FormatError, SqueezeNetError
-from .io import load, save
-from .models import (Fire, MetaParams, SqueezeNet, SqueezeNetConfig, create_model, list_models,
-                     summary)
 
 __version__ = "0.1.0"
+
+# Lazy attributes: `squeezenet --help` and error paths must not pay for importing torch.
+_LAZY = {"load": "io", "save": "io", "Fire": "models", "MetaParams": "models",
+         "SqueezeNet": "models", "SqueezeNetConfig": "models", "create_model": "models",
+         "list_models": "models", "summary": "models"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'squeezenet' has no attribute {name!r}")
 
 __all__ = ["create_model", "list_models", "load", "save", "summary", "Fire", "SqueezeNet",
            "SqueezeNetConfig", "MetaParams", "SqueezeNetError", "FormatError", "ConfigError",

@@ -7,11 +7,11 @@ import sys
 from typing import Any
 
 from ..errors import SqueezeNetError
-from ..models.registry import list_models, unknown_model_message
 
 
 def model_name(value: str) -> str:
     """argparse type for a registered model name, with close-match hints."""
+    from ..models.registry import list_models, unknown_model_message
     if value not in list_models():
         raise argparse.ArgumentTypeError(unknown_model_message(value))
     return value
@@ -32,6 +32,7 @@ def model_or_file(value: str):
     """Build a model from a registered name, or load it from a model file."""
     from pathlib import Path
     from .. import create_model, load
+    from ..models.registry import list_models, unknown_model_message
     if value in list_models():
         return create_model(value), value
     if Path(value).suffix:

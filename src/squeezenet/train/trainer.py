@@ -110,6 +110,8 @@ class Trainer:
         self.is_main = self.rank == 0
         self.train_data, self.val_data = train_data, val_data
         self.out_dir = Path(out_dir) if out_dir else None
+        if self.out_dir and self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.callbacks = list(callbacks)
         self.loss_fn = loss_fn or (lambda m, x, y: default_loss(m, x, y, cfg.label_smoothing))
         self.run_info: dict[str, Any] = {}   # stored with checkpoints (e.g. the CLI's data spec)

@@ -1,0 +1,65 @@
+"""``squeezenet eval``: top-1 / top-5 accuracy of any model file on a dataset."""
+from __future__ import annotations
+
+from ._common import add_parser, print_json
+from ._infer import ENGINES_HELP
+
+EXAMPLES = """  squeezenet eval runs/digits/best.safetensors --data digits
+  squeezenet eval runs/c10/best.safetensors --data cifar10 --json
+  squeezenet eval squeezenet1_1.safetensors --data ../shared/fixtures/imagenet_sample_dev \\
+      --classes ../shared/fixtures/imagenet/synsets.txt --preprocess torchvision
+
+The class order and preprocessing stored in the model file are the defaults; --classes maps
+folder names to the model's output indices (a folder may hold any subset of the classes).
+"""
+
+
+def register(sub) -> None:
+    p = add_parser(sub, "eval", "top-1/top-5 accuracy of a model file on a dataset", EXAMPLES)
+    p.add_argument("weights", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads)")
+    p.add_argument("--data", required=True, help="digits | cifar10 | folder of class folders | .tar.gz")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="split of --data (default test)")
+    p.add_argument("--classes", default=None, help="class list file (model index order), e.g. synsets.txt")
+    p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--engine", default="eager", help=ENGINES_HELP)
+    p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
+    p.add_argument("--json", action="store_true", help="print JSON (keys top1, top5, count, images_per_s, ...)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from .. import load
+    from ..data import build_dataset, check_preset, make_loader
+    from ..errors import SqueezeNetError
+    from ..evaluate import evaluate
+    from ._infer import default_preset, forward_for
+
+    if args.batch_size < 1:
+        raise SqueezeNetError(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.weights)
+    preset = check_preset(args.preprocess) if args.preprocess else default_preset(model, args.data)
+    classes = args.classes or getattr(model, "classes", None)
+    ds = build_dataset(args.data, args.split, preset=preset, classes=classes, strict=args.strict)
+    n_out = getattr(model, "num_classes", None)
+    if n_out is not None and len(ds.classes) > n_out:
+        raise SqueezeNetError(f"the data has {len(ds.classes)} classes but {args.weights} has {n_out} outputs; "
+                              f"pass the model's class list with --classes")
+    loader = make_loader(ds, args.batch_size, workers=args.workers)
+    r = evaluate(model, loader, forward=forward_for(model, args.engine))
+    r.update({"model": str(args.weights), "data": str(args.data), "split": args.split, "preprocess": preset,
+              "engine": args.engine})
+    if args.json:
+        print_json(r)
+    else:
+        print(f"top-1 {100 * r['top1']:.2f} %  top-5 {100 * r['top5']:.2f} %  images {r['count']}  "
+              f"{r['images_per_s']:.1f} images/s  ({args.weights} on {args.data}/{args.split}, {preset})")
+        if r["skipped"]:
+            print(f"skipped {r['skipped']} unreadable image(s) (listed above)")
+    return 0

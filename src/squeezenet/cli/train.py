@@ -1,0 +1,218 @@
+"""``squeezenet train``: train a SqueezeNet with the paper's recipe (resumable, multi-process)."""
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_parser
+
+EXAMPLES = """  squeezenet train --data digits --out runs/digits --epochs 15 --accum-steps 1 --lr 0.05
+  squeezenet train --data cifar10 --out runs/c10 --epochs 30 --batch-size 128 --accum-steps 1 \\
+      --lr 0.05 --warmup-steps 200 --channels-last --workers 1
+  squeezenet train --data photos/ --classes classes.txt --model squeezenet1_1 --out runs/p --config recipe.yaml
+  squeezenet train --out runs/c10 --resume              # continue exactly where it stopped
+  torchrun --nproc_per_node=2 -m squeezenet train --data digits --out runs/ddp
+
+Defaults are the paper's solver: SGD momentum 0.9, weight decay 2e-4, lr 0.04 decreased
+linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5. A config file
+(YAML/JSON, fields of TrainConfig) sets any of them; flags win over the file.
+Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
+and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues.
+"""
+
+# flag -> (TrainConfig field, type, help)
+CONFIG_FLAGS = [
+    ("--epochs", "epochs", int, "passes over the training data (default 10)"),
+    ("--batch-size", "batch_size", int, "micro-batch per process (default 32)"),
+    ("--accum-steps", "accum_steps", int, "micro-batches per optimizer step (default 16)"),
+    ("--lr", "lr", float, "base learning rate (default 0.04)"),
+    ("--momentum", "momentum", float, "SGD momentum (default 0.9)"),
+    ("--weight-decay", "weight_decay", float, "weight decay (default 2e-4)"),
+    ("--schedule", "schedule", str, "poly | cosine | constant (default poly)"),
+    ("--power", "power", float, "poly power (default 1: linear to 0)"),
+    ("--warmup-steps", "warmup_steps", int, "linear warm-up steps (default 0)"),
+    ("--dropout", "dropout", float, "dropout before conv10 (default 0.5)"),
+    ("--label-smoothing", "label_smoothing", float, "cross-entropy label smoothing (default 0)"),
+    ("--grad-clip", "grad_clip", float, "clip the gradient norm (default off)"),
+    ("--seed", "seed", int, "seed for init, shuffling, augmentation (default 0)"),
+    ("--max-steps", "max_steps", int, "stop after N optimizer steps (the schedule's length)"),
+    ("--workers", "workers", int, "data-loading processes (default 0)"),
+    ("--checkpoint-every", "checkpoint_every", int, "also checkpoint every N steps (default: epoch ends)"),
+    ("--checkpoint-minutes", "checkpoint_minutes", float, "also checkpoint after this many minutes (default 10)"),
+    ("--device", "device", str, "auto | cpu | cuda | cuda:N (default auto)"),
+]
+BOOL_FLAGS = [("--channels-last", "channels_last", "NHWC memory format"),
+              ("--bf16", "bf16", "bfloat16 autocast"),
+              ("--nesterov", "nesterov", "Nesterov momentum")]
+
+
+def register(sub) -> None:
+    from ..models.registry import list_models
+    p = add_parser(sub, "train", "train a SqueezeNet (paper recipe; resumable; torchrun-ready)", EXAMPLES)
+    p.add_argument("--data", help="digits | cifar10 | folder of class folders | .tar.gz of them")
+    p.add_argument("--out", required=True, help="output folder for checkpoints and metrics")
+    p.add_argument("--model", default=None,
+                   help=f"model name ({', '.join(list_models())}) or a model file to fine-tune; "
+                        "default squeezenet_small for 32x32 data, else squeezenet1_1")
+    p.add_argument("--bypass", choices=["none", "simple", "complex"], default=None, help="paper Table 3 variant")
+    p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default by data/model)")
+    p.add_argument("--classes", default=None, help="class list file fixing the class-index order")
+    p.add_argument("--val", default=None, help="validation data (default: the test split of --data, if any)")
+    p.add_argument("--no-val", action="store_true", help="train without validation")
+    p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig fields")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, field, typ, hlp in CONFIG_FLAGS:
+        p.add_argument(flag, dest=field, type=typ, default=None, help=hlp)
+    for flag, field, hlp in BOOL_FLAGS:
+        p.add_argument(flag, dest=field, action="store_true", default=None, help=hlp)
+    p.set_defaults(func=run)
+
+
+def _config_overrides(args) -> dict:
+    fields = [f for _, f, _, _ in CONFIG_FLAGS] + [f for _, f, _ in BOOL_FLAGS]
+    out = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if args.no_progress:
+        out["progress"] = False
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from ..data import build_dataset, check_preset
+    from ..data.datasets import BUILTIN
+    from ..errors import SqueezeNetError
+    from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
+    from ..train import distributed as D
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    overrides = _config_overrides(args)
+    saved = None
+    if args.resume:
+        state_path = out / STATE_FILE
+        if not state_path.is_file():
+            raise SqueezeNetError(f"{state_path}: nothing to resume (no training state in --out)")
+        _, saved = load_train_state(state_path)
+        cfg_dict = dict(saved["train_config"])
+        cfg_dict.update(overrides)
+        config = TrainConfig.from_dict(cfg_dict)
+        run_args = saved.get("cli", {})
+        data = args.data or run_args.get("data")
+        preset = args.preprocess or run_args.get("preprocess")
+        classes = args.classes or run_args.get("classes")
+        val_spec = args.val or run_args.get("val")
+        no_val = args.no_val or run_args.get("no_val", False)
+    else:
+        if not args.data:
+            raise SqueezeNetError("--data is required (digits, cifar10, a folder or a .tar.gz)")
+        config = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**overrides)
+        data, preset, classes = args.data, args.preprocess, args.classes
+        val_spec, no_val = args.val, args.no_val
+    if data is None:
+        raise SqueezeNetError("--data is required")
+    if preset:
+        check_preset(preset)
+
+    torch.manual_seed(config.seed)
+    model = _build_model(args, saved, data, preset)
+    preset = preset or model.preprocess or ("small" if data in BUILTIN else "torchvision")
+    train_ds = build_dataset(data, "train", preset=preset, classes=classes or model.classes, strict=args.strict)
+    val_ds = None
+    if not no_val:
+        val_ds = _val_dataset(val_spec or data, preset, train_ds.classes, args.strict, explicit=bool(val_spec))
+    if saved is None:
+        if model.num_classes != len(train_ds.classes):
+            if args.model and Path(args.model).suffix:
+                raise SqueezeNetError(f"{args.model} has {model.num_classes} outputs but the data has "
+                                      f"{len(train_ds.classes)} classes")
+            model = _build_model(args, None, data, preset, num_classes=len(train_ds.classes))
+        model.classes, model.preprocess = list(train_ds.classes), preset
+
+    trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
+    trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
+                               "val": str(val_spec) if val_spec else None, "no_val": bool(no_val)}
+    if trainer.is_main:
+        n_val = len(val_ds) if val_ds is not None else 0
+        print(f"training {model.config.stem}/{model.config.bypass} ({sum(p.numel() for p in model.parameters()):,} "
+              f"params) on {data}: {len(train_ds)} train / {n_val} val images, {len(train_ds.classes)} classes, "
+              f"preset {preset}; {trainer.total_steps()} steps of {config.effective_batch * trainer.world_size} "
+              f"images, lr {config.lr} {config.schedule}, {trainer.world_size} process(es) on {trainer.device}",
+              flush=True)
+    if args.resume:
+        trainer.resume()
+    try:
+        history = trainer.fit()
+    finally:
+        D.cleanup()
+    if not trainer.is_main:
+        return 0
+    if trainer.interrupted:
+        return 130
+    skipped = history[-1].get("skipped", 0) if history else 0
+    if history:
+        best = max(history, key=lambda h: h.get("val_top1", -h["train_loss"]))
+        if "val_top1" in best:
+            print(f"best val top-1 {best['val_top1']:.4f} (top-5 {best['val_top5']:.4f}) at epoch {best['epoch']}; "
+                  f"last {history[-1]['val_top1']:.4f}")
+        else:
+            print(f"final train loss {history[-1]['train_loss']:.4f}")
+    if skipped:
+        print(f"skipped {skipped} unreadable image(s) (listed above)")
+    print(f"wrote {out / 'best.safetensors'}, {out / 'last.safetensors'}, {out / 'metrics.jsonl'}")
+    return 0
+
+
+def _build_model(args, saved, data, preset, num_classes=None):
+    from pathlib import Path
+
+    from .. import create_model, load
+    from ..data.datasets import BUILTIN
+    from ..models import SqueezeNet, SqueezeNetConfig
+    if saved is not None:
+        m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
+        m.classes, m.preprocess = saved["model"]["classes"], saved["model"]["preprocess"]
+        return m
+    kwargs = {}
+    if args.bypass:
+        kwargs["bypass"] = args.bypass
+    if num_classes:
+        kwargs["num_classes"] = num_classes
+    name = args.model
+    if name and Path(name).suffix:
+        if kwargs.get("bypass"):
+            from ..errors import SqueezeNetError
+            raise SqueezeNetError("--bypass applies to named models, not to a model file")
+        return load(name).train()
+    if name is None:
+        name = "squeezenet_small" if (data in BUILTIN or preset == "small") else "squeezenet1_1"
+    from ._common import model_name
+    try:
+        model_name(name)
+    except argparse.ArgumentTypeError as e:
+        from ..errors import SqueezeNetError
+        raise SqueezeNetError(str(e)) from None
+    return create_model(name, **kwargs)
+
+
+def _val_dataset(spec, preset, classes, strict, explicit):
+    from ..data import build_dataset
+    from ..data.datasets import BUILTIN
+    from ..errors import SqueezeNetError
+    from pathlib import Path
+    if not explicit and spec not in BUILTIN:
+        p = Path(spec)
+        has_split = p.is_dir() and any((p / n).exists() for n in ("test", "test.tar.gz", "test.tgz", "test.tar"))
+        if not has_split:
+            return None  # a plain folder: nothing held out
+    try:
+        return build_dataset(spec, "test", preset=preset, classes=classes, strict=strict)
+    except SqueezeNetError:
+        if explicit:
+            raise
+        return None

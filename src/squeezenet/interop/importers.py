@@ -1,0 +1,147 @@
+"""One entry point for every foreign weight source (behind ``squeezenet import``).
+
+>>> SOURCES
+('caffe', 'deep-compression', 'onnx-zoo', 'torchvision')
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+from ..errors import FormatError, SqueezeNetError
+
+SOURCES = ("caffe", "deep-compression", "onnx-zoo", "torchvision")
+#: preprocessing preset each source's weights were trained with
+PRESETS = {"caffe": "caffe", "deep-compression": "caffe", "onnx-zoo": "torchvision",
+           "torchvision": "torchvision"}
+_PROTOTXT = (".prototxt", ".pbtxt", ".txt")
+_CAFFEMODEL = (".caffemodel", ".caffemodel.h5")
+
+
+def read_classes(path: str | os.PathLike) -> list[str]:
+    """Class ids from a text file, one per line; the first word of each line counts, so
+    both ``synsets.txt`` (``n01440764``) and ``synset_words.txt`` (``n01440764 tench, ...``)
+    work.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
+    >>> _ = open(p, "w").write("n01440764 tench\\nn01443537 goldfish\\n")
+    >>> read_classes(p)
+    ['n01440764', 'n01443537']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, "no such class list file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise FormatError(path, "class list is not UTF-8 text") from None
+    classes = [ln.split()[0] for ln in lines if ln.strip()]
+    if not classes:
+        raise FormatError(path, "empty class list")
+    if len(set(classes)) != len(classes):
+        raise FormatError(path, "class list has duplicate ids")
+    return classes
+
+
+def _deep_compression():
+    try:
+        from . import deep_compression
+    except ImportError as e:
+        raise SqueezeNetError("--from deep-compression needs squeezenet.interop.deep_compression, "
+                              f"which this installation lacks ({e})") from None
+    for fn in ("import_net", "net_to_sqz"):
+        if not hasattr(deep_compression, fn):
+            raise SqueezeNetError(f"squeezenet.interop.deep_compression has no {fn}() in this installation")
+    return deep_compression
+
+
+def _split_caffe(srcs: list[str]) -> tuple[str | None, str]:
+    protos = [s for s in srcs if s.lower().endswith(_PROTOTXT)]
+    models = [s for s in srcs if s.lower().endswith(_CAFFEMODEL)]
+    other = [s for s in srcs if s not in protos and s not in models]
+    if other:
+        raise SqueezeNetError(f"{other[0]}: give a .prototxt and a .caffemodel for --from caffe")
+    if len(models) != 1 or len(protos) > 1:
+        raise SqueezeNetError("--from caffe takes one .caffemodel and at most one .prototxt "
+                              f"(got {len(models)} caffemodel, {len(protos)} prototxt)")
+    return (protos[0] if protos else None), models[0]
+
+
+def _one(srcs: list[str], source: str, what: str) -> str:
+    if len(srcs) != 1:
+        raise SqueezeNetError(f"--from {source} takes one {what}, got {len(srcs)} paths")
+    return srcs[0]
+
+
+def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] | None = None):
+    """A :class:`~squeezenet.models.SqueezeNet` from foreign files; ``classes`` (e.g. the
+    ImageNet ids of ``synsets.txt``) and the source's preprocessing preset travel with it.
+
+    * ``caffe``: ``[deploy.prototxt] model.caffemodel`` (without a prototxt the caffemodel's
+      own net definition is used)
+    * ``deep-compression``: ``compressed_SqueezeNet.net [SqueezeNet_deploy.prototxt]``
+    * ``onnx-zoo``: the zoo's ``weights`` folder of ``.npy`` files
+    * ``torchvision``: a ``squeezenet1_*.pth`` state_dict
+    """
+    srcs = [str(s) for s in srcs]
+    if source not in SOURCES:
+        raise SqueezeNetError(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+    if not srcs:
+        raise SqueezeNetError("no input files")
+    if source == "caffe":
+        from .caffe import import_caffe
+        proto, weights = _split_caffe(srcs)
+        model = import_caffe(proto, weights)
+    elif source == "deep-compression":
+        net, proto = _deep_compression_args(srcs)
+        model = _deep_compression().import_net(net, prototxt=proto)
+    elif source == "onnx-zoo":
+        from .onnx_zoo import import_onnx_zoo
+        model = import_onnx_zoo(_one(srcs, source, "weights folder"))
+    else:
+        from .torchvision import model_from_torchvision_checkpoint
+        model = model_from_torchvision_checkpoint(_one(srcs, source, ".pth file"))
+    if classes is not None:
+        n = model.config.num_classes
+        if len(classes) != n:
+            raise SqueezeNetError(f"the class list has {len(classes)} ids, the model has {n} outputs")
+        model.classes = list(classes)
+    if getattr(model, "preprocess", None) is None:
+        model.preprocess = PRESETS[source]
+    meta = dict(getattr(model, "metadata", {}) or {})
+    meta.setdefault("source", source)
+    meta["imported_from"] = [Path(s).name for s in srcs]
+    model.metadata = meta
+    return model
+
+
+def _deep_compression_args(srcs: list[str]) -> tuple[str, str | None]:
+    nets = [s for s in srcs if not s.lower().endswith(_PROTOTXT)]
+    protos = [s for s in srcs if s.lower().endswith(_PROTOTXT)]
+    if len(nets) != 1 or len(protos) > 1:
+        raise SqueezeNetError("--from deep-compression takes one .net file and at most one prototxt")
+    return nets[0], (protos[0] if protos else None)
+
+
+def import_to_file(source: str, srcs: list[str | os.PathLike], out: str | os.PathLike,
+                   classes: list[str] | None = None) -> Path:
+    """:func:`import_model` then save to ``out`` (``.safetensors``; for Deep-Compression also
+    ``.sqz``, a lossless conversion of the compressed file)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if source == "deep-compression" and suffix == ".sqz":
+        dc = _deep_compression()
+        net, proto = _deep_compression_args([str(s) for s in srcs])
+        kwargs = {}
+        if classes is not None and "classes" in inspect.signature(dc.net_to_sqz).parameters:
+            kwargs["classes"] = classes
+        dc.net_to_sqz(net, out, prototxt=proto, **kwargs)
+        return out
+    if suffix != ".safetensors":
+        hint = " (or .sqz for --from deep-compression)" if source == "deep-compression" else ""
+        raise SqueezeNetError(f"{out}: the output must end in .safetensors{hint}")
+    from ..io import save
+    model = import_model(source, srcs, classes)
+    return save(model, out)

@@ -1,0 +1,55 @@
+"""The published accuracy of the imported real weights on the 500-image ImageNet dev sample
+(one photo per even class index). Slow: each evaluation runs 500 images on the CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import squeezenet
+from squeezenet.interop.importers import import_to_file, read_classes
+
+from conftest import shared_path
+
+pytestmark = pytest.mark.slow
+TOL = 0.004 + 1e-9   # +-0.4 percentage points (2 of 500 images), float-safe
+
+
+def _evaluate(model):
+    from squeezenet.data import build_dataset, make_loader
+    from squeezenet.evaluate import evaluate
+    ds = build_dataset(shared_path("fixtures/imagenet_sample_dev"), split="test", preset=model.preprocess,
+                       classes=model.classes, strict=True)
+    assert len(ds) == 500
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        r = evaluate(model, make_loader(ds, batch_size=50))
+    finally:
+        torch.set_num_threads(threads)
+    print(f"dev set: top-1 {r['top1']:.3f} top-5 {r['top5']:.3f} ({r['count']} images, {r['seconds']:.1f} s)")
+    return r
+
+
+def test_onnx_zoo_dev_set_accuracy(tmp_path):
+    out = import_to_file("onnx-zoo", [shared_path("fixtures/onnx_zoo_squeezenet1.1/weights")],
+                         tmp_path / "zoo.safetensors",
+                         read_classes(shared_path("fixtures/imagenet/synsets.txt")))
+    r = _evaluate(squeezenet.load(out))
+    assert r["count"] == 500
+    assert abs(r["top1"] - 0.598) <= TOL and abs(r["top5"] - 0.810) <= TOL
+
+
+def test_deep_compression_dev_set_accuracy(tmp_path):
+    try:
+        from squeezenet.interop import deep_compression
+    except ImportError:
+        pytest.skip("squeezenet.interop.deep_compression (issue 5) is not merged yet")
+    if not hasattr(deep_compression, "import_net"):
+        pytest.skip("squeezenet.interop.deep_compression lacks import_net (issue 5 not merged)")
+    out = import_to_file("deep-compression", [shared_path("fixtures/deep_compression/compressed_SqueezeNet.net")],
+                         tmp_path / "dc.safetensors",
+                         read_classes(shared_path("fixtures/imagenet/synsets.txt")))
+    model = squeezenet.load(out)
+    assert model.preprocess == "caffe"
+    r = _evaluate(model)
+    assert abs(r["top1"] - 0.624) <= TOL and abs(r["top5"] - 0.826) <= TOL
