@@ -30,7 +30,9 @@ def register(sub) -> None:
                    help="bytes: choose per-layer sparsity and bits so the .sqz fits")
     p.add_argument("--finetune-epochs", type=float, default=1.0, help="retraining epochs per stage")
     p.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per retraining stage")
-    p.add_argument("--lr", type=float, default=1e-3, help="retraining learning rate")
+    p.add_argument("--lr", type=float, default=None,
+                   help="retraining learning rate (default 1e-3 with labels, 1e-4 when distilling "
+                        "from --unlabeled images: out-of-domain images at a high rate hurt)")
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
@@ -75,7 +77,9 @@ def run(args) -> int:
     unlabeled = build_dataset(args.unlabeled, "train", preset=preset) if args.unlabeled else None
     cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
                          target_size=args.target_size, finetune_epochs=args.finetune_epochs,
-                         max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
+                         max_steps=args.max_steps,
+                         lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
+                         batch_size=args.batch_size,
                          svd_energy=args.svd)
     score = None
     if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
