@@ -45,6 +45,19 @@ def distributions(space) -> dict[str, BaseDistribution]:
     return out
 
 
+def suggest_point(trial, space) -> dict[str, Any]:
+    """Ask ``trial`` for one point of ``space`` (the distributions the samplers expect)."""
+    params = {}
+    for name, d in distributions(space).items():
+        if isinstance(d, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, d.choices)
+        elif isinstance(d, IntDistribution):
+            params[name] = trial.suggest_int(name, d.low, d.high, step=d.step)
+        else:
+            params[name] = trial.suggest_float(name, d.low, d.high, step=d.step)
+    return params
+
+
 def point_key(params: dict[str, Any]) -> tuple:
     """A hashable key for a point (floats rounded so 0.1+0.2 == 0.3 on the grid)."""
     return tuple(sorted((k, round(v, 9) if isinstance(v, float) else v) for k, v in params.items()))

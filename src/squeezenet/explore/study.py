@@ -14,15 +14,15 @@ resumes with the next worker.
 """
 from __future__ import annotations
 
-import logging
-import math
+import os
 import re
-import sys
+import socket
+import warnings
 from typing import Any
 
 from ..errors import ConfigError, SqueezeNetError
 from .space import Space, load_space, parse_space
-from .strategies import distributions, get_strategy, occupied, point_key
+from .strategies import get_strategy, occupied, point_key, suggest_point
 from .trial import Budget, OverBudget, run_point
 
 OBJECTIVES = ("pareto", "accuracy")
@@ -61,7 +61,9 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
     if heartbeat:
         kw = {"heartbeat_interval": int(max(1, heartbeat)), "grace_period": int(max(2, 2 * heartbeat))}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+        with warnings.catch_warnings():  # heartbeat is marked experimental; we rely on it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
     except Exception as e:  # SQLAlchemy/driver errors: many types, one user-facing message
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         first = re.sub(r"^\(\S+\) ", "", first)
@@ -115,22 +117,12 @@ def make_objective(space: Space, budget: Budget, objective: str, size_budget: in
     networks before training, train, and record top1/params/size/MACs/seconds."""
     import optuna
     from optuna.trial import TrialState
-    dists = distributions(space)
-
-    def suggest(trial):
-        params = {}
-        for name, d in dists.items():
-            if isinstance(d, optuna.distributions.CategoricalDistribution):
-                params[name] = trial.suggest_categorical(name, d.choices)
-            elif isinstance(d, optuna.distributions.IntDistribution):
-                params[name] = trial.suggest_int(name, d.low, d.high, step=d.step)
-            else:
-                params[name] = trial.suggest_float(name, d.low, d.high, step=d.step)
-        return params
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(trial):
-        params = suggest(trial)
+        params = suggest_point(trial, space)
         trial.set_user_attr("strategy", strategy)
+        trial.set_user_attr("worker", worker)
         # a point an earlier trial holds (finished or running elsewhere) is never trained twice
         others = [t for t in trial.study.get_trials(deepcopy=False, states=(
             TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)) if t.number < trial.number]
@@ -190,19 +182,24 @@ def search(study_name: str, storage: str, strategy: str = "random", trials: int 
 
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if done < trials:
-        study.optimize(make_objective(space, budget, objective, size_budget, strategy, log),
-                       n_trials=None, catch=(), gc_after_trial=False,
-                       callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), guard])
+        with warnings.catch_warnings():  # the heartbeat is marked experimental; we rely on it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(make_objective(space, budget, objective, size_budget, strategy, log),
+                           n_trials=None, catch=(), gc_after_trial=False,
+                           callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), guard])
     _fail_stale(study)
     return study
 
 
 def _fail_stale(study) -> None:
+    """Mark trials whose worker stopped sending heartbeats as failed (their points get retried)."""
     import optuna
     from optuna.storages import fail_stale_trials
     from optuna.storages._heartbeat import is_heartbeat_enabled
     if is_heartbeat_enabled(study._storage):
-        fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
 
 
 def trials_table(study) -> list[dict[str, Any]]:
