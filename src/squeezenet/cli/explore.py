@@ -22,7 +22,8 @@ def _budget_args(p, *, storage: bool) -> None:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (fixed subset)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N images")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, data order and the strategy")
+    p.add_argument("--seed", type=int, default=0,
+                   help="strategy seed (search; give workers different ones) or training seed (sweep)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
@@ -52,6 +53,8 @@ def register(sub) -> None:
                    help="networks larger than this are pruned untrained; objective becomes accuracy")
     q.add_argument("--objective", choices=["pareto", "accuracy"], default=None,
                    help="pareto: (top-1, size); accuracy: top-1 (default: accuracy with --size-budget)")
+    q.add_argument("--train-seed", type=int, default=0,
+                   help="seed for weight init and data order of every trial (same for all workers)")
     q.add_argument("--heartbeat", type=float, default=30.0, metavar="S",
                    help="seconds between heartbeats; a trial silent for 2x this is marked failed")
     _budget_args(q, storage=True)
@@ -76,7 +79,8 @@ def _budget(args):
         import torch
         torch.set_num_threads(args.threads)
     return Budget(data=args.data, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                  lr=args.lr, train_subset=args.train_subset, test_subset=args.test_subset, seed=args.seed)
+                  lr=args.lr, train_subset=args.train_subset, test_subset=args.test_subset,
+                  seed=getattr(args, "train_seed", args.seed))
 
 
 def _log(msg: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import warnings
 from typing import Any
 
@@ -51,6 +52,11 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
                               "(use sqlite:///FILE or postgresql://USER@HOST:PORT/DB)")
     if scheme == "postgres":  # SQLAlchemy only knows the long name
         url = "postgresql" + url[len("postgres"):]
+    if url.startswith("postgresql://"):
+        # SQLAlchemy 2.1 defaults to psycopg 3; use psycopg2 (our dependency) unless 3 is there
+        import importlib.util
+        if importlib.util.find_spec("psycopg") is None:
+            url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
         # many worker processes on one file: wait for the lock instead of failing at once
@@ -60,20 +66,28 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
     kw: dict[str, Any] = {}
     if heartbeat:
         kw = {"heartbeat_interval": int(max(1, heartbeat)), "grace_period": int(max(2, 2 * heartbeat))}
-    try:
-        with warnings.catch_warnings():  # heartbeat is marked experimental; we rely on it
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
-    except Exception as e:  # SQLAlchemy/driver errors: many types, one user-facing message
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        first = re.sub(r"^\(\S+\) ", "", first)
-        raise SqueezeNetError(f"cannot open storage {redact(url)}: {first}") from None
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():  # heartbeat is marked experimental; we rely on it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+        except Exception as e:  # SQLAlchemy/driver errors: many types, one user-facing message
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = re.sub(r"^\(\S+\) ", "", first)
+            # workers starting together race to create the schema: the loser retries
+            if attempt < 5 and re.search(r"UNIQUE constraint|already exists|duplicate key|locked", first):
+                time.sleep(0.5 + attempt)
+                continue
+            raise SqueezeNetError(f"cannot open storage {redact(url)}: {first}") from None
 
 
 def _check_attrs(study, want: dict[str, Any]) -> None:
     have = study.user_attrs
     for k, v in want.items():
         if k in have and have[k] != v:
+            if isinstance(v, dict) and isinstance(have[k], dict):
+                d = sorted(x for x in set(v) | set(have[k]) if v.get(x) != have[k].get(x))
+                k, have, v = f"{k}.{d[0]}", {f"{k}.{d[0]}": have[k].get(d[0])}, v.get(d[0])
             raise SqueezeNetError(f"study {study.study_name!r} was created with {k}={have[k]!r}, "
                                   f"this worker has {v!r}; use the same settings or another --study")
     for k, v in want.items():
