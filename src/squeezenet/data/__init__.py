@@ -1,0 +1,16 @@
+"""Datasets, preprocessing presets and loaders.
+
+>>> from squeezenet.data import build_dataset, make_loader
+>>> test = build_dataset("digits", "test")          # scikit-learn digits at 32x32, offline
+>>> x, y = next(iter(make_loader(test, 4)))
+>>> x.shape
+torch.Size([4, 3, 32, 32])
+"""
+from .archive import cache_dir, unpack
+from .datasets import (BUILTIN, DigitsDataset, ImageFolderDataset, Loader, Skipped, base_dataset,
+                       build_dataset, make_loader, read_class_list, read_labels, shared_dir)
+from .transforms import INPUT_SIZE, PRESETS, check_preset, get_transform
+
+__all__ = ["build_dataset", "make_loader", "get_transform", "PRESETS", "INPUT_SIZE", "check_preset",
+           "DigitsDataset", "ImageFolderDataset", "Loader", "Skipped", "base_dataset", "read_class_list",
+           "read_labels", "shared_dir", "cache_dir", "unpack", "BUILTIN"]

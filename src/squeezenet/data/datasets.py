@@ -1,0 +1,315 @@
+"""Datasets: image folders (ImageNet layout, optional class-index order), .tar.gz archives of
+such folders, CIFAR-10 as JPEG folders, and scikit-learn's handwritten digits.
+
+Every dataset has ``.classes`` (the model's class-index order). Unreadable or truncated
+images never crash an epoch: :meth:`ImageFolderDataset.__getitem__` returns a
+:class:`Skipped` marker, :func:`make_loader`'s batches drop it, and the loader records it on
+the dataset (``dataset.skipped``: path -> reason) with one warning line per file. Under
+``strict=True`` the first bad image raises :class:`~squeezenet.errors.FormatError` instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import FormatError, SqueezeNetError
+from .archive import content_root, is_archive, unpack
+from .transforms import check_preset, get_transform
+
+SPLITS = ("train", "test")
+#: The built-in names build_dataset() understands besides paths.
+BUILTIN = ("digits", "cifar10")
+
+
+def shared_dir() -> Path:
+    """The shared fixtures/data folder: ``$SQUEEZENET_SHARED`` or ``<repo>/../shared``."""
+    env = os.environ.get("SQUEEZENET_SHARED")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[3]
+    for cand in (repo.parent / "shared", Path.cwd().parent / "shared"):
+        if cand.is_dir():
+            return cand
+    return repo.parent / "shared"
+
+
+def read_class_list(path: str | os.PathLike) -> list[str]:
+    """Class ids in model index order: the first word of each non-empty line.
+
+    Reads both ``synsets.txt`` (``n01440764``) and ``synset_words.txt``
+    (``n01440764 tench, Tinca tinca``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, "class list not found")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(path, f"cannot read class list ({e})") from None
+    classes = [l.split()[0] for l in lines if l.strip()]
+    if not classes:
+        raise FormatError(path, "class list is empty")
+    dup = sorted({c for c in classes if classes.count(c) > 1}) if len(set(classes)) != len(classes) else []
+    if dup:
+        raise FormatError(path, f"class list repeats {', '.join(dup[:3])}")
+    return classes
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Human-readable labels, one per line (``synset_words.txt``: id then names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, "labels file not found")
+    return [l.strip() for l in path.read_text().splitlines() if l.strip()]
+
+
+def _as_class_list(classes) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, (str, os.PathLike)):
+        return read_class_list(classes)
+    return [str(c) for c in classes]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Marker returned in place of a sample whose image could not be read."""
+
+    path: str
+    reason: str
+
+
+class ImageFolderDataset(Dataset):
+    """A folder of class folders (ImageNet layout), via torchvision's ``ImageFolder``.
+
+    With ``classes`` (a list or a class-list file such as ``synsets.txt``), targets are indices
+    into that list and the folder may hold any subset of it; a folder name that is not in the
+    list is an error naming it. Without, classes are the sorted folder names.
+
+    >>> # ds = ImageFolderDataset("val/", classes="../shared/fixtures/imagenet/synsets.txt")
+    """
+
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
+                 classes=None, strict: bool = False) -> None:
+        from torchvision.datasets import ImageFolder
+        root = Path(root)
+        wanted = _as_class_list(classes)
+        folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
+        if not folders:
+            raise FormatError(root, "no class folders found (expected one folder of images per class)")
+        if wanted is not None:
+            index = {c: i for i, c in enumerate(wanted)}
+            unknown = [f for f in folders if f not in index]
+            if unknown:
+                more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+                raise SqueezeNetError(f"{root}: folder {unknown[0]!r}{more} is not a class of the model's "
+                                      f"class list ({len(wanted)} classes); check --classes")
+            mapping = {f: index[f] for f in folders}
+        else:
+            wanted = folders
+            mapping = {f: i for i, f in enumerate(folders)}
+
+        class _Folder(ImageFolder):
+            def find_classes(self, directory):  # keep the model's index order
+                return sorted(mapping), mapping
+        try:
+            self._folder = _Folder(str(root), allow_empty=True)
+        except (FileNotFoundError, OSError) as e:
+            raise FormatError(root, str(e)) from None
+        if not self._folder.samples:
+            raise FormatError(root, "no images found in the class folders")
+        self.root = root
+        self.samples: list[tuple[str, int]] = self._folder.samples
+        self.targets = [t for _, t in self.samples]
+        self.classes: list[str] = list(wanted)
+        self.transform = transform
+        self.strict = strict
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, target = self.samples[i]
+        try:
+            from PIL import Image
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                img = img.convert("RGB")  # forces a full decode: truncated files fail here
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if self.strict:
+                raise FormatError(path, f"unreadable image ({reason})") from None
+            return Skipped(path, reason)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, target
+
+    def record_skipped(self, path: str, reason: str) -> None:
+        """Count a bad image, warning once (one line naming it)."""
+        if path not in self.skipped:
+            self.skipped[path] = reason
+            sys.stderr.write(f"squeezenet: warning: skipped unreadable image {path} ({reason})\n")
+
+
+class DigitsDataset(Dataset):
+    """scikit-learn's 8x8 handwritten digits (1,797 images, bundled offline), upscaled to 32x32 RGB.
+
+    Fixed split: a stratified 80/20 split with seed 0 (1,437 train / 360 test).
+
+    >>> ds = DigitsDataset("test")
+    >>> len(ds), ds.classes[:3]
+    (360, ['0', '1', '2'])
+    """
+
+    classes = [str(i) for i in range(10)]
+
+    def __init__(self, split: str = "train", transform: Callable | None = None) -> None:
+        import numpy as np
+        from PIL import Image
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+        if split not in SPLITS:
+            raise SqueezeNetError(f"split {split!r}: must be one of {', '.join(SPLITS)}")
+        d = load_digits()
+        idx = np.arange(len(d.target))
+        tr, te = train_test_split(idx, test_size=0.2, random_state=0, stratify=d.target)
+        sel = np.sort(tr if split == "train" else te)
+        pix = (d.images[sel] * (255.0 / 16.0)).round().clip(0, 255).astype("uint8")
+        self.images = [Image.fromarray(p, mode="L").resize((32, 32), Image.BILINEAR).convert("RGB")
+                       for p in pix]
+        self.targets = [int(t) for t in d.target[sel]]
+        self.transform = transform
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        img = self.images[i]
+        return (self.transform(img) if self.transform else img), self.targets[i]
+
+
+def _resolve_folder(path: Path, split: str) -> Path:
+    """The class-folder root for ``split`` inside ``path`` (a folder or an archive)."""
+    if is_archive(path):
+        path = content_root(unpack(path))
+    if not path.is_dir():
+        raise FormatError(path, "no such folder or archive (expected digits, cifar10, a folder of "
+                                "class folders, or a .tar.gz of them)")
+    if (path / f"{split}").is_dir():
+        return content_root(path / split)
+    for suf in (".tar.gz", ".tgz", ".tar"):
+        if (path / f"{split}{suf}").is_file():
+            return _resolve_folder(path / f"{split}{suf}", split)
+    if any((path / n).exists() for n in ("data_batch_1", "test_batch", "batches.meta")):
+        raise SqueezeNetError(
+            f"{path}: this is torchvision's pickled CIFAR-10 (cifar-10-batches-py); it is not read "
+            f"because unpickling a file can run code. Use the JPEG folders (cifar10, "
+            f"../shared/data/cifar10) or export the images into class folders")
+    return path
+
+
+def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | None = None,
+                  classes=None, strict: bool = False, augment: bool | None = None,
+                  transform: Callable | None = None) -> Dataset:
+    """A dataset from a spec: ``"digits"``, ``"cifar10"``, a folder of class folders (or one
+    holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
+
+    ``preset`` picks the preprocessing (default: ``small`` for digits and cifar10, else
+    ``torchvision``); ``augment`` (default: ``split == "train"``) adds training augmentation.
+    ``classes`` (a list or a class-list file) fixes the class-index order.
+
+    >>> ds = build_dataset("digits", "test")
+    >>> len(ds), ds[0][0].shape
+    (360, torch.Size([3, 32, 32]))
+    """
+    if split not in SPLITS:
+        raise SqueezeNetError(f"split {split!r}: must be one of {', '.join(SPLITS)}")
+    augment = (split == "train") if augment is None else augment
+    spec_s = str(spec)
+    if spec_s == "digits":
+        preset = check_preset(preset or "small")
+        tf = transform or get_transform(preset, train=augment, hflip=False)
+        ds = DigitsDataset(split, tf)
+        want = _as_class_list(classes)
+        if want is not None and want != DigitsDataset.classes:
+            raise SqueezeNetError(f"digits has classes 0-9; the class list given has {len(want)} entries "
+                                  f"starting {want[:3]}")
+        return ds
+    if spec_s == "cifar10":
+        root = shared_dir() / "data" / "cifar10"
+        if not root.is_dir():
+            raise FormatError(root, "CIFAR-10 folder not found (set SQUEEZENET_SHARED to the shared folder)")
+        path, default_preset = root, "small"
+    else:
+        path, default_preset = Path(spec_s).expanduser(), "torchvision"
+        if not path.exists():
+            raise FormatError(path, "no such dataset (expected digits, cifar10, a folder of class "
+                                    "folders, or a .tar.gz of them)")
+    preset = check_preset(preset or default_preset)
+    folder = _resolve_folder(path, split)
+    tf = transform or get_transform(preset, train=augment)
+    return ImageFolderDataset(folder, tf, classes=classes, strict=strict)
+
+
+# ---------------------------------------------------------------------------------- loading
+
+class _Batch(list):
+    """[images, targets] plus the paths of samples dropped from this batch (crosses workers)."""
+
+    skipped: tuple = ()
+
+
+def collate_skipping(samples: Sequence[Any]):
+    from torch.utils.data import default_collate
+    good = [s for s in samples if not isinstance(s, Skipped)]
+    bad = tuple((s.path, s.reason) for s in samples if isinstance(s, Skipped))
+    batch = _Batch(default_collate(good)) if good else _Batch()
+    batch.skipped = bad
+    return batch
+
+
+def base_dataset(ds) -> Dataset:
+    """Unwrap Subset-like wrappers down to the dataset that records skipped files."""
+    while not hasattr(ds, "record_skipped") and hasattr(ds, "dataset"):
+        ds = ds.dataset
+    return ds
+
+
+class Loader(DataLoader):
+    """A DataLoader whose batches are ``(images, targets)`` with unreadable images dropped
+    (recorded on the dataset, one warning each); batches left empty are skipped."""
+
+    def __iter__(self):
+        owner = base_dataset(self.dataset)
+        for batch in super().__iter__():
+            for path, reason in getattr(batch, "skipped", ()):
+                if hasattr(owner, "record_skipped"):
+                    owner.record_skipped(path, reason)
+            if len(batch) == 0:
+                continue
+            yield batch[0], batch[1]
+
+
+def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, workers: int = 0,
+                sampler=None, drop_last: bool = False, seed: int | None = None) -> Loader:
+    """A :class:`Loader` over ``ds``; ``seed`` makes shuffling reproducible.
+
+    >>> xs, ys = next(iter(make_loader(build_dataset("digits", "test"), 8)))
+    >>> xs.shape, ys.shape
+    (torch.Size([8, 3, 32, 32]), torch.Size([8]))
+    """
+    gen = None
+    if seed is not None:
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+    return Loader(ds, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                  sampler=sampler, num_workers=workers, collate_fn=collate_skipping,
+                  drop_last=drop_last, generator=gen, persistent_workers=workers > 0)

@@ -1,0 +1,82 @@
+"""Top-1 / top-5 accuracy of a model over a loader.
+
+>>> import squeezenet
+>>> from squeezenet.data import build_dataset, make_loader
+>>> m = squeezenet.create_model("squeezenet_small")
+>>> r = evaluate(m, make_loader(build_dataset("digits", "test"), 64))
+>>> r["count"], 0.0 <= r["top1"] <= r["top5"] <= 1.0
+(360, True)
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from .errors import SqueezeNetError
+
+
+def evaluate(model: nn.Module | None, loader: Iterable, forward: Callable | None = None,
+             device: str | torch.device | None = None, progress: bool = False) -> dict:
+    """Score ``model`` on ``loader`` (batches of ``(images, targets)``).
+
+    ``forward`` replaces ``model(x)`` (e.g. a compiled engine from ``squeezenet.runtime``).
+    Returns ``top1``, ``top5`` (fractions 0..1), ``count``, ``seconds``, ``images_per_s``,
+    ``skipped`` (unreadable images dropped by the loader). With fewer than 5 classes, top5 is
+    top-k over all classes.
+    """
+    if model is None and forward is None:
+        raise SqueezeNetError("evaluate needs a model or a forward function")
+    if model is not None:
+        model.eval()
+        if device is None:
+            try:
+                device = next(model.parameters()).device
+            except StopIteration:
+                device = torch.device("cpu")
+    device = torch.device(device or "cpu")
+    fwd = forward or model
+    correct1 = correct5 = count = 0
+    compute = 0.0
+    t0 = time.perf_counter()
+    it = loader
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(loader, desc="eval", unit="batch", leave=False)
+    with torch.inference_mode():
+        for images, targets in it:
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device)
+            t = time.perf_counter()
+            logits = fwd(images)
+            if not isinstance(logits, torch.Tensor):
+                logits = torch.as_tensor(logits)
+            logits = logits.float().to(device)
+            compute += time.perf_counter() - t
+            if logits.ndim != 2 or logits.shape[0] != targets.shape[0]:
+                raise SqueezeNetError(f"model output has shape {tuple(logits.shape)}, expected "
+                                      f"({targets.shape[0]}, classes)")
+            if int(targets.max()) >= logits.shape[1]:
+                raise SqueezeNetError(f"the data has class index {int(targets.max())} but the model has only "
+                                      f"{logits.shape[1]} outputs; pass the model's class list (--classes)")
+            k = min(5, logits.shape[1])
+            topk = logits.topk(k, dim=1).indices
+            hit = topk.eq(targets.view(-1, 1))
+            correct1 += int(hit[:, 0].sum())
+            correct5 += int(hit.any(dim=1).sum())
+            count += targets.shape[0]
+    seconds = time.perf_counter() - t0
+    from .data import base_dataset
+    owner = base_dataset(getattr(loader, "dataset", None)) if hasattr(loader, "dataset") else None
+    skipped = len(getattr(owner, "skipped", {}) or {})
+    return {
+        "top1": correct1 / count if count else 0.0,
+        "top5": correct5 / count if count else 0.0,
+        "count": count,
+        "skipped": skipped,
+        "seconds": seconds,
+        "images_per_s": count / seconds if seconds > 0 else 0.0,
+        "model_images_per_s": count / compute if compute > 0 else 0.0,
+    }

@@ -1,0 +1,141 @@
+"""Training configuration: the paper's recipe as defaults (spec section 7)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, FormatError
+
+SCHEDULES = ("poly", "cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run; stored in every training-state file.
+
+    Defaults are the paper's Caffe solver: SGD momentum 0.9, weight decay 2e-4, base lr 0.04
+    decreased linearly to 0 per iteration ("poly", power 1), an effective batch of 512 as
+    32 x 16 gradient-accumulation steps, dropout 0.5.
+
+    >>> TrainConfig().effective_batch
+    512
+    >>> TrainConfig.from_dict({"lr": 0.01, "epochs": 3}).lr
+    0.01
+    """
+
+    epochs: int = 10                  # passes over the training data
+    batch_size: int = 32              # micro-batch per process
+    accum_steps: int = 16             # micro-batches per optimizer step (paper: 32 x 16 = 512)
+    lr: float = 0.04                  # base learning rate
+    momentum: float = 0.9             # SGD momentum
+    weight_decay: float = 2e-4        # L2 weight decay
+    schedule: str = "poly"            # poly | cosine | constant, per optimizer step
+    power: float = 1.0                # poly power (1 = linear to 0)
+    warmup_steps: int = 0             # linear warm-up from 0 over this many optimizer steps
+    dropout: float | None = 0.5       # dropout before conv10 (None keeps the model's)
+    label_smoothing: float = 0.0      # cross-entropy label smoothing
+    nesterov: bool = False            # Nesterov momentum
+    grad_clip: float | None = None    # clip the gradient norm to this value
+    channels_last: bool = False       # NHWC memory format (faster convolutions on CPU)
+    bf16: bool = False                # bfloat16 autocast for forward and loss
+    seed: int = 0                     # seeds shuffling, augmentation and dropout
+    max_steps: int | None = None      # stop after this many optimizer steps (the schedule's length)
+    workers: int = 0                  # data-loading worker processes
+    checkpoint_every: int = 0         # also checkpoint every N optimizer steps (0: epoch ends only)
+    checkpoint_minutes: float = 10.0  # also checkpoint when this long passed since the last one
+    eval_batch_size: int = 256        # batch for validation passes
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    progress: bool = True             # tqdm progress bar on stderr (rank 0)
+
+    def __post_init__(self) -> None:
+        def bad(name, why):
+            raise ConfigError(f"train config {name}={getattr(self, name)!r}: {why}")
+        for name in ("epochs", "batch_size", "accum_steps", "eval_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "must be an integer >= 1")
+        if self.lr <= 0:
+            bad("lr", "must be > 0")
+        if not (0 <= self.momentum < 1):
+            bad("momentum", "must be in [0, 1)")
+        if self.weight_decay < 0:
+            bad("weight_decay", "must be >= 0")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if self.power <= 0:
+            bad("power", "must be > 0")
+        if self.warmup_steps < 0:
+            bad("warmup_steps", "must be >= 0")
+        if self.dropout is not None and not (0 <= self.dropout < 1):
+            bad("dropout", "must be in [0, 1)")
+        if not (0 <= self.label_smoothing < 1):
+            bad("label_smoothing", "must be in [0, 1)")
+        if self.max_steps is not None and self.max_steps < 1:
+            bad("max_steps", "must be >= 1")
+        if self.workers < 0 or self.checkpoint_every < 0:
+            bad("workers" if self.workers < 0 else "checkpoint_every", "must be >= 0")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.accum_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            import difflib
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown train config key {unknown[0]!r}{hint}")
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        """Read a YAML or JSON mapping of fields; ``overrides`` (non-None) win."""
+        path = Path(path)
+        if not path.is_file():
+            raise FormatError(path, "config file not found")
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(path.read_text())
+            else:
+                import yaml
+                data = yaml.safe_load(path.read_text())
+        except Exception as e:  # yaml.YAMLError, ValueError
+            raise FormatError(path, f"cannot parse config ({str(e).splitlines()[0]})") from None
+        data = data or {}
+        if not isinstance(data, dict):
+            raise FormatError(path, "config must be a mapping of field: value")
+        if isinstance(data.get("train"), dict):
+            data = data["train"]
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.from_dict(data)
+        except TypeError as e:
+            raise FormatError(path, str(e)) from None
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) of ``total_steps``.
+
+    >>> c = TrainConfig(lr=0.04)
+    >>> [round(lr_at(c, s, 4), 3) for s in range(4)]
+    [0.04, 0.03, 0.02, 0.01]
+    """
+    import math
+    base = config.lr
+    if config.warmup_steps and step < config.warmup_steps:
+        return base * (step + 1) / config.warmup_steps
+    w = config.warmup_steps if config.warmup_steps < total_steps else 0
+    frac = min(1.0, max(0.0, (step - w) / max(1, total_steps - w)))
+    if config.schedule == "poly":
+        return base * (1.0 - frac) ** config.power
+    if config.schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return base

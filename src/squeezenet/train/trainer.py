@@ -1,0 +1,442 @@
+"""The training loop: one readable file, extended through callbacks and a ``loss_fn`` hook.
+
+>>> import squeezenet
+>>> from squeezenet.data import build_dataset
+>>> from squeezenet.train import Trainer, TrainConfig
+>>> m = squeezenet.create_model("squeezenet_small", meta=squeezenet.MetaParams(base_e=16, incr_e=16))
+>>> cfg = TrainConfig(epochs=1, batch_size=32, accum_steps=1, lr=0.01, max_steps=2, progress=False)
+>>> hist = Trainer(m, cfg, build_dataset("digits", "train")).fit()
+>>> hist[-1]["step"]
+2
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, Sampler
+
+from ..errors import SqueezeNetError
+from . import distributed as D
+from .checkpoint import (STATE_FILE, load_train_state, optimizer_from_flat, rng_state,
+                         save_model_checkpoint, save_train_state, set_rng_state)
+from .config import TrainConfig, lr_at
+
+
+class Callback:
+    """Base class with no-op hooks; callbacks may also be plain objects with any subset."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer") -> None: ...            # after every optimizer step
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict) -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+class TrainingDiverged(SqueezeNetError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ShardSampler(Sampler[int]):
+    """Epoch-seeded (optionally shuffled) indices for one rank, resumable mid-epoch.
+
+    The order depends only on (seed, epoch), so a resumed run sees exactly the samples the
+    interrupted one would have; ``skip`` drops those already consumed. Like
+    ``DistributedSampler``, indices are padded to a multiple of the world size.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.shuffle, self.seed, self.rank, self.world = n, shuffle, seed, rank, world
+        self.epoch, self.skip = 0, 0
+        self.per_rank = math.ceil(n / world)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        order += order[: self.per_rank * self.world - self.n]
+        return iter(order[self.rank::self.world][self.skip:])
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.skip)
+
+
+def default_loss(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(model(images), targets, label_smoothing=label_smoothing)
+
+
+def _call(callbacks, hook: str, *args) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)
+
+
+class Trainer:
+    """SGD training of a SqueezeNet with the paper's recipe (see :class:`TrainConfig`).
+
+    ``train_data``/``val_data`` are datasets yielding ``(image, target)``. ``loss_fn(model,
+    images, targets) -> loss`` replaces cross-entropy (e.g. distillation). ``callbacks`` get
+    ``on_train_start``, ``on_step_end`` (after every optimizer step), ``on_epoch_end`` and
+    ``on_train_end``. With ``out_dir``, rank 0 writes ``last``/``best`` checkpoints, the
+    training state for :meth:`resume` and ``metrics.jsonl``.
+
+    Public state: ``model`` (the unwrapped module), ``optimizer``, ``step`` (optimizer steps
+    done), ``epoch`` (epochs completed), ``history``, ``rank``, ``world_size``.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig | None = None,
+                 train_data: Dataset | None = None, val_data: Dataset | None = None,
+                 out_dir: str | Path | None = None, callbacks: Iterable = (),
+                 loss_fn: Callable | None = None) -> None:
+        self.config = cfg = config or TrainConfig()
+        self.device = self._pick_device(cfg.device)
+        self.rank, self.world_size = D.setup(self.device)
+        self.is_main = self.rank == 0
+        self.train_data, self.val_data = train_data, val_data
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.callbacks = list(callbacks)
+        self.loss_fn = loss_fn or (lambda m, x, y: default_loss(m, x, y, cfg.label_smoothing))
+        self.run_info: dict[str, Any] = {}   # stored with checkpoints (e.g. the CLI's data spec)
+
+        torch.manual_seed(cfg.seed + self.rank)
+        import random
+        import numpy as np
+        random.seed(cfg.seed + self.rank)
+        np.random.seed((cfg.seed + self.rank) % 2**32)
+
+        if cfg.dropout is not None:
+            for m in model.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = cfg.dropout
+            if hasattr(model, "config") and hasattr(model.config, "replace"):
+                model.config = model.config.replace(dropout=cfg.dropout)
+        self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = self.model
+        if D.active():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(self.model, device_ids=ids)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.step = 0          # optimizer steps done
+        self.epoch = 0         # epochs completed
+        self.history: list[dict] = []
+        self.best: float | None = None
+        self.interrupted = False
+        self.lr = lr_at(cfg, 0, 1)
+        self._pos = 0          # micro-batches of the current epoch already consumed
+        self._sums = [0.0, 0.0, 0.0]  # loss sum, micro-batches, images of the current epoch
+        self._train_seconds = 0.0
+        self._stop_requested = False
+        self._last_save = time.monotonic()
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    @staticmethod
+    def _pick_device(name: str) -> torch.device:
+        if name == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda", D.env_world()[2])
+            return torch.device("cpu")
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            raise SqueezeNetError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+
+    def micro_batches_per_epoch(self) -> int:
+        if self.train_data is None:
+            raise SqueezeNetError("Trainer has no train_data")
+        return math.ceil(math.ceil(len(self.train_data) / self.world_size) / self.config.batch_size)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.micro_batches_per_epoch() / self.config.accum_steps)
+
+    def total_steps(self) -> int:
+        """The schedule's length: ``max_steps`` or ``epochs x steps_per_epoch``."""
+        cfg = self.config
+        return cfg.max_steps if cfg.max_steps is not None else cfg.epochs * self.steps_per_epoch()
+
+    def _autocast(self):
+        if self.config.bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> list[dict]:
+        """Train until the schedule ends (or SIGINT); returns the per-epoch metrics."""
+        cfg = self.config
+        if len(self.train_data or ()) == 0:
+            raise SqueezeNetError("the training set is empty")
+        total = self.total_steps()
+        sampler = ShardSampler(len(self.train_data), True, cfg.seed, self.rank, self.world_size)
+        old_handlers = self._install_signal_handlers()
+        try:
+            if self.step == 0 and self._pos == 0:
+                _call(self.callbacks, "on_train_start", self)
+            while self.step < total and not self._stop_requested:
+                self._run_epoch(sampler, total)
+                if self._stop_requested:
+                    break
+                self._end_epoch()
+        finally:
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+        if self._stop_requested:
+            self.interrupted = True
+            self.save_checkpoint()
+            if self.is_main:
+                where = f"; saved {self.out_dir}/last.safetensors and {STATE_FILE}" if self.out_dir else ""
+                print(f"interrupted at step {self.step} (epoch {self.epoch + 1}){where}; "
+                      f"continue with --resume", flush=True)
+            return self.history
+        _call(self.callbacks, "on_train_end", self)
+        return self.history
+
+    def _run_epoch(self, sampler: ShardSampler, total: int) -> None:
+        cfg = self.config
+        M = self.micro_batches_per_epoch()
+        accum = cfg.accum_steps
+        sampler.set_epoch(self.epoch, skip=self._pos * cfg.batch_size)
+        gen = torch.Generator()
+        gen.manual_seed((cfg.seed * 1_000_003 + self.epoch) * 7919 + self.rank)
+        from ..data import Loader
+        from ..data.datasets import collate_skipping
+        loader = Loader(self.train_data, batch_size=cfg.batch_size, sampler=sampler,
+                        num_workers=cfg.workers, collate_fn=collate_skipping, generator=gen,
+                        pin_memory=self.device.type == "cuda")
+        bar = None
+        if cfg.progress and self.is_main:
+            from tqdm import tqdm
+            n_ep = math.ceil(total / self.steps_per_epoch())
+            bar = tqdm(total=M, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
+                       unit="batch", leave=False, dynamic_ncols=True)
+        self.net.train()
+        pending = 0                    # micro-batches accumulated into the current step
+        group_loss = torch.zeros((), device=self.device)
+        t0 = time.perf_counter()
+        for images, targets in loader:
+            i = self._pos
+            start = (i // accum) * accum
+            size = min(accum, M - start)         # the epoch's last group may be shorter
+            if pending == 0:
+                self.lr = lr_at(cfg, self.step, total)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = self.lr
+            images, targets = self._to_device(images), targets.to(self.device, non_blocking=True)
+            last = (i + 1 >= start + size)
+            sync = last or not isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
+            with (contextlib.nullcontext() if sync else self.net.no_sync()):
+                with self._autocast():
+                    loss = self.loss_fn(self.net, images, targets)
+                (loss.float() / size).backward()
+            group_loss += loss.detach().float()
+            pending += 1
+            self._pos = i + 1
+            self._sums[2] += images.shape[0]
+            if bar is not None:
+                bar.update(1)
+            if last:
+                self._optimizer_step(group_loss, pending)
+                self._train_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                pending, group_loss = 0, torch.zeros((), device=self.device)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{self._sums[0] / max(1, self._sums[1]):.4f}", lr=f"{self.lr:.4g}",
+                                    img_s=f"{self._sums[2] * self.world_size / max(1e-9, self._train_seconds):.0f}")
+                if self._after_step(total):
+                    break
+        else:
+            if pending:  # a batch dropped as unreadable shortened the last group
+                self._optimizer_step(group_loss, pending)
+                self._after_step(total)
+            self._train_seconds += time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+
+    def _optimizer_step(self, group_loss: torch.Tensor, n: int) -> None:
+        value = float(group_loss) / n
+        bad = not math.isfinite(value)
+        if D.active():
+            bad = D.all_reduce([float(bad)], "max")[0] > 0
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            keep = (f"; the last good checkpoint is {self.out_dir}/last.safetensors"
+                    if self.out_dir and (self.out_dir / "last.safetensors").exists() else "")
+            raise TrainingDiverged(
+                f"loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}); training stopped"
+                f"{keep}. Lower the learning rate (--lr, now {self.config.lr}) or add warm-up (--warmup-steps)")
+        if self.config.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self._sums[0] += value * n
+        self._sums[1] += n
+        _call(self.callbacks, "on_step_end", self)
+
+    def _after_step(self, total: int) -> bool:
+        """Periodic checkpoints and SIGINT, agreed by all ranks; True ends the epoch loop."""
+        cfg = self.config
+        due = bool(cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+        due = due or (time.monotonic() - self._last_save > cfg.checkpoint_minutes * 60)
+        stop = self._stop_requested
+        if D.active():
+            stop_f, due_f = D.all_reduce([float(stop), float(due)], "max")
+            stop, due = stop_f > 0, due_f > 0
+            self._stop_requested = stop
+        if stop:
+            return True
+        if due and self.step < total:
+            self.save_checkpoint()
+        return self.step >= total
+
+    def _end_epoch(self) -> None:
+        cfg = self.config
+        loss_sum, n, images = D.all_reduce(self._sums, "sum")
+        metrics: dict[str, Any] = {
+            "epoch": self.epoch + 1, "step": self.step, "lr": self.lr,
+            "train_loss": loss_sum / n if n else float("nan"),
+            "seconds": self._train_seconds, "images_per_s": images / self._train_seconds if self._train_seconds else 0.0,
+        }
+        if self.val_data is not None:
+            metrics.update(self.validate())
+        from ..data import base_dataset
+        metrics["skipped"] = len(getattr(base_dataset(self.train_data), "skipped", {}) or {})
+        self.epoch += 1
+        self._pos, self._sums, self._train_seconds = 0, [0.0, 0.0, 0.0], 0.0
+        score = metrics.get("val_top1", -metrics["train_loss"])
+        is_best = self.best is None or score > self.best
+        if is_best:
+            self.best = score
+        self.history.append(metrics)
+        if self.out_dir and self.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+        self.save_checkpoint(best=is_best, metrics=metrics)
+        if self.is_main and self.config.progress:
+            vals = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+            print(vals, flush=True)
+        _call(self.callbacks, "on_epoch_end", self, metrics)
+
+    def validate(self) -> dict[str, float]:
+        """Top-1/top-5 on ``val_data`` (sharded over ranks, summed)."""
+        from ..data import make_loader
+        from torch.utils.data import Subset
+        ds = self.val_data
+        if D.active():
+            ds = Subset(ds, list(range(self.rank, len(ds), self.world_size)))
+        loader = make_loader(ds, self.config.eval_batch_size)
+        c1 = c5 = count = 0.0
+        loss_sum = 0.0
+        self.model.eval()
+        with torch.inference_mode(), self._autocast():
+            for images, targets in loader:
+                images, targets = self._to_device(images), targets.to(self.device)
+                logits = self.model(images).float()
+                loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+                top = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(targets.view(-1, 1))
+                c1 += float(top[:, 0].sum())
+                c5 += float(top.any(dim=1).sum())
+                count += targets.shape[0]
+        self.model.train()
+        c1, c5, count, loss_sum = D.all_reduce([c1, c5, count, loss_sum], "sum")
+        return {"val_top1": c1 / max(1, count), "val_top5": c5 / max(1, count),
+                "val_loss": loss_sum / max(1, count), "val_count": int(count)}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _info(self, metrics: dict | None = None) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "metrics": metrics or {},
+                "train_config": self.config.to_dict(), **self.run_info}
+
+    def save_checkpoint(self, best: bool = False, metrics: dict | None = None) -> None:
+        """Write last (and best) model files and the training state (rank 0; all ranks join)."""
+        rngs = D.all_gather_object(rng_state())
+        self._last_save = time.monotonic()
+        if not (self.out_dir and self.is_main):
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        info = self._info(metrics)
+        state = {**info, "pos": self._pos, "sums": self._sums, "train_seconds": self._train_seconds,
+                 "best": self.best, "history": self.history, "lr": self.lr, "world_size": self.world_size,
+                 "total_steps": self.total_steps(),
+                 "model": {"config": self.model.config.to_dict() if hasattr(self.model, "config") else None,
+                           "classes": getattr(self.model, "classes", None),
+                           "preprocess": getattr(self.model, "preprocess", None)}}
+        save_train_state(self.out_dir / STATE_FILE, self.model, self.optimizer, rngs, state)
+        has_config = hasattr(self.model, "config")
+        if has_config:
+            save_model_checkpoint(self.model, self.out_dir, "last", info)
+            if best:
+                save_model_checkpoint(self.model, self.out_dir, "best", info)
+
+    #: Config fields that change the sequence of steps; a resume must not change them.
+    SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "schedule", "power", "warmup_steps",
+                       "max_steps", "seed", "momentum", "weight_decay", "nesterov")
+
+    def resume(self, path: str | Path | None = None) -> "Trainer":
+        """Continue exactly where the training-state file left off (default: out_dir's)."""
+        path = Path(path) if path else (self.out_dir / STATE_FILE if self.out_dir else None)
+        if path is None or not path.is_file():
+            raise SqueezeNetError(f"nothing to resume: {path} not found")
+        groups, info = load_train_state(path)
+        saved = info.get("train_config", {})
+        diff = [f"{k} {saved.get(k)!r} -> {getattr(self.config, k)!r}" for k in self.SCHEDULE_FIELDS
+                if k in saved and saved.get(k) != getattr(self.config, k)]
+        if diff:
+            raise SqueezeNetError(f"{path}: cannot resume with a different schedule ({'; '.join(diff)})")
+        if info.get("world_size", 1) != self.world_size:
+            raise SqueezeNetError(f"{path}: saved with {info.get('world_size')} processes, now "
+                                  f"{self.world_size}; resume with the same --nproc_per_node")
+        from ..io import load_state_dict_checked
+        load_state_dict_checked(self.model, groups["model"], path)
+        optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
+        self.step, self.epoch, self._pos = info["step"], info["epoch"], info["pos"]
+        self._sums, self._train_seconds = list(info["sums"]), info["train_seconds"]
+        self.best, self.history, self.lr = info["best"], info["history"], info["lr"]
+        if self.rank in groups["rng"] and self.rank < len(info["rng"]):
+            set_rng_state(groups["rng"][self.rank], info["rng"][self.rank])
+        if self.is_main and self.config.progress:
+            print(f"resumed from {path}: step {self.step}, epoch {self.epoch + 1}, "
+                  f"{self._pos} micro-batches into it", flush=True)
+        return self
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+
+        def handler(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            if self.is_main:
+                print("\nstopping after this step (Ctrl-C again to abort)...", flush=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old

@@ -1,0 +1,285 @@
+"""squeezenet.train: schedule, accumulation, callbacks, checkpoints, exact resume, NaN, signals."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import squeezenet
+from squeezenet.errors import ConfigError, FormatError, SqueezeNetError
+from squeezenet.train import Callback, TrainConfig, Trainer, TrainingDiverged, lr_at
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two threads on a shared, loaded 2-core machine are many times slower than one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY = squeezenet.MetaParams(base_e=16, incr_e=16, sr=0.25)
+
+
+def tiny_model(classes=4):
+    torch.manual_seed(0)
+    m = squeezenet.create_model("squeezenet_small", meta=TINY, num_classes=classes)
+    m.classes = [f"c{i}" for i in range(classes)]
+    m.preprocess = "small"
+    return m
+
+
+def tiny_data(n=40, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.randn(n, 3, 16, 16, generator=g) * 0.5 + y.view(-1, 1, 1, 1).float() * 0.3
+    return TensorDataset(x, y)
+
+
+def cfg(**kw):
+    base = dict(epochs=2, batch_size=8, accum_steps=2, lr=0.01, progress=False, checkpoint_minutes=1e9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ---------------------------------------------------------------- config and schedule
+
+def test_paper_defaults():
+    c = TrainConfig()
+    assert (c.lr, c.momentum, c.weight_decay, c.schedule, c.power, c.dropout) == (0.04, 0.9, 2e-4, "poly", 1.0, 0.5)
+    assert c.batch_size * c.accum_steps == 512
+
+
+def test_lr_schedules():
+    c = TrainConfig(lr=0.04)
+    lrs = [lr_at(c, s, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.04) and lrs[50] == pytest.approx(0.02) and lrs[99] == pytest.approx(0.0004)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    w = TrainConfig(lr=0.1, warmup_steps=10)
+    assert [round(lr_at(w, s, 110), 4) for s in (0, 4, 9)] == [0.01, 0.05, 0.1]
+    assert lr_at(w, 60, 110) == pytest.approx(0.05)
+    cos = TrainConfig(lr=1.0, schedule="cosine")
+    assert lr_at(cos, 50, 100) == pytest.approx(0.5) and lr_at(cos, 0, 100) == 1.0
+    assert lr_at(TrainConfig(lr=0.3, schedule="constant"), 99, 100) == 0.3
+
+
+def test_config_file_and_errors(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 0.01\n  epochs: 3\n")
+    c = TrainConfig.from_file(tmp_path / "c.yaml", epochs=5)
+    assert (c.lr, c.epochs, c.momentum) == (0.01, 5, 0.9)
+    (tmp_path / "bad.yaml").write_text("lrr: 0.1\n")
+    with pytest.raises(ConfigError, match="did you mean lr"):
+        TrainConfig.from_file(tmp_path / "bad.yaml")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(FormatError, match="cannot parse"):
+        TrainConfig.from_file(tmp_path / "broken.json")
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainConfig(schedule="step")
+    with pytest.raises(ConfigError, match="accum_steps"):
+        TrainConfig(accum_steps=0)
+
+
+# ---------------------------------------------------------------- the loop
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events, self.lrs = [], []
+
+    def on_train_start(self, t):
+        self.events.append("start")
+
+    def on_step_end(self, t):
+        self.events.append(f"step{t.step}")
+        self.lrs.append(t.optimizer.param_groups[0]["lr"])
+
+    def on_epoch_end(self, t, metrics):
+        self.events.append(f"epoch{metrics['epoch']}")
+
+    def on_train_end(self, t):
+        self.events.append("end")
+
+
+def test_accumulation_callbacks_checkpoints(tmp_path):
+    # 40 samples / batch 8 = 5 micro-batches per epoch; accum 2 -> steps of 2, 2, 1 -> 3 per epoch.
+    rec, seen = Recorder(), []
+
+    def loss_fn(model, x, y):
+        seen.append(x.shape[0])
+        return torch.nn.functional.cross_entropy(model(x), y)
+    t = Trainer(tiny_model(), cfg(), tiny_data(), val_data=tiny_data(12, seed=1), out_dir=tmp_path,
+                callbacks=[rec], loss_fn=loss_fn)
+    assert t.steps_per_epoch() == 3 and t.total_steps() == 6
+    hist = t.fit()
+    assert t.step == 6 and len(hist) == 2 and len(seen) == 10
+    assert rec.events == ["start", "step1", "step2", "step3", "epoch1", "step4", "step5", "step6", "epoch2", "end"]
+    assert rec.lrs == pytest.approx([0.01 * (1 - s / 6) for s in range(6)])
+    assert {"train_loss", "val_top1", "val_top5", "lr", "seconds", "epoch", "step"} <= set(hist[0])
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2] and lines[1]["val_count"] == 12
+    for name in ("last", "best"):
+        m = squeezenet.load(tmp_path / f"{name}.safetensors")
+        side = json.loads((tmp_path / f"{name}.json").read_text())
+        assert m.classes == ["c0", "c1", "c2", "c3"] and m.preprocess == "small"
+        assert side["classes"] == m.classes and side["preprocess"] == "small" and side["config"]["num_classes"] == 4
+        assert "epoch" in side and "step" in side
+    last = squeezenet.load(tmp_path / "last.safetensors")
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(last.state_dict()[k], v.cpu())
+    assert (tmp_path / "train_state.safetensors").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_learns_and_max_steps():
+    t = Trainer(tiny_model(), cfg(epochs=50, accum_steps=1, lr=0.05, max_steps=12, dropout=0.0), tiny_data())
+    hist = t.fit()
+    assert t.step == 12 and hist[-1]["step"] == 12
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_bf16_and_channels_last():
+    t = Trainer(tiny_model(), cfg(bf16=True, channels_last=True, max_steps=2), tiny_data())
+    before = [p.detach().clone() for p in t.model.parameters()]
+    hist = t.fit()
+    assert math.isfinite(hist[-1]["train_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
+    assert t.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_nan_stops_and_keeps_last_good(tmp_path):
+    calls = []
+
+    def loss_fn(model, x, y):
+        calls.append(1)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        return loss * float("nan") if len(calls) > 4 else loss  # step 3 sees NaN
+    t = Trainer(tiny_model(), cfg(checkpoint_every=1, epochs=3), tiny_data(), out_dir=tmp_path, loss_fn=loss_fn)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3.*last good checkpoint"):
+        t.fit()
+    assert t.step == 2
+    m = squeezenet.load(tmp_path / "last.safetensors")
+    assert json.loads((tmp_path / "last.json").read_text())["step"] == 2
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+class Crash(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, t):
+        if t.step == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_in_process_is_exact(tmp_path):
+    data = tiny_data()
+    ref = Trainer(tiny_model(), cfg(epochs=3, checkpoint_every=1), data, out_dir=tmp_path / "ref")
+    ref.fit()
+    a = Trainer(tiny_model(), cfg(epochs=3, checkpoint_every=1), data, out_dir=tmp_path / "a", callbacks=[Crash(5)])
+    with pytest.raises(RuntimeError, match="simulated"):
+        a.fit()
+    b = Trainer(tiny_model(), cfg(epochs=3, checkpoint_every=1), data, out_dir=tmp_path / "a").resume()
+    assert b.step == 4 and b.epoch == 1 and b._pos == 2  # mid-epoch: 2 of 5 micro-batches done
+    b.fit()
+    assert b.step == ref.step == 9
+    assert [h["lr"] for h in b.history] == [h["lr"] for h in ref.history]
+    for (k, v), w in zip(ref.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6), k
+    with pytest.raises(SqueezeNetError, match="different schedule"):
+        Trainer(tiny_model(), cfg(epochs=4), data, out_dir=tmp_path / "a").resume()
+    with pytest.raises(SqueezeNetError, match="nothing to resume"):
+        Trainer(tiny_model(), cfg(), data, out_dir=tmp_path / "none").resume()
+
+
+# ---------------------------------------------------------------- subprocesses: SIGKILL, SIGINT
+
+WORKER = textwrap.dedent("""
+    import sys, json, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_train import tiny_model, tiny_data, cfg
+    from squeezenet.train import Trainer, Callback
+    out, resume, slow = sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3])
+    class Log(Callback):
+        def on_step_end(self, t):
+            with open(out + "/steps.log", "a") as f:
+                f.write(f"{{t.step}} {{t.optimizer.param_groups[0]['lr']!r}}\\n")
+            print("step", t.step, flush=True)
+            import time; time.sleep(slow)
+    t = Trainer(tiny_model(), cfg(epochs=3, checkpoint_every=1), tiny_data(), out_dir=out, callbacks=[Log()])
+    if resume:
+        t.resume()
+    t.fit()
+    print("interrupted" if t.interrupted else "done", t.step, flush=True)
+    torch.save(t.model.state_dict(), out + "/final.pt")
+""")
+
+
+def _worker(tmp_path, out, mode, slow=0.0):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(squeezenet.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, str(script), str(out), mode, str(slow)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_step(proc, n):
+    for line in proc.stdout:
+        if line.startswith("step") and int(line.split()[1]) >= n:
+            return
+    raise AssertionError("worker ended early: " + proc.stderr.read())
+
+
+def _steps(out):
+    rows = [l.split() for l in (out / "steps.log").read_text().splitlines()]
+    return {int(s): float(lr) for s, lr in rows}
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "run").mkdir()
+    ref = _worker(tmp_path, tmp_path / "ref", "fresh")
+    run = _worker(tmp_path, tmp_path / "run", "fresh", slow=0.3)
+    _wait_for_step(run, 5)  # step 4 is saved by now: mid-epoch 2 (3 steps per epoch)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL
+    out, err = ref.communicate(timeout=120)
+    assert ref.returncode == 0, err
+    state = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert 4 <= state["step"] < 9
+    res = _worker(tmp_path, tmp_path / "run", "resume")
+    out2, err2 = res.communicate(timeout=120)
+    assert res.returncode == 0, err2
+    assert "done 9" in out2 and "done 9" in out
+    assert _steps(tmp_path / "run") == _steps(tmp_path / "ref")  # same steps, same lr for each
+    a = torch.load(tmp_path / "ref" / "final.pt", weights_only=True)
+    b = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_sigint_saves_and_exits_cleanly(tmp_path):
+    (tmp_path / "run").mkdir()
+    run = _worker(tmp_path, tmp_path / "run", "fresh", slow=0.3)
+    _wait_for_step(run, 2)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0 and "Traceback" not in err, err
+    last = out.strip().splitlines()[-1].split()
+    assert last[0] == "interrupted"
+    saved = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert saved["step"] == int(last[1])
+    res = _worker(tmp_path, tmp_path / "run", "resume")
+    out2, err2 = res.communicate(timeout=120)
+    assert res.returncode == 0 and "done 9" in out2, err2
