@@ -19,7 +19,10 @@ def _budget_args(p, *, storage: bool) -> None:
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs per network (default 1)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each training after this many steps")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="adam (default; learns in few epochs) or sgd (the paper's recipe)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 adam, the trainer's sgd)")
+    p.add_argument("--augment", action="store_true", help="training augmentation (off: short budgets)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (fixed subset)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N images")
     p.add_argument("--seed", type=int, default=0,
@@ -79,7 +82,7 @@ def _budget(args):
         import torch
         torch.set_num_threads(args.threads)
     return Budget(data=args.data, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                  lr=args.lr, train_subset=args.train_subset, test_subset=args.test_subset,
+                  optimizer=args.optimizer, lr=args.lr, augment=args.augment, train_subset=args.train_subset, test_subset=args.test_subset,
                   seed=getattr(args, "train_seed", args.seed))
 
 
