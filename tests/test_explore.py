@@ -221,6 +221,14 @@ def test_cli_search_report_and_bad_input(cli, tmp_path):
         (["--strategy", "random", "--trials", "3", *common[:-4], "--storage",
           tmp_path / "no/such/dir/s.db", "--study", "t"], "cannot open storage"),
     ]
+    cases += [
+        (["--strategy", "random", "--trials", "3", *common[:2], "--max-steps", "2", *common[4:]],
+         "was created with budget.max_steps=1"),
+        (["--strategy", "random", "--trials", "3", "--objective", "accuracy", *common], "objectives"),
+        (["--strategy", "random", "--trials", "0", *common], "--trials 0"),
+        (["--strategy", "random", "--trials", "3", *common[:-4], "--storage", "redis://h/0", "--study", "t"],
+         "unsupported scheme 'redis'"),
+    ]
     for argv, msg in cases:
         code, out, err = cli("explore", "search", *argv)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
@@ -229,3 +237,17 @@ def test_cli_search_report_and_bad_input(cli, tmp_path):
     # the finished trials are untouched by all of the above
     code, out, err = cli("explore", "report", "--storage", db, "--study", "t", "--out", tmp_path / "rep")
     assert open(tmp_path / "rep/trials.csv").read() == before
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--param", "bypass", "--values", "1"], "--param 'bypass'"),
+    (["--param", "SR", "--values", "0.5,x"], "--values"),
+    (["--param", "SR", "--values", "0.5", "--set", "base_e"], "--set 'base_e'"),
+    (["--param", "SR", "--values", "0.5", "--set", "squeeze=4"], "--set 'squeeze=4'"),
+    (["--param", "SR", "--values", "0.5", "--epochs", "0"], "--epochs 0"),
+    (["--param", "SR", "--values", "0.5", "--model", "squeezenet9"], "--model 'squeezenet9'"),
+])
+def test_cli_sweep_bad_input(cli, tmp_path, argv, msg):
+    code, out, err = cli("explore", "sweep", *argv, "--out", tmp_path)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())
