@@ -113,7 +113,8 @@ def open_study(storage, name: str, objective: str, space: Space, budget: Budget,
                               f"not {objective!r}; use another --study")
     _check_attrs(study, {"objective": objective, "space": space.fingerprint(), "model": space.model,
                          "budget": budget.to_dict(), "size_budget": size_budget})
-    study.set_user_attr("space_def", space.to_dict()) if "space_def" not in study.user_attrs else None
+    if "space_def" not in study.user_attrs:  # lets `explore report` name the parameters
+        study.set_user_attr("space_def", space.to_dict())
     return study
 
 
