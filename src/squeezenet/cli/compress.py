@@ -1,0 +1,105 @@
+"""``squeezenet compress``: Deep Compression of a trained model into a ``.sqz`` file."""
+from __future__ import annotations
+
+from ._common import add_parser, print_json
+
+EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -o digits.sqz
+  squeezenet compress m.safetensors --data cifar10 --prune paper --bits 6 --json -o m.sqz
+  squeezenet compress v11.safetensors --data ../shared/fixtures/imagenet_sample_dev \\
+      --classes ../shared/fixtures/imagenet/synsets.txt \\
+      --unlabeled ../shared/data/cifar10/train.tar.gz --target-size 660000 -o v11.sqz
+"""
+
+
+def register(sub) -> None:
+    p = add_parser(sub, "compress", "prune, quantize and Huffman-code a model into a .sqz (paper Table 2)",
+                   EXAMPLES)
+    p.add_argument("weights", help="model file (.safetensors, .sqz, ...)")
+    p.add_argument("--data", required=True,
+                   help="evaluation data (digits, cifar10, a folder or .tar.gz); its train split, "
+                        "when it has one, is used for retraining")
+    p.add_argument("--classes", default=None, help="class-list file fixing the class-index order")
+    p.add_argument("--unlabeled", default=None,
+                   help="images for retraining by distillation from the uncompressed model (labels unused)")
+    p.add_argument("--prune", default="paper", help="paper | uniform:F | auto (sensitivity analysis)")
+    p.add_argument("--bits", type=int, default=None, help="bits per weight for every layer (default 6)")
+    p.add_argument("--gap-bits", type=int, default=4, help="bits of a sparse-position gap (default 4)")
+    p.add_argument("--init", default="linear", choices=["linear", "density", "random"],
+                   help="k-means initialisation (default linear)")
+    p.add_argument("--target-size", type=int, default=None,
+                   help="bytes: choose per-layer sparsity and bits so the .sqz fits")
+    p.add_argument("--finetune-epochs", type=float, default=1.0, help="retraining epochs per stage")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per retraining stage")
+    p.add_argument("--lr", type=float, default=None,
+                   help="retraining learning rate (default 1e-3 with labels, 1e-4 when distilling "
+                        "from --unlabeled images: out-of-domain images at a high rate hurt)")
+    p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
+    p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
+                   help="also report an SVD low-rank row keeping this spectral energy")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-o", "--output", required=True, help="output .sqz file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+    import torch
+    from .. import load
+    from ..compress.pipeline import CompressConfig, compress_model
+    from ..compress.report import format_report
+    from ..data import build_dataset, make_loader
+    from ..errors import SqueezeNetError
+    if Path(args.output).suffix.lower() != ".sqz":
+        raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
+    if args.bits is not None and not 1 <= args.bits <= 16:
+        raise SqueezeNetError(f"--bits {args.bits}: must be in 1..16")
+    if not 1 <= args.gap_bits <= 8:
+        raise SqueezeNetError(f"--gap-bits {args.gap_bits}: must be in 1..8")
+    if args.target_size is not None and args.target_size < 1000:
+        raise SqueezeNetError(f"--target-size {args.target_size}: too small to hold a model")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.weights)
+    preset = getattr(model, "preprocess", None)
+    classes = args.classes or getattr(model, "classes", None)
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    val = build_dataset(args.data, "test", preset=preset, classes=classes)
+    val_loader = make_loader(val, args.batch_size)
+    train = None
+    if args.unlabeled is None:
+        train = build_dataset(args.data, "train", preset=preset, classes=classes)
+        if _same_images(train, val) and (args.finetune_epochs > 0 or args.max_steps):
+            raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
+                                  f"evaluation images would overstate accuracy; give --unlabeled DATA "
+                                  f"or --finetune-epochs 0")
+    unlabeled = build_dataset(args.unlabeled, "train", preset=preset) if args.unlabeled else None
+    cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
+                         target_size=args.target_size, finetune_epochs=args.finetune_epochs,
+                         max_steps=args.max_steps,
+                         lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
+                         batch_size=args.batch_size,
+                         svd_energy=args.svd)
+    score = None
+    if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
+        import torch.utils.data as tud
+        score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
+    report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
+                            score_loader=score, log=log)
+    report["weights"] = str(args.weights)
+    report["data"] = str(args.data)
+    if args.json:
+        report["fractions"] = {k: round(v, 4) for k, v in report["fractions"].items()}
+        print_json(report)
+    else:
+        print(format_report(report, Path(args.weights).stem))
+        print(f"wrote {args.output} ({report['rows'][-1]['bytes']:,} bytes) in {report['seconds']:.0f} s")
+    return 0
+
+
+def _same_images(a, b) -> bool:
+    sa, sb = getattr(a, "samples", None), getattr(b, "samples", None)
+    if sa is None or sb is None:
+        return False
+    return [s[0] for s in sa][:50] == [s[0] for s in sb][:50]

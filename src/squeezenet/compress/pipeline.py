@@ -1,0 +1,341 @@
+"""Deep Compression end to end: prune -> retrain -> quantize -> retrain centroids -> Huffman.
+
+:func:`compress_model` runs the stages on a trained SqueezeNet, evaluates after each, writes
+the ``.sqz`` and returns a Table-2 style report (see :mod:`squeezenet.compress.report`).
+Retraining uses ``squeezenet.train.Trainer`` when available (callbacks ``on_step_end`` keep
+the pruning masks), else a minimal SGD loop with the same callback protocol. With unlabeled
+data, retraining distills the uncompressed model (no labels needed).
+
+>>> from squeezenet.compress.pipeline import CompressConfig   # doctest: +SKIP
+>>> report = compress_model(model, train, val_loader, CompressConfig(prune="paper", bits=6),
+...                         "m.sqz")                            # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from . import prune as P
+from . import quantize as Q
+from .sqz import SparseLayer, sparse_entries, write_sqz
+
+#: torchvision AlexNet's parameter count (the paper's 240 MB row).
+ALEXNET_PARAMS = 61_100_840
+ALEXNET_BYTES = ALEXNET_PARAMS * 4
+
+
+@dataclass
+class CompressConfig:
+    """Options of the Deep Compression pipeline (one commented field per line)."""
+
+    prune: Any = "paper"            # paper | uniform:F | auto | {key: kept fraction}
+    bits: Any = None                # bits per layer (int or {key: bits}); 2**bits centroids;
+                                    # None: 6, or the best of 5/6/7 for a target size
+    init: str = "linear"            # k-means init: linear | density | random
+    gap_bits: int = 4               # width of a relative sparse-position gap (fillers beyond)
+    target_size: int | None = None  # bytes: choose sparsity scale and bits to fit
+    finetune_epochs: float = 1.0    # retraining epochs after pruning and after quantization
+    max_steps: int | None = None    # cap on optimizer steps per retraining stage
+    lr: float = 1e-3                # retraining learning rate (SGD momentum 0.9)
+    centroid_lr: float | None = None  # centroid fine-tuning lr (default lr)
+    batch_size: int = 64            # retraining batch size
+    weight_decay: float = 0.0       # retraining weight decay (masks keep pruned weights at 0)
+    temperature: float = 2.0        # distillation temperature with unlabeled data
+    max_drop: float = 0.01          # auto pruning: allowed top-1 drop per layer
+    svd_energy: float | None = None  # also report an SVD row keeping this energy
+    seed: int = 0                   # seed for data order and k-means random init
+
+
+# ----------------------------------------------------------------------------- training
+
+def distill_loss(teacher: nn.Module, temperature: float = 2.0) -> Callable:
+    """``loss_fn(model, images, targets)``: KL to the teacher's softened outputs (labels unused)."""
+    teacher.eval()
+
+    def loss_fn(model, images, targets):
+        with torch.no_grad():
+            t = teacher(images)
+        s = model(images)
+        T = temperature
+        return F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), log_target=True,
+                        reduction="batchmean") * T * T
+    return loss_fn
+
+
+def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), loss_fn=None,
+            lr: float | None = None) -> list[dict]:
+    """One retraining stage with ``squeezenet.train.Trainer`` (SGD momentum 0.9, poly lr).
+
+    Only parameters with ``requires_grad`` move (the centroid stage freezes the rest).
+    """
+    from ..train import TrainConfig, Trainer
+    if train_data is None or (cfg.finetune_epochs <= 0 and not cfg.max_steps):
+        return []
+    steps = cfg.max_steps
+    if steps is None:
+        steps = max(1, math.ceil(cfg.finetune_epochs * math.ceil(len(train_data) / cfg.batch_size)))
+    tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
+                     accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9,
+                     weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
+                     progress=False, device="cpu")
+    out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn).fit()
+    model.eval()
+    return out
+
+
+# ----------------------------------------------------------------------------- sizes
+
+def sparse_sizes(model: nn.Module, gap_bits: int, value_bits: int | dict = 32) -> int:
+    """Bytes of a pruned model stored as (value, gap) entries with fillers, plus the rest
+    dense: the fixed-width size before Huffman coding (the paper's pruning/quantization rows)."""
+    sd = model.state_dict()
+    keys = set(P.prunable(model))
+    total = 0
+    for k, v in sd.items():
+        if k not in keys:
+            total += v.numel() * 4
+            continue
+        b = value_bits[k] if isinstance(value_bits, dict) else value_bits
+        flat = v.flatten().cpu().numpy()
+        nz = np.flatnonzero(flat)
+        d = np.diff(nz, prepend=-1) - 1
+        entries = nz.size + int((d >> gap_bits).sum())
+        dense_bits = flat.size * b
+        sparse_bits = entries * (b + gap_bits)
+        total += int(math.ceil(min(dense_bits, sparse_bits) / 8))
+        if b < 32:
+            total += (1 << b) * 4           # codebook
+    return total
+
+
+def sparse_layers(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int) -> tuple[list, dict]:
+    """The .sqz records of a quantized model (+ the dense rest)."""
+    sd = model.state_dict()
+    recs, used = [], set()
+    for k, q in layers.items():
+        bias_key = k[:-len("weight")] + "bias"
+        nz = np.flatnonzero(q.codes)
+        gaps, codes = sparse_entries(nz, q.codes[nz], gap_bits, 0)
+        cb = np.concatenate([[0.0], q.codebook]).astype(np.float32)
+        recs.append(SparseLayer(k, q.shape, cb, codes, gaps, gap_bits, 0,
+                                bias_key if bias_key in sd else None,
+                                sd[bias_key].cpu().numpy() if bias_key in sd else None, q.bits))
+        used |= {k, bias_key}
+    dense = {k: v.cpu().numpy() for k, v in sd.items() if k not in used}
+    return recs, dense
+
+
+def save_quantized(model: nn.Module, layers: dict[str, Q.QuantLayer], path, gap_bits: int = 4,
+                   metadata: dict | None = None) -> dict:
+    """Write a quantized (and pruned) model as ``.sqz``."""
+    recs, dense = sparse_layers(model, layers, gap_bits)
+    meta = dict(getattr(model, "metadata", {}) or {})
+    meta.update(metadata or {})
+    return write_sqz(path, model.config, recs, dense, classes=getattr(model, "classes", None),
+                     preprocess=getattr(model, "preprocess", None), metadata=meta)
+
+
+def estimate_bytes(model: nn.Module, fractions: dict[str, float], bits, gap_bits: int,
+                   init: str = "linear") -> int:
+    """Size of the .sqz that pruning to ``fractions`` and quantizing to ``bits`` would give
+    (no retraining; quick k-means), by actually encoding it."""
+    m = copy.deepcopy(model)
+    P.apply_masks(m, P.magnitude_masks(m, fractions))
+    layers = _quantize_quick(m, bits, init)
+    with tempfile.TemporaryDirectory() as d:
+        return save_quantized(m, layers, Path(d) / "est.sqz", gap_bits)["bytes"]
+
+
+def _quantize_quick(model, bits, init):
+    return Q.quantize_model(model, bits, init, iters=30)   # the size barely depends on convergence
+
+
+def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, target: int,
+               init: str = "linear", log=print) -> tuple[dict[str, float], float, int]:
+    """Largest scale ``s`` (kept fractions ``min(1, s * base)``) whose .sqz fits ``target``."""
+    def fr(s):
+        return {k: min(1.0, max(1e-3, s * f)) for k, f in base.items()}
+    lo, hi = 0.0, 1.0 / min(base.values())
+    size_hi = estimate_bytes(model, fr(hi), bits, gap_bits, init)
+    if size_hi <= target:
+        return fr(hi), hi, size_hi
+    best = None
+    for _ in range(9):
+        mid = (lo + hi) / 2
+        size = estimate_bytes(model, fr(mid), bits, gap_bits, init)
+        if size <= target:
+            lo, best = mid, size
+        else:
+            hi = mid
+    if best is None:
+        raise ConfigError(f"--target-size {target}: even keeping almost nothing at {bits} bits "
+                          f"does not fit; use fewer --bits or a larger target")
+    log(f"  target {target:,} B at {_bits_label(bits) if isinstance(bits, dict) else bits} bits: "
+        f"scale {lo:.3f} -> estimated {best:,} B")
+    return fr(lo), lo, best
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+def _row(stage, approach, bits, size, fp32, metrics, **extra):
+    r = {"stage": stage, "approach": approach, "bits": bits, "bytes": int(size),
+         "ratio_vs_fp32": fp32 / size, "ratio_vs_alexnet": ALEXNET_BYTES / size,
+         "top1": metrics.get("top1") if metrics else None,
+         "top5": metrics.get("top5") if metrics else None}
+    r.update(extra)
+    return r
+
+
+def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig,
+                   out_path: str | os.PathLike, unlabeled=None, score_loader=None,
+                   log: Callable = print) -> dict:
+    """Run the pipeline on ``model`` (modified in place); write ``out_path`` (.sqz).
+
+    ``train_data``: labeled retraining data (or None); ``unlabeled``: data for distillation
+    from the uncompressed model (used instead of labels when given); ``val_loader``: the
+    evaluation data for every row; ``score_loader``: a small loader to choose bits for a
+    target size (default ``val_loader``).
+    """
+    from ..evaluate import evaluate
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    model.eval()
+    teacher = copy.deepcopy(model).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    fp32 = n_params * 4
+    rows, timings = [], {}
+
+    def ev(m):
+        return evaluate(m, val_loader) if val_loader is not None else {}
+
+    t = time.time()
+    dense = ev(model)
+    rows.append(_row("dense", "none", 32, fp32, fp32, dense))
+    log(f"dense: {fp32:,} B top-1 {dense.get('top1', float('nan')):.4f}")
+    timings["dense_eval"] = time.time() - t
+
+    retrain_data, loss_fn = train_data, None
+    if unlabeled is not None:
+        retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
+
+    keys = list(P.prunable(model))
+    bits = cfg.bits if isinstance(cfg.bits, dict) else {k: int(cfg.bits or 6) for k in keys}
+
+    # 1. choose kept fractions
+    t = time.time()
+    if cfg.prune == "auto":
+        sl = score_loader or val_loader
+        base_top1 = evaluate(model, sl)["top1"]
+        sens = P.sensitivity(model, lambda m: evaluate(m, sl)["top1"])
+        fractions = P.choose_fractions(sens, cfg.max_drop)
+        log(f"auto pruning (base top-1 {base_top1:.4f}, max drop {cfg.max_drop}): "
+            f"{sum(fractions.values()) / len(fractions):.2f} mean kept")
+    else:
+        fractions = P.prune_fractions(model, cfg.prune)
+    chosen_bits = None
+    if cfg.target_size:
+        cands = [5, 6, 7] if cfg.bits is None else sorted(set(bits.values()))
+        best = None
+        sl = score_loader or val_loader
+        for b in cands:
+            bb = dict(bits) if isinstance(cfg.bits, dict) else {k: b for k in keys}
+            fr, s, est = fit_target(model, fractions, bb, cfg.gap_bits, cfg.target_size, cfg.init, log)
+            m = copy.deepcopy(model)
+            P.apply_masks(m, P.magnitude_masks(m, fr))
+            Q.quantize_model(m, bb, cfg.init)
+            score = evaluate(m, sl)["top1"] if sl is not None else 0.0
+            log(f"  {b} bits: kept {_kept(m, keys):.3f} of weights, quick top-1 {score:.4f}")
+            if best is None or score > best[0]:
+                best = (score, b, fr)
+        _, chosen_bits, fractions = best
+        if not isinstance(cfg.bits, dict):
+            bits = {k: chosen_bits for k in keys}
+    timings["choose"] = time.time() - t
+
+    # 2. prune + retrain with masks
+    t = time.time()
+    masks = P.magnitude_masks(model, fractions)
+    P.apply_masks(model, masks)
+    hist = retrain(model, retrain_data, cfg, callbacks=[P.MaskCallback(masks)], loss_fn=loss_fn)
+    P.apply_masks(model, masks)
+    pruned = ev(model)
+    kept = _kept(model, keys)
+    rows.append(_row("pruned", "network pruning", 32, sparse_sizes(model, cfg.gap_bits), fp32, pruned,
+                     kept=kept, retrain=hist[-1] if hist else None))
+    log(f"pruned ({kept:.3f} kept): top-1 {pruned.get('top1', float('nan')):.4f}")
+    timings["prune_retrain"] = time.time() - t
+
+    # 3. quantize
+    t = time.time()
+    layers = Q.quantize_model(model, bits, cfg.init, keys)
+    quant = ev(model)
+    rows.append(_row("quantized", "k-means weight sharing", _bits_label(bits),
+                     sparse_sizes(model, cfg.gap_bits, bits), fp32, quant))
+    log(f"quantized: top-1 {quant.get('top1', float('nan')):.4f}")
+
+    # 4. centroid fine-tuning
+    if retrain_data is not None and (cfg.finetune_epochs > 0 or cfg.max_steps):
+        Q.share_weights(model, layers)
+        others = [p for n, p in model.named_parameters() if not n.endswith("centroids")]
+        for p in others:   # biases stay as they are: only the shared centroids move
+            p.requires_grad_(False)
+        hist = retrain(model, retrain_data, cfg, loss_fn=loss_fn, lr=cfg.centroid_lr or cfg.lr)
+        for p in others:
+            p.requires_grad_(True)
+        layers = Q.unshare_weights(model, layers)
+        tuned = ev(model)
+        rows.append(_row("centroids tuned", "trained quantization", _bits_label(bits),
+                         sparse_sizes(model, cfg.gap_bits, bits), fp32, tuned,
+                         retrain=hist[-1] if hist else None))
+        log(f"centroids tuned: top-1 {tuned.get('top1', float('nan')):.4f}")
+    timings["quantize"] = time.time() - t
+
+    # 5. Huffman -> .sqz, reloaded from disk
+    t = time.time()
+    info = save_quantized(model, layers, out_path, cfg.gap_bits,
+                          metadata={"compressed_from_params": n_params})
+    from .sqz import load_sqz
+    reloaded = load_sqz(out_path)
+    final = ev(reloaded)
+    rows.append(_row("huffman (.sqz)", "Deep Compression", _bits_label(bits), info["bytes"], fp32, final,
+                     parts=info["parts"]))
+    log(f".sqz: {info['bytes']:,} B top-1 {final.get('top1', float('nan')):.4f}")
+    timings["huffman"] = time.time() - t
+
+    if cfg.svd_energy:
+        t = time.time()
+        from .svd import svd_factorize
+        m = copy.deepcopy(teacher)
+        info_svd = svd_factorize(m, energy=cfg.svd_energy)
+        retrain(m, retrain_data, cfg, loss_fn=distill_loss(teacher, cfg.temperature) if unlabeled is not None else None)
+        n_svd = sum(p.numel() for p in m.parameters())
+        rows.insert(1, _row("svd", "SVD", 32, n_svd * 4, fp32, ev(m), layers=len(info_svd)))
+        timings["svd"] = time.time() - t
+
+    return {"rows": rows, "out": str(out_path), "params": n_params, "fp32_bytes": fp32,
+            "alexnet_bytes": ALEXNET_BYTES, "fractions": fractions, "bits": bits,
+            "config": {k: v for k, v in cfg.__dict__.items()}, "seconds": time.time() - t_start,
+            "timings": timings}
+
+
+def _kept(model, keys):
+    sd = model.state_dict()
+    nz = sum(int((sd[k] != 0).sum()) for k in keys)
+    return nz / sum(sd[k].numel() for k in keys)
+
+
+def _bits_label(bits: dict) -> str | int:
+    vals = sorted(set(bits.values()))
+    return vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"

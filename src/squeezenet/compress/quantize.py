@@ -1,0 +1,158 @@
+"""Trained quantization (Deep Compression stage 2): per-layer k-means weight sharing.
+
+Each layer's *non-zero* weights are clustered into ``2**bits`` centroids (1-D k-means,
+vectorised Lloyd iterations over the sorted values); pruned zeros are not a cluster and stay
+exactly zero. Codes are stored as ``0`` for a zero weight and ``1..K`` for centroid ``k-1``.
+
+Centroid fine-tuning: :func:`share_weights` turns each layer's weight into
+``cat([0], centroids)[codes]``, so autograd's backward of the gather *is* the paper's rule:
+each centroid's gradient is the sum of the gradients of the weights in its cluster.
+
+>>> import numpy as np
+>>> cb, codes = kmeans_1d(np.array([-1.0, -0.9, -0.1, 1.0, 1.1]), 2)
+>>> np.round(cb, 2).tolist(), codes.tolist()
+([-0.67, 1.05], [0, 0, 0, 1, 1])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+INITS = ("linear", "density", "random")
+
+
+def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """1-D k-means: (centroids (k,), cluster of each value). Vectorised Lloyd iterations.
+
+    ``init``: ``linear`` (evenly spaced over [min, max], the paper's best), ``density``
+    (evenly spaced over the CDF) or ``random`` (Forgy: k distinct values at random).
+    """
+    if init not in INITS:
+        raise ConfigError(f"k-means init {init!r}: use one of {', '.join(INITS)}")
+    x = np.asarray(x, dtype=np.float64).ravel()
+    if x.size == 0:
+        return np.zeros(k), np.zeros(0, dtype=np.int64)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    if init == "linear":
+        c = np.linspace(xs[0], xs[-1], k)
+    elif init == "density":
+        c = np.quantile(xs, (np.arange(k) + 0.5) / k)
+    else:
+        rng = np.random.default_rng(seed)
+        c = np.sort(rng.choice(xs, size=k, replace=xs.size < k))
+    csum = np.concatenate([[0.0], np.cumsum(xs)])
+    for _ in range(iters):
+        c = np.sort(c)
+        # sorted data: cluster j holds xs[b[j]:b[j+1]], boundaries at centroid midpoints
+        b = np.concatenate([[0], np.searchsorted(xs, (c[1:] + c[:-1]) / 2), [xs.size]])
+        n = np.diff(b)
+        s = csum[b[1:]] - csum[b[:-1]]
+        new = np.where(n > 0, s / np.maximum(n, 1), c)   # empty clusters keep their place
+        # stop once no centroid moves by more than 1e-6 of the value range
+        if np.abs(new - c).max() <= 1e-6 * (xs[-1] - xs[0] + 1e-30):
+            c = new
+            break
+        c = new
+    c = np.sort(c)
+    b = np.searchsorted(xs, (c[1:] + c[:-1]) / 2)
+    labels_sorted = np.cumsum(np.bincount(b, minlength=xs.size + 1)[:xs.size])
+    labels = np.empty_like(labels_sorted)
+    labels[order] = labels_sorted
+    return c, labels
+
+
+@dataclass
+class QuantLayer:
+    """A weight-shared layer: ``weight.flat[i] = ([0] + codebook)[codes[i]]``."""
+
+    key: str
+    shape: tuple
+    bits: int
+    codebook: np.ndarray     # float32 (K,) centroids of the non-zero weights
+    codes: np.ndarray        # int (numel,) 0 = zero weight, j = codebook[j - 1]
+
+    def weight(self) -> np.ndarray:
+        table = np.concatenate([[0.0], self.codebook]).astype(np.float32)
+        return table[self.codes].reshape(self.shape)
+
+
+@torch.no_grad()
+def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "linear",
+                   keys: list[str] | None = None, iters: int = 300) -> dict[str, QuantLayer]:
+    """Cluster every conv/linear weight in place; returns the per-layer codebooks and codes."""
+    from .prune import prunable
+    keys = keys or list(prunable(model))
+    out = {}
+    for k in keys:
+        b = bits[k] if isinstance(bits, dict) else bits
+        if not 1 <= int(b) <= 16:
+            raise ConfigError(f"bits {b} for {k}: must be in 1..16")
+        p = model.get_parameter(k)
+        w = p.detach().cpu().numpy().ravel().astype(np.float64)
+        nz = np.flatnonzero(w)
+        K = 1 << int(b)
+        if nz.size <= K:   # fewer weights than centroids: each value is its own centroid
+            cb = np.unique(w[nz]) if nz.size else np.zeros(1)
+            lab = np.searchsorted(cb, w[nz])
+        else:
+            cb, lab = kmeans_1d(w[nz], K, init, iters)
+        codes = np.zeros(w.size, dtype=np.int64)
+        codes[nz] = lab + 1
+        q = QuantLayer(k, tuple(p.shape), int(b), cb.astype(np.float32), codes)
+        p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
+        out[k] = q
+    return out
+
+
+class _SharedWeight:
+    """Forward pre-hook: ``module.weight = cat([0], module.centroids)[module.codes]``."""
+
+    def __call__(self, module, inputs):
+        table = torch.cat([module.centroids.new_zeros(1), module.centroids])
+        module.weight = table[module.codes]
+
+
+def share_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> list[nn.Parameter]:
+    """Make each layer's centroids the trainable parameters (weights become gathers).
+
+    Returns the centroid parameters; the layer's ``weight`` parameter is removed until
+    :func:`unshare_weights`. Zeros (code 0) are a constant, not a parameter.
+    """
+    params = []
+    for k, q in layers.items():
+        mod = model.get_submodule(k.rsplit(".", 1)[0])
+        dev = mod.weight.device
+        del mod._parameters["weight"]
+        mod.centroids = nn.Parameter(torch.from_numpy(q.codebook.copy()).to(dev))
+        mod.register_buffer("codes", torch.from_numpy(q.codes.reshape(q.shape)).to(dev), persistent=False)
+        mod._share_hook = mod.register_forward_pre_hook(_SharedWeight())
+        _SharedWeight()(mod, None)
+        params.append(mod.centroids)
+    return params
+
+
+@torch.no_grad()
+def unshare_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> dict[str, QuantLayer]:
+    """Undo :func:`share_weights`: write the tuned centroids back as plain weights."""
+    out = {}
+    for k, q in layers.items():
+        mod = model.get_submodule(k.rsplit(".", 1)[0])
+        cb = mod.centroids.detach().cpu().numpy().astype(np.float32)
+        dev = mod.centroids.device
+        mod._share_hook.remove()
+        del mod._share_hook
+        del mod._parameters["centroids"]
+        del mod._buffers["codes"]
+        nq = QuantLayer(k, q.shape, q.bits, cb, q.codes)
+        if "weight" in mod.__dict__:
+            del mod.__dict__["weight"]
+        mod.weight = nn.Parameter(torch.from_numpy(nq.weight()).to(dev))
+        out[k] = nq
+    return out

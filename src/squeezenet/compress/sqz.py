@@ -1,0 +1,510 @@
+"""The ``.sqz`` file: a Deep-Compressed SqueezeNet that loads straight into a runnable model.
+
+Layout (all little-endian; full specification in ``docs/sqz-format.md``)::
+
+    magic      8 bytes  b"\\x89SQZ\\r\\n\\x1a\\n"
+    version    uint16   1
+    flags      uint16   0
+    hlen       uint32   length of the compressed header
+    hraw       uint32   length of the header JSON once decompressed (<= 16 MiB)
+    crc        uint32   CRC-32 of the payload (every bit flip is caught)
+    header     hlen bytes, zlib-compressed UTF-8 JSON
+    payload    the rest; every [offset, length] in the header is relative to its start
+
+The JSON header holds the model config, classes, preprocessing preset, metadata and one
+record per compressed layer (shape, bits, count, codebook, Huffman-coded cluster indices and
+sparse-position gaps, bias), plus plain float32 tensors for anything left dense. Every
+offset, length, shape and count is checked against the file size and sane limits before
+anything is allocated; every problem is a :class:`~squeezenet.errors.FormatError`.
+
+>>> import squeezenet                                     # doctest: +SKIP
+>>> model = squeezenet.load("dc.sqz")                     # runnable, eval mode
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError
+from . import huffman
+
+MAGIC = b"\x89SQZ\r\n\x1a\n"
+VERSION = 1
+PREAMBLE = struct.Struct("<8sHHIII")
+
+# sane limits, checked before anything is allocated
+MAX_HEADER = 16 << 20          # decompressed JSON header
+MAX_LAYERS = 4096
+MAX_NUMEL = 1 << 27            # weights in one tensor
+MAX_PARAMS = 1 << 28           # weights in the whole model (checked on the config)
+MAX_ALPHABET = 1 << 16
+MAX_DIM = 1 << 20
+
+
+@dataclass
+class SparseLayer:
+    """One weight-shared, (optionally) pruned tensor as stored in a ``.sqz``.
+
+    ``codes[i]`` indexes ``codebook``; entry ``i`` sits ``gaps[i] + 1`` after entry ``i-1``
+    in the flattened weight (the first at ``gaps[0]``), with filler entries of gap
+    ``2**gap_bits - 1`` and code ``zero_code`` bridging longer runs of zeros. ``gaps=None``
+    means dense order: one code for every weight.
+    """
+
+    name: str
+    shape: tuple
+    codebook: np.ndarray            # float32 (K,)
+    codes: np.ndarray               # (n,) ints in [0, K)
+    gaps: np.ndarray | None = None  # (n,) ints in [0, 2**gap_bits)
+    gap_bits: int = 4
+    zero_code: int = 0              # index of 0.0 in codebook (fillers use it)
+    bias_name: str | None = None
+    bias: np.ndarray | None = None  # float32 (O,)
+    bits: int | None = None         # nominal bits per weight (log2 of the centroids)
+
+    def weight(self) -> np.ndarray:
+        numel = int(np.prod(self.shape))
+        vals = self.codebook.astype(np.float32)[np.asarray(self.codes, dtype=np.int64)]
+        if self.gaps is None:
+            return vals.reshape(self.shape)
+        w = np.zeros(numel, dtype=np.float32)
+        w[np.cumsum(np.asarray(self.gaps, dtype=np.int64) + 1) - 1] = vals
+        return w.reshape(self.shape)
+
+
+def sparse_entries(positions: np.ndarray, codes: np.ndarray, gap_bits: int,
+                   zero_code: int) -> tuple[np.ndarray, np.ndarray]:
+    """Relative gaps with filler entries for sorted flat ``positions`` (vectorised).
+
+    >>> g, c = sparse_entries(np.array([1, 40]), np.array([5, 6]), 4, 0)
+    >>> g.tolist(), c.tolist()
+    ([1, 15, 15, 6], [5, 0, 0, 6])
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    span = 1 << gap_bits
+    d = np.diff(positions, prepend=-1) - 1
+    if d.size and d.min() < 0:
+        raise ValueError("positions must be strictly increasing")
+    fill = d // span
+    rem = d - fill * span
+    counts = fill + 1
+    total = int(counts.sum())
+    at = np.cumsum(counts) - 1          # where each real entry lands
+    gaps = np.full(total, span - 1, dtype=np.int64)
+    out = np.full(total, zero_code, dtype=np.int64)
+    gaps[at] = rem
+    out[at] = np.asarray(codes, dtype=np.int64)
+    return gaps, out
+
+
+# ----------------------------------------------------------------------------- writing
+
+class _Payload:
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> list[int]:
+        off = self.size
+        self.chunks.append(data)
+        self.size += len(data)
+        return [off, len(data)]
+
+
+def _huff_stream(symbols: np.ndarray, alphabet: int) -> tuple[dict, bytes, bytes, int]:
+    lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet)[:alphabet])
+    if symbols.size == 0:
+        lengths[0] = 1
+    data, nbits = huffman.encode(symbols, lengths)
+    table = huffman.pack_lengths(lengths)
+    return {"alphabet": alphabet, "nbits": nbits}, table, data, len(table) + len(data)
+
+
+def _gap_stream(gaps: np.ndarray, gap_bits: int):
+    """Huffman-code the gaps one per symbol or, when cheaper, two per symbol."""
+    best = None
+    groups = (1, 2) if 2 * gap_bits <= 12 else (1,)
+    for group in groups:
+        g = np.asarray(gaps, dtype=np.int64)
+        if group == 2:
+            g = np.concatenate([g, np.zeros(g.size % 2, dtype=np.int64)])
+            g = g[0::2] | (g[1::2] << gap_bits)
+        rec, table, data, cost = _huff_stream(g, 1 << (gap_bits * group))
+        if best is None or cost < best[3]:
+            rec["group"] = group
+            best = (rec, table, data, cost)
+    return best
+
+
+def write_sqz(path: str | os.PathLike, config, layers: list[SparseLayer],
+              dense: dict[str, np.ndarray] | None = None, classes: list[str] | None = None,
+              preprocess: str | None = None, metadata: dict[str, Any] | None = None) -> dict:
+    """Write a ``.sqz`` file atomically; returns ``{"bytes": total, "parts": {...}}``.
+
+    ``config``: a SqueezeNetConfig (or its dict); ``layers``: the compressed tensors;
+    ``dense``: any other tensors (stored as float32). Each layer is stored in whichever of
+    sparse (gaps + codes) or dense order (one code per weight) is smaller.
+    """
+    from ..io import atomic_write
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    payload = _Payload()
+    parts = {"header": 0, "codebook": 0, "codes": 0, "positions": 0, "bias": 0, "dense": 0}
+    recs = []
+    for layer in layers:
+        numel = int(np.prod(layer.shape))
+        K = int(layer.codebook.size)
+        codes = np.asarray(layer.codes, dtype=np.int64)
+        if codes.size and (codes.min() < 0 or codes.max() >= K):
+            raise ValueError(f"{layer.name}: codes outside the codebook")
+        # option A: as given (sparse); option B: dense order with the zero code
+        cand = []
+        if layer.gaps is not None:
+            c_rec, c_tab, c_dat, c_cost = _huff_stream(codes, K)
+            g_rec, g_tab, g_dat, g_cost = _gap_stream(layer.gaps, layer.gap_bits)
+            cand.append((c_cost + g_cost, codes.size, (c_rec, c_tab, c_dat), (g_rec, g_tab, g_dat)))
+        if layer.gaps is None or codes.size * 2 > numel // 2:
+            dense_codes = _dense_codes(layer, numel)
+            if dense_codes is not None:
+                c_rec, c_tab, c_dat, c_cost = _huff_stream(dense_codes, K)
+                cand.append((c_cost, numel, (c_rec, c_tab, c_dat), None))
+        if not cand:
+            raise ValueError(f"{layer.name}: codebook has no zero entry for pruned weights")
+        _, count, (c_rec, c_tab, c_dat), gap = min(cand, key=lambda c: c[0])
+        rec: dict[str, Any] = {"name": layer.name, "shape": [int(s) for s in layer.shape],
+                               "bits": int(layer.bits or max(1, int(np.ceil(np.log2(max(K, 2)))))),
+                               "count": int(count)}
+        rec["codebook"] = payload.add(np.asarray(layer.codebook, dtype="<f4").tobytes())
+        parts["codebook"] += rec["codebook"][1]
+        c_rec["lengths"] = payload.add(c_tab)
+        c_rec["data"] = payload.add(c_dat)
+        rec["codes"] = c_rec
+        parts["codes"] += len(c_tab) + len(c_dat)
+        if gap is None:
+            rec["positions"] = None
+        else:
+            g_rec, g_tab, g_dat = gap
+            g_rec.update(gap_bits=int(layer.gap_bits), zero_code=int(layer.zero_code))
+            g_rec["lengths"] = payload.add(g_tab)
+            g_rec["data"] = payload.add(g_dat)
+            rec["positions"] = g_rec
+            parts["positions"] += len(g_tab) + len(g_dat)
+        if layer.bias is not None:
+            rec["bias"] = {"name": layer.bias_name,
+                           "data": payload.add(np.asarray(layer.bias, dtype="<f4").tobytes())}
+            parts["bias"] += rec["bias"]["data"][1]
+        else:
+            rec["bias"] = None
+        recs.append(rec)
+    dense_recs = []
+    for name, arr in (dense or {}).items():
+        arr = np.asarray(arr, dtype="<f4")
+        dense_recs.append({"name": name, "shape": list(arr.shape), "data": payload.add(arr.tobytes())})
+        parts["dense"] += arr.nbytes
+    blob = b"".join(payload.chunks)
+    header = {"format": "squeezenet-sqz", "version": VERSION, "config": cfg, "classes": classes,
+              "preprocess": preprocess, "metadata": metadata or {}, "layers": recs,
+              "dense": dense_recs}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    hz = zlib.compress(raw, 9)
+    pre = PREAMBLE.pack(MAGIC, VERSION, 0, len(hz), len(raw), zlib.crc32(blob))
+    parts["header"] = len(pre) + len(hz)
+
+    def w(tmp):
+        with open(tmp, "wb") as f:
+            f.write(pre)
+            f.write(hz)
+            f.write(blob)
+    atomic_write(path, w)
+    return {"bytes": len(pre) + len(hz) + len(blob), "parts": parts, "layers": len(recs)}
+
+
+def _dense_codes(layer: SparseLayer, numel: int) -> np.ndarray | None:
+    if layer.gaps is None:
+        return np.asarray(layer.codes, dtype=np.int64)
+    zero = np.flatnonzero(layer.codebook == 0)
+    if zero.size == 0:
+        return None
+    out = np.full(numel, int(zero[0]), dtype=np.int64)
+    out[np.cumsum(np.asarray(layer.gaps, dtype=np.int64) + 1) - 1] = layer.codes
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+class _Reader:
+    """Bounds-checked access to a ``.sqz`` file's parts (raises FormatError naming it)."""
+
+    def __init__(self, path: str | os.PathLike, data: bytes | None = None):
+        self.path = Path(path)
+        if data is None:
+            if not self.path.is_file():
+                raise FormatError(self.path, "no such file")
+            data = self.path.read_bytes()
+        self.data = data
+        if len(data) < PREAMBLE.size:
+            self.fail(f"{len(data)} bytes: too short for a .sqz file")
+        magic, version, flags, hlen, hraw, crc = PREAMBLE.unpack_from(data)
+        if magic != MAGIC:
+            self.fail("not a .sqz file (bad magic)")
+        if version != VERSION:
+            self.fail(f"format version {version} is not supported (this version reads {VERSION})")
+        if flags != 0:
+            self.fail(f"unknown flags {flags:#x}")
+        if hlen > len(data) - PREAMBLE.size:
+            self.fail(f"header length {hlen} runs past the end of the file ({len(data)} bytes)")
+        if hraw > MAX_HEADER:
+            self.fail(f"header of {hraw} bytes is over the {MAX_HEADER}-byte limit")
+        start = PREAMBLE.size + hlen
+        self.payload = memoryview(data)[start:]
+        if zlib.crc32(self.payload) != crc:
+            self.fail("payload checksum mismatch (corrupt or truncated file)")
+        try:
+            d = zlib.decompressobj()
+            raw = d.decompress(data[PREAMBLE.size:start], hraw + 1)
+            if len(raw) != hraw or not d.eof or d.unconsumed_tail or d.unused_data:
+                raise ValueError("length mismatch")
+            self.header = json.loads(raw.decode("utf-8"))
+        except (zlib.error, ValueError, UnicodeDecodeError) as e:
+            self.fail(f"corrupt header ({e})")
+        if not isinstance(self.header, dict) or self.header.get("format") != "squeezenet-sqz":
+            self.fail("header is not a squeezenet-sqz header")
+
+    def fail(self, problem: str):
+        raise FormatError(self.path, problem)
+
+    def part(self, ref, what: str, unit: int = 1) -> memoryview:
+        if (not isinstance(ref, list) or len(ref) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in ref)):
+            self.fail(f"{what}: bad [offset, length] {ref!r}")
+        off, n = ref
+        if off < 0 or n < 0 or off + n > len(self.payload):
+            self.fail(f"{what}: bytes {off}..{off + n} run past the payload ({len(self.payload)} bytes)")
+        if n % unit:
+            self.fail(f"{what}: length {n} is not a multiple of {unit}")
+        return self.payload[off:off + n]
+
+    def floats(self, ref, what: str, count: int | None = None) -> np.ndarray:
+        raw = self.part(ref, what, 4)
+        if count is not None and len(raw) != 4 * count:
+            self.fail(f"{what}: {len(raw) // 4} values, expected {count}")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def _int(r: _Reader, v, what: str, lo: int, hi: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+        r.fail(f"{what}: {v!r} is not an integer in {lo}..{hi}")
+    return v
+
+
+def _stream(r: _Reader, rec, what: str, count: int) -> tuple[np.ndarray, int]:
+    if not isinstance(rec, dict):
+        r.fail(f"{what}: missing stream record")
+    alphabet = _int(r, rec.get("alphabet"), f"{what}.alphabet", 1, MAX_ALPHABET)
+    table = r.part(rec.get("lengths"), f"{what}.lengths")
+    data = r.part(rec.get("data"), f"{what}.data")
+    nbits = _int(r, rec.get("nbits"), f"{what}.nbits", 0, 8 * len(data))
+    if (nbits + 7) // 8 != len(data):
+        r.fail(f"{what}: {nbits} bits do not fill {len(data)} bytes")
+    try:
+        lengths = huffman.unpack_lengths(np.frombuffer(table, dtype=np.uint8), alphabet)
+        return huffman.decode(np.frombuffer(data, dtype=np.uint8), nbits, count, lengths), alphabet
+    except huffman.HuffmanError as e:
+        r.fail(f"{what}: {e}")
+
+
+def _check_config(r: _Reader, cfg) -> Any:
+    import torch
+    from ..errors import SqueezeNetError
+    from ..models import SqueezeNet, SqueezeNetConfig
+    if not isinstance(cfg, dict):
+        r.fail("header has no model config")
+    fires = cfg.get("fires", [])
+    nums = [cfg.get("num_classes", 1), cfg.get("in_channels", 3)]
+    nums += [v for f in (fires if isinstance(fires, list) else []) for v in (f if isinstance(f, list) else [])]
+    if (not isinstance(fires, list) or len(fires) > 64
+            or not all(isinstance(v, int) and 0 < v <= MAX_DIM for v in nums)):
+        r.fail("model config has absurd sizes")
+    try:
+        config = SqueezeNetConfig.from_dict(cfg)
+        shapes = _shapes(json.dumps(config.to_dict(), sort_keys=True))
+    except (SqueezeNetError, TypeError, ValueError, KeyError) as e:
+        r.fail(f"bad model config ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    n = sum(int(np.prod(s)) for s in shapes.values())
+    if n > MAX_PARAMS:
+        r.fail(f"model config has {n} parameters, over the {MAX_PARAMS} limit")
+    return config, dict(shapes)
+
+
+@functools.lru_cache(maxsize=32)
+def _shapes(config_json: str) -> dict[str, tuple]:
+    """Tensor shapes of a config's model, built on the meta device (no memory, cached)."""
+    import torch
+    from ..models import SqueezeNet, SqueezeNetConfig
+    with torch.device("meta"):
+        meta = SqueezeNet(SqueezeNetConfig.from_dict(json.loads(config_json)))
+    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+
+
+def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np.ndarray]:
+    """Validate one layer record and decode it; returns (layer, dense weight)."""
+    if not isinstance(rec, dict):
+        r.fail(f"layers[{i}]: not a record")
+    name = rec.get("name")
+    what = f"layer {name!r}" if isinstance(name, str) else f"layers[{i}]"
+    if not isinstance(name, str) or name not in shapes:
+        r.fail(f"{what}: not a tensor of the model")
+    shape = rec.get("shape")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 8
+            or not all(isinstance(s, int) and 0 < s <= MAX_DIM for s in shape)):
+        r.fail(f"{what}: bad shape {shape!r}")
+    if tuple(shape) != shapes[name]:
+        r.fail(f"{what}: shape {tuple(shape)} but the model needs {shapes[name]}")
+    numel = int(np.prod(shape))
+    if numel > MAX_NUMEL:
+        r.fail(f"{what}: {numel} weights, over the {MAX_NUMEL} limit")
+    count = _int(r, rec.get("count"), f"{what}.count", 0, numel)
+    codebook = r.floats(rec.get("codebook"), f"{what}.codebook")
+    if not 1 <= codebook.size <= MAX_ALPHABET:
+        r.fail(f"{what}: codebook of {codebook.size} entries")
+    codes, alphabet = _stream(r, rec.get("codes"), f"{what}.codes", count)
+    if alphabet != codebook.size:
+        r.fail(f"{what}: {alphabet} code symbols for {codebook.size} codebook entries")
+    pos = rec.get("positions")
+    gaps = None
+    gap_bits, zero_code = 4, 0
+    if pos is None:
+        if count != numel:
+            r.fail(f"{what}: dense order needs {numel} codes, header says {count}")
+    else:
+        if not isinstance(pos, dict):
+            r.fail(f"{what}: bad positions record")
+        gap_bits = _int(r, pos.get("gap_bits"), f"{what}.gap_bits", 1, 16)
+        group = _int(r, pos.get("group"), f"{what}.group", 1, 2)
+        zero_code = _int(r, pos.get("zero_code"), f"{what}.zero_code", 0, codebook.size - 1)
+        if pos.get("alphabet") != 1 << (gap_bits * group):
+            r.fail(f"{what}: gap alphabet {pos.get('alphabet')!r} != 2**({gap_bits}*{group})")
+        syms, _ = _stream(r, pos, f"{what}.positions", (count + group - 1) // group)
+        if group == 2:
+            gaps = np.empty(syms.size * 2, dtype=np.int64)
+            gaps[0::2] = syms & ((1 << gap_bits) - 1)
+            gaps[1::2] = syms >> gap_bits
+            gaps = gaps[:count]
+        else:
+            gaps = syms
+        if count and int(gaps.sum()) + count > numel:
+            r.fail(f"{what}: positions run past the {numel} weights")
+    bias_rec = rec.get("bias")
+    bias_name, bias = None, None
+    if bias_rec is not None:
+        if not isinstance(bias_rec, dict) or not isinstance(bias_rec.get("name"), str) \
+                or bias_rec["name"] not in shapes:
+            r.fail(f"{what}: bias is not a tensor of the model")
+        bias_name = bias_rec["name"]
+        bias = r.floats(bias_rec.get("data"), f"{what}.bias", int(np.prod(shapes[bias_name])))
+    layer = SparseLayer(name, tuple(shape), codebook, codes, gaps, gap_bits, zero_code,
+                        bias_name, bias, rec.get("bits") if isinstance(rec.get("bits"), int) else None)
+    return layer, layer.weight()
+
+
+def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, dict[str, np.ndarray], list[SparseLayer]]:
+    """(header, tensors, layers) of a ``.sqz`` file, fully validated."""
+    r = _Reader(path, data)
+    h = r.header
+    config, shapes = _check_config(r, h.get("config"))
+    layers_rec = h.get("layers")
+    dense_rec = h.get("dense", [])
+    if not isinstance(layers_rec, list) or not isinstance(dense_rec, list) or len(layers_rec) > MAX_LAYERS:
+        r.fail("header has no valid layer list")
+    tensors: dict[str, np.ndarray] = {}
+    layers = []
+    for i, rec in enumerate(layers_rec):
+        layer, w = decode_layer(r, rec, shapes, i)
+        if layer.name in tensors or (layer.bias_name and layer.bias_name in tensors):
+            r.fail(f"layer {layer.name!r}: stored twice")
+        tensors[layer.name] = w
+        if layer.bias_name:
+            tensors[layer.bias_name] = layer.bias
+        layers.append(layer)
+    for i, rec in enumerate(dense_rec):
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str) or rec["name"] not in shapes:
+            r.fail(f"dense[{i}]: not a tensor of the model")
+        name = rec["name"]
+        if name in tensors:
+            r.fail(f"dense tensor {name!r}: stored twice")
+        if rec.get("shape") != list(shapes[name]):
+            r.fail(f"dense tensor {name!r}: shape {rec.get('shape')!r}, model needs {list(shapes[name])}")
+        tensors[name] = r.floats(rec.get("data"), f"dense tensor {name!r}",
+                                 int(np.prod(shapes[name]))).reshape(shapes[name])
+    missing = [k for k in shapes if k not in tensors]
+    if missing:
+        r.fail(f"no weights for {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}")
+    classes = h.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        r.fail("classes must be a list of strings")
+    if classes is not None and len(classes) != config.num_classes:
+        r.fail(f"{len(classes)} classes for a model with {config.num_classes} outputs")
+    h["_config"] = config
+    return h, tensors, layers
+
+
+def load_sqz(path: str | os.PathLike):
+    """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode).
+
+    >>> import squeezenet                                     # doctest: +SKIP
+    >>> m = squeezenet.load("dc.sqz"); m.preprocess
+    'caffe'
+    """
+    import torch
+    from ..models import SqueezeNet
+    h, tensors, _ = read_sqz(path)
+    with torch.device("meta"):  # no random init: every tensor comes from the file
+        model = SqueezeNet(h["_config"])
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+                          assign=True)
+    model.classes = h.get("classes")
+    pre = h.get("preprocess")
+    model.preprocess = pre if isinstance(pre, str) else None
+    meta = h.get("metadata")
+    model.metadata = dict(meta) if isinstance(meta, dict) else {}
+    model.metadata["compressed_bytes"] = os.path.getsize(path)
+    return model.eval()
+
+
+def inspect_sqz(path: str | os.PathLike) -> dict:
+    """Per-layer bits, density and bytes by part (codebook, codes, positions, bias), header."""
+    r = _Reader(path)
+    h, tensors, layers = read_sqz(path, r.data)
+    rows = []
+    tot = {"codebook": 0, "codes": 0, "positions": 0, "bias": 0}
+    for rec, layer in zip(h["layers"], layers):
+        numel = int(np.prod(layer.shape))
+        nz = int(np.count_nonzero(tensors[layer.name]))
+
+        def size(s):
+            return 0 if s is None else s["lengths"][1] + s["data"][1]
+        row = {"name": layer.name, "shape": list(layer.shape), "bits": rec.get("bits"),
+               "centroids": int(layer.codebook.size), "count": rec["count"],
+               "density": nz / numel, "codebook": rec["codebook"][1],
+               "codes": size(rec["codes"]), "positions": size(rec["positions"]),
+               "bias": rec["bias"]["data"][1] if rec["bias"] else 0}
+        row["bytes"] = row["codebook"] + row["codes"] + row["positions"] + row["bias"]
+        for k in tot:
+            tot[k] += row[k]
+        rows.append(row)
+    dense = sum(rec["data"][1] for rec in h.get("dense", []))
+    total = len(r.data)
+    header = PREAMBLE.size + (total - PREAMBLE.size - len(r.payload))
+    params = sum(v.size for v in tensors.values())
+    return {"file": str(path), "bytes": total, "header": header, "dense": dense, **tot,
+            "params": int(params), "fp32_bytes": int(params) * 4,
+            "ratio_vs_fp32": params * 4 / total, "config": h["config"],
+            "classes": len(h["classes"]) if h.get("classes") else None,
+            "preprocess": h.get("preprocess"), "metadata": h.get("metadata"), "layers": rows}

@@ -1,0 +1,217 @@
+"""The .sqz container: round trips, sparse/dense storage, and a seeded fuzz of bad files."""
+import json
+import struct
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import squeezenet
+from squeezenet.compress import sqz
+from squeezenet.errors import FormatError
+from squeezenet.models import SqueezeNet, SqueezeNetConfig
+
+TINY = SqueezeNetConfig(stem="small", fires=((4, 8, 8), (4, 8, 8)), pool_after=(0,), num_classes=5)
+
+
+def tiny_layers(seed=0, bits=3, density=0.4):
+    """Random weight-shared sparse layers for every conv of the TINY model."""
+    rng = np.random.default_rng(seed)
+    sd = SqueezeNet(TINY).state_dict()
+    layers = []
+    for k, v in sd.items():
+        if not k.endswith("weight"):
+            continue
+        numel = v.numel()
+        pos = np.flatnonzero(rng.random(numel) < density)
+        codebook = np.concatenate([[0.0], rng.normal(size=2 ** bits)]).astype(np.float32)
+        codes = rng.integers(1, 2 ** bits + 1, size=pos.size)
+        gaps, codes = sqz.sparse_entries(pos, codes, 2, 0)
+        layers.append(sqz.SparseLayer(k, tuple(v.shape), codebook, codes, gaps, gap_bits=2,
+                                      bias_name=k[:-6] + "bias", bias=rng.normal(size=v.shape[0]).astype(np.float32),
+                                      bits=bits))
+    return layers
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("sqz") / "tiny.sqz"
+    sqz.write_sqz(p, TINY, tiny_layers(), classes=list("abcde"), preprocess="small",
+                  metadata={"note": "test"})
+    return p
+
+
+def test_round_trip(tiny_file):
+    model = squeezenet.load(tiny_file)
+    layers = tiny_layers()
+    sd = model.state_dict()
+    for l in layers:
+        assert torch.equal(sd[l.name], torch.from_numpy(l.weight()))
+        assert torch.equal(sd[l.bias_name], torch.from_numpy(l.bias))
+    assert model.classes == list("abcde") and model.preprocess == "small"
+    assert model.metadata["note"] == "test" and not model.training
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_sparse_entries_fillers():
+    gaps, codes = sqz.sparse_entries(np.array([0, 3, 40]), np.array([7, 8, 9]), 3, 0)
+    # 40 - 3 - 1 = 36 zeros = 4 fillers of 8 positions + gap 4
+    assert gaps.tolist() == [0, 2, 7, 7, 7, 7, 4] and codes.tolist() == [7, 8, 0, 0, 0, 0, 9]
+    assert (np.cumsum(gaps + 1) - 1)[[0, 1, 6]].tolist() == [0, 3, 40]
+
+
+def test_dense_order_when_smaller(tmp_path):
+    layers = tiny_layers(density=1.0)   # nothing pruned: one code per weight, no positions
+    info = sqz.write_sqz(tmp_path / "d.sqz", TINY, layers)
+    h, tensors, _ = sqz.read_sqz(tmp_path / "d.sqz")
+    assert all(rec["positions"] is None for rec in h["layers"]) and info["parts"]["positions"] == 0
+    for l in layers:
+        assert np.array_equal(tensors[l.name], l.weight())
+
+
+def test_inspect_parts(tiny_file, cli):
+    info = sqz.inspect_sqz(tiny_file)
+    assert info["bytes"] == tiny_file.stat().st_size
+    assert info["bytes"] == (info["header"] + info["codebook"] + info["codes"] + info["positions"]
+                             + info["bias"] + info["dense"])
+    assert all(0.2 < r["density"] < 0.6 and r["bits"] == 3 for r in info["layers"])
+    code, out, err = cli("inspect", tiny_file)
+    assert code == 0 and "features.0.weight" in out and "codebook" in out
+    code, out, err = cli("inspect", tiny_file, "--json")
+    assert code == 0 and json.loads(out)["bytes"] == info["bytes"]
+
+
+def _rewrite(header: dict, payload: bytes, **pre) -> bytes:
+    raw = json.dumps(header).encode()
+    hz = zlib.compress(raw)
+    fields = dict(magic=sqz.MAGIC, version=sqz.VERSION, flags=0, hlen=len(hz), hraw=len(raw),
+                  crc=zlib.crc32(payload))
+    fields.update(pre)
+    return sqz.PREAMBLE.pack(*fields.values()) + hz + payload
+
+
+def _split(data: bytes):
+    _, _, _, hlen, _, _ = sqz.PREAMBLE.unpack_from(data)
+    start = sqz.PREAMBLE.size + hlen
+    return json.loads(zlib.decompress(data[sqz.PREAMBLE.size:start])), data[start:]
+
+
+HOSTILE_VALUES = [10 ** 12, 2 ** 31, -1, 0, 1, 3, "x", None, [], [0, 10 ** 9], [-4, 4], [10 ** 9, 4],
+                  [0, 3], 1.5, True, {"a": 1}, [10 ** 6] * 3, [2 ** 20] * 4, [1, 1, 1, 1]]
+LAYER_PATHS = [("shape",), ("count",), ("bits",), ("codebook",), ("codes", "alphabet"), ("codes", "nbits"),
+               ("codes", "lengths"), ("codes", "data"), ("positions", "gap_bits"),
+               ("positions", "group"), ("positions", "zero_code"), ("positions", "alphabet"),
+               ("positions", "nbits"), ("positions", "data"), ("positions", "lengths"), ("positions",),
+               ("bias", "name"), ("bias", "data"), ("bias",), ("name",), ("codes",)]
+TOP_PATHS = [("config", "num_classes"), ("config", "fires"), ("config", "in_channels"), ("config",),
+             ("classes",), ("layers",), ("dense",), ("format",), ("config", "stem"), ("config", "bogus")]
+
+
+def _hostile_cases(data: bytes, rng, n):
+    header, payload = _split(data)
+    for _ in range(n):
+        h = json.loads(json.dumps(header))
+        kind = rng.integers(6)
+        if kind <= 2:   # one layer field
+            rec = h["layers"][rng.integers(len(h["layers"]))]
+            path = LAYER_PATHS[rng.integers(len(LAYER_PATHS))]
+            for key in path[:-1]:
+                if not isinstance(rec.get(key), dict):
+                    rec[key] = {}
+                rec = rec[key]
+            rec[path[-1]] = HOSTILE_VALUES[rng.integers(len(HOSTILE_VALUES))]
+        elif kind == 3:  # one top-level field
+            path = TOP_PATHS[rng.integers(len(TOP_PATHS))]
+            obj = h
+            for key in path[:-1]:
+                obj = obj[key]
+            obj[path[-1]] = HOSTILE_VALUES[rng.integers(len(HOSTILE_VALUES))]
+        elif kind == 4:  # drop or duplicate a layer
+            i = rng.integers(len(h["layers"]))
+            if rng.random() < 0.5:
+                del h["layers"][i]
+            else:
+                h["layers"].append(h["layers"][i])
+        else:            # corrupt the payload but keep the checksum right (reaches the decoders)
+            p = bytearray(payload)
+            for j in rng.integers(len(p), size=rng.integers(1, 4)):
+                p[j] ^= 1 << rng.integers(8)
+            yield _rewrite(h, bytes(p))
+            continue
+        yield _rewrite(h, payload)
+    # hostile preambles
+    for fields in [dict(hlen=2 ** 32 - 1), dict(hraw=2 ** 32 - 1), dict(version=9), dict(flags=1),
+                   dict(magic=b"PK\x03\x04\0\0\0\0"), dict(crc=0), dict(hraw=3)]:
+        yield _rewrite(header, payload, **fields)
+
+
+def _expect_format_error(path, data):
+    try:
+        sqz.read_sqz(path, data)   # everything load_sqz checks, without the file system
+    except FormatError as e:
+        assert str(path) in str(e) and "\n" not in str(e)
+        return True
+    return False  # a corruption that still decodes (e.g. another valid Huffman stream)
+
+
+def test_fuzz_truncated_flipped_hostile(tiny_file, tmp_path):
+    """Thousands of bad files: only FormatError, never a crash or a large allocation."""
+    rng = np.random.default_rng(1234)
+    data = tiny_file.read_bytes()
+    bad = tmp_path / "bad.sqz"
+    errors = 0
+    for n in rng.integers(0, len(data), size=1000):          # truncated
+        errors += _expect_format_error(bad, data[:n])
+    for _ in range(1500):                                    # bit flips (1-3 bits)
+        b = bytearray(data)
+        for j in rng.integers(len(b), size=rng.integers(1, 4)):
+            b[j] ^= 1 << rng.integers(8)
+        errors += _expect_format_error(bad, bytes(b))
+    assert errors == 2500   # every truncation and flip is caught (checksums)
+    hostile = 0
+    for i, case in enumerate(_hostile_cases(data, rng, 1000)):
+        if i == 0:
+            tracemalloc.start()   # traced for a sample only: tracing triples the run time
+        hostile += _expect_format_error(bad, case)
+        if i == 200:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak < 32 << 20, f"peak allocation {peak} bytes"
+    assert hostile > 700
+
+
+def test_hostile_messages(tiny_file, tmp_path):
+    header, payload = _split(tiny_file.read_bytes())
+    bad = tmp_path / "bad.sqz"
+    cases = []
+    h = json.loads(json.dumps(header)); h["layers"][0]["shape"] = [2 ** 20] * 4
+    cases.append((h, "bad shape|shape"))
+    h = json.loads(json.dumps(header)); h["layers"][0]["codebook"] = [0, 10 ** 12]
+    cases.append((h, "run past the payload"))
+    h = json.loads(json.dumps(header)); h["layers"][0]["count"] = 10 ** 12
+    cases.append((h, "count"))
+    h = json.loads(json.dumps(header)); h["config"]["num_classes"] = 10 ** 9
+    cases.append((h, "absurd|parameters"))
+    for h, msg in cases:
+        bad.write_bytes(_rewrite(h, payload))
+        with pytest.raises(FormatError, match=msg):
+            squeezenet.load(bad)
+    bad.write_bytes(tiny_file.read_bytes()[:-1])
+    with pytest.raises(FormatError, match="checksum"):
+        squeezenet.load(bad)
+    bad.write_bytes(b"hello")
+    with pytest.raises(FormatError, match="too short"):
+        squeezenet.load(bad)
+
+
+def test_inspect_bad_inputs(tmp_path, cli):
+    code, _, err = cli("inspect", tmp_path / "missing.sqz")
+    assert code == 2 and "no such file" in err
+    (tmp_path / "x.safetensors").write_bytes(b"0")
+    code, _, err = cli("inspect", tmp_path / "x.safetensors")
+    assert code == 2 and ".sqz" in err
+    (tmp_path / "junk.sqz").write_bytes(b"\x89SQZ\r\n\x1a\n" + b"\0" * 40)
+    code, _, err = cli("inspect", tmp_path / "junk.sqz")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "junk.sqz" in err
