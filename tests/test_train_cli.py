@@ -98,3 +98,18 @@ def test_recipe_small_and_flags_win(cli, tmp_path):
     _, info = load_train_state(out / STATE_FILE)
     c = info["train_config"]
     assert (c["optimizer"], c["batch_size"], c["accum_steps"], c["lr"]) == ("adamw", 64, 1, 0.002)
+
+
+def test_default_recipe_follows_the_model(cli, tmp_path):
+    """32x32 data trains squeezenet_small with the small recipe unless --recipe says otherwise."""
+    out = tmp_path / "d"
+    code, _, err = cli("train", "--data", "digits", "--out", out, "--max-steps", "1", "--no-progress", "--no-val")
+    assert code == 0, err
+    _, info = load_train_state(out / STATE_FILE)
+    assert (info["train_config"]["optimizer"], info["train_config"]["batch_size"]) == ("adamw", 64)
+    out = tmp_path / "p"
+    code, _, err = cli("train", "--data", "digits", "--out", out, "--recipe", "paper", "--max-steps", "1",
+                       "--batch-size", "8", "--accum-steps", "1", "--no-progress", "--no-val")
+    assert code == 0, err
+    _, info = load_train_state(out / STATE_FILE)
+    assert info["train_config"]["optimizer"] == "sgd" and info["train_config"]["lr"] == 0.04

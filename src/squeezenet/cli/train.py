@@ -69,9 +69,11 @@ def register(sub) -> None:
     p.add_argument("--classes", default=None, help="class list file fixing the class-index order")
     p.add_argument("--val", default=None, help="validation data (default: the test split of --data, if any)")
     p.add_argument("--no-val", action="store_true", help="train without validation")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="paper",
-                   help="starting point: paper (the paper's solver, default) or small (AdamW lr 1e-3, "
-                        "batch 64, no accumulation, dropout 0, label smoothing 0.1, --init alive); flags win")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="starting point: paper (the paper's solver; default for ImageNet-sized models) or "
+                        "small (AdamW lr 1e-3, batch 64, no accumulation, dropout 0, label smoothing 0.1, "
+                        "--init alive; default for squeezenet_small, since the paper's solver leaves "
+                        "conv10 dead on 10-class 32x32 data); flags win")
     p.add_argument("--init", choices=INITS, default=None,
                    help="weight init of a new model: paper (Xavier, conv10 N(0, 0.01)), torchvision "
                         "(kaiming), alive (kaiming + conv10 bias 1: keeps conv10's ReLU alive on few-class "
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise SqueezeNetError("--data is required (digits, cifar10, a folder or a .tar.gz)")
+        if args.recipe is None:
+            args.recipe = "small" if _default_model_name(args, args.data) == "squeezenet_small" else "paper"
         recipe = {**RECIPES[args.recipe], **overrides}
         config = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**recipe)
         data, preset, classes = args.data, args.preprocess, args.classes
@@ -190,11 +194,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_model_name(args, data, preset=None) -> str | None:
+    """The model ``train`` builds when --model is not a file: squeezenet_small for 32x32 data."""
+    from pathlib import Path
+
+    from ..data.datasets import BUILTIN
+    if args.model:
+        return None if Path(args.model).suffix else args.model
+    return "squeezenet_small" if (data in BUILTIN or (preset or args.preprocess) == "small") else "squeezenet1_1"
+
+
 def _build_model(args, saved, data, preset, num_classes=None):
     from pathlib import Path
 
     from .. import create_model, load
-    from ..data.datasets import BUILTIN
     from ..models import SqueezeNet, SqueezeNetConfig
     if saved is not None:
         m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
@@ -212,7 +225,7 @@ def _build_model(args, saved, data, preset, num_classes=None):
             raise SqueezeNetError("--bypass applies to named models, not to a model file")
         return load(name).train()
     if name is None:
-        name = "squeezenet_small" if (data in BUILTIN or preset == "small") else "squeezenet1_1"
+        name = _default_model_name(args, data, preset)
     from ._common import model_name
     try:
         model_name(name)
