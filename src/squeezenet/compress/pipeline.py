@@ -287,7 +287,7 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
 
     # 4. centroid fine-tuning
     if retrain_data is not None and (cfg.finetune_epochs > 0 or cfg.max_steps):
-        Q.share_weights(model, layers)
+        Q.share_weights(model, layers, per_layer_scale=True)
         others = [p for n, p in model.named_parameters() if not n.endswith("centroids")]
         for p in others:   # biases stay as they are: only the shared centroids move
             p.requires_grad_(False)

@@ -119,11 +119,15 @@ class _SharedWeight:
         module.weight = table[module.codes]
 
 
-def share_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> list[nn.Parameter]:
+def share_weights(model: nn.Module, layers: dict[str, QuantLayer],
+                  per_layer_scale: bool = False) -> list[nn.Parameter]:
     """Make each layer's centroids the trainable parameters (weights become gathers).
 
     Returns the centroid parameters; the layer's ``weight`` parameter is removed until
     :func:`unshare_weights`. Zeros (code 0) are a constant, not a parameter.
+    ``per_layer_scale`` multiplies a layer's centroid gradients (still member sums) by
+    ``K / non-zero weights``: one global learning rate then suits a layer with 30 members
+    per centroid and one with 8,000 (the summed gradient of a big layer diverges otherwise).
     """
     params = []
     for k, q in layers.items():
@@ -131,6 +135,9 @@ def share_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> list[nn.Pa
         dev = mod.weight.device
         del mod._parameters["weight"]
         mod.centroids = nn.Parameter(torch.from_numpy(q.codebook.copy()).to(dev))
+        if per_layer_scale:
+            scale = q.codebook.size / max(1, int(np.count_nonzero(q.codes)))
+            mod.centroids.register_hook(lambda g, s=scale: g * s)
         mod.register_buffer("codes", torch.from_numpy(q.codes.reshape(q.shape)).to(dev), persistent=False)
         mod._share_hook = mod.register_forward_pre_hook(_SharedWeight())
         _SharedWeight()(mod, None)
