@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from squeezenet.errors import ConfigError, FormatError
+from squeezenet.errors import ConfigError, FormatError, SqueezeNetError
 from squeezenet.explore import (STRATEGIES, AnnealingSampler, Budget, get_strategy, load_space,
                                 parse_space, run_point, search)
 from squeezenet.explore.strategies import point_key, suggest_point
@@ -158,6 +158,32 @@ def test_run_point_records_measurements_and_prunes_over_budget():
     with pytest.raises(OverBudget):
         run_point(space, p, CHEAP, size_budget=r.size_bytes - 1, on_measured=seen.update)
     assert seen["size_bytes"] == r.size_bytes
+
+
+def test_trial_recipe_is_the_demo_recipe_and_sgd_the_papers():
+    from squeezenet.train import TrainConfig
+    from squeezenet.train.demo import DEMO_RECIPE
+    from squeezenet.explore.trial import train_config
+    cfg = train_config(Budget(epochs=2.5), steps_per_epoch=10)
+    for k in ("optimizer", "lr", "weight_decay", "schedule", "label_smoothing"):
+        assert getattr(cfg, k) == DEMO_RECIPE[k], k
+    # the poly schedule decays to 0 over exactly the budget; no accumulation
+    assert (cfg.max_steps, cfg.epochs, cfg.accum_steps, cfg.batch_size) == (25, 3, 1, DEMO_RECIPE["batch_size"])
+    sgd = train_config(Budget(optimizer="sgd", max_steps=7, lr=0.01), steps_per_epoch=10)
+    paper = TrainConfig()
+    assert (sgd.optimizer, sgd.momentum, sgd.weight_decay, sgd.lr, sgd.max_steps) == (
+        "sgd", paper.momentum, paper.weight_decay, 0.01, 7)
+    with pytest.raises(SqueezeNetError, match="adamw or sgd"):
+        train_config(Budget(optimizer="adam"), steps_per_epoch=10)
+
+
+def test_trial_init_keeps_conv10_alive():
+    space = parse_space(TINY)
+    from squeezenet.explore.trial import build_point
+    m = build_point(space, {"base_e": 4, "incr_e": 0, "sr": 0.5, "pct_3x3": 0.5}, num_classes=10)
+    assert float(m.final_conv.bias.detach().min()) == 1.0               # init_weights(model, "alive")
+    assert float(build_point(space, {"base_e": 4, "incr_e": 0, "sr": 0.5, "pct_3x3": 0.5}, 10,
+                             init="paper").final_conv.bias.detach().abs().max()) == 0.0
 
 
 def test_search_prunes_invalid_and_over_budget_without_crashing(tmp_path):

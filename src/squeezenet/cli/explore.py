@@ -1,9 +1,11 @@
 """``squeezenet explore sweep|search|report``: design-space exploration (paper section 5)."""
 from __future__ import annotations
 
+import argparse
+
 from ._common import add_parser
 
-EXAMPLES = """  squeezenet explore sweep --param SR --values 0.125,0.25,0.5,0.75,1.0 --data digits --epochs 1 --out runs/sr
+EXAMPLES = """  squeezenet explore sweep --param SR --values 0.125,0.25,0.5,0.75,1.0 --data digits --epochs 8 --out runs/sr
   squeezenet explore sweep --param pct_3x3 --values 0.01,0.25,0.5,0.75,0.99 --data cifar10 --epochs 2 \\
       --train-subset 5000 --set base_e=32,incr_e=32 --out runs/pct
   squeezenet explore search --strategy anneal --trials 20 --data digits --epochs 1 \\
@@ -19,10 +21,14 @@ def _budget_args(p, *, storage: bool) -> None:
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs per network (default 1)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each training after this many steps")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
-                   help="adam (default; learns in few epochs) or sgd (the paper's recipe)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 adam, the trainer's sgd)")
-    p.add_argument("--augment", action="store_true", help="training augmentation (off: short budgets)")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
+                   help="adamw (default): the digits demo recipe (AdamW lr 1e-3, wd 5e-4, poly to 0, label "
+                        "smoothing 0.1), trains in a few epochs; sgd: the paper's recipe")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument("--init", choices=["alive", "lsuv", "torchvision", "paper"], default="alive",
+                   help="weight init (default alive: kaiming, conv10 bias 1)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="training augmentation (default on; digits: the demo's affine warp)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (fixed subset)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N images")
     p.add_argument("--seed", type=int, default=0,
@@ -82,7 +88,7 @@ def _budget(args):
         import torch
         torch.set_num_threads(args.threads)
     return Budget(data=args.data, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                  optimizer=args.optimizer, lr=args.lr, augment=args.augment, train_subset=args.train_subset, test_subset=args.test_subset,
+                  optimizer=args.optimizer, lr=args.lr, init=args.init, augment=args.augment, train_subset=args.train_subset, test_subset=args.test_subset,
                   seed=getattr(args, "train_seed", args.seed))
 
 

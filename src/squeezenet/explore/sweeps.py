@@ -81,8 +81,9 @@ def write_bytes(path, data: bytes) -> None:
 
 def _budget_text(b: Budget) -> str:
     parts = [f"{b.max_steps} steps" if b.max_steps else f"{b.epochs:g} epoch(s)",
-             f"batch {b.batch_size}", f"{b.optimizer} lr {b.lr if b.lr is not None else 'default'}",
-             f"init {b.init}"]
+             f"batch {b.batch_size}", (f"{b.optimizer} lr {b.lr:g}" if b.lr is not None else f"{b.optimizer} " + (
+                 "(demo recipe)" if b.optimizer == "adamw" else "(paper recipe)")),
+             f"init {b.init}", "augment" if b.augment else "no augment"]
     if b.train_subset:
         parts.append(f"{b.train_subset} train imgs")
     if b.test_subset:

@@ -14,21 +14,32 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import SqueezeNetError
+from ..train.demo import DEMO_RECIPE
+
+#: TrainConfig fields a trial takes from the demo recipe (its epochs, seed and checkpointing
+#: are the budget's business).
+RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "label_smoothing", "channels_last")
 
 
 @dataclass(frozen=True)
 class Budget:
-    """The fixed training budget every trial of a study or sweep gets."""
+    """The fixed training budget every trial of a study or sweep gets.
+
+    The default recipe is :data:`squeezenet.train.demo.DEMO_RECIPE` (AdamW, poly decay to 0,
+    label smoothing, ``alive`` init, affine augmentation on digits), which trains the small
+    SqueezeNets within a few epochs; ``optimizer="sgd"`` is the paper's recipe (the Trainer's
+    defaults). The budget itself (``epochs`` / ``max_steps``) is the knob.
+    """
 
     data: str = "digits"              # dataset spec for squeezenet.data.build_dataset
     epochs: float = 1.0               # passes over the (sub)set of training images
     max_steps: int | None = None      # stop after this many optimizer steps (None: epochs decide)
-    batch_size: int = 64
-    optimizer: str = "adam"           # adam | sgd (sgd: the paper's recipe, the Trainer's own)
-    lr: float | None = None           # learning rate (None: 1e-3 for adam, the Trainer's for sgd)
-    init: str = "torchvision"         # weight init; "paper"'s xavier vanishes in short budgets
-    dropout: float = 0.0              # before conv10; short budgets learn faster without it
-    augment: bool = False             # training augmentation of the dataset's preset
+    batch_size: int = DEMO_RECIPE["batch_size"]
+    optimizer: str = DEMO_RECIPE["optimizer"]  # adamw (the demo recipe) | sgd (the paper's recipe)
+    lr: float | None = None           # learning rate (None: the recipe's)
+    init: str = "alive"               # squeezenet.train.init_weights scheme
+    dropout: float = DEMO_RECIPE["dropout"]    # before conv10
+    augment: bool = True              # training augmentation (digits: the demo's affine warp)
     train_subset: int | None = None   # train on this many images (a fixed random subset)
     test_subset: int | None = None    # evaluate on this many images
     seed: int = 0                     # weight init, data order and subset choice
@@ -63,7 +74,12 @@ def load_data(budget: Budget, split: str):
     if key not in _DATA_CACHE:
         import torch
         from ..data import build_dataset
-        ds = build_dataset(budget.data, split=split, augment=budget.augment and split == "train")
+        augment = budget.augment and split == "train"
+        if augment and budget.data == "digits":
+            from ..train.demo import digits_train_transform
+            ds = build_dataset(budget.data, split=split, transform=digits_train_transform())
+        else:
+            ds = build_dataset(budget.data, split=split, augment=augment)
         n = key[2]
         if n is not None and n < len(ds):
             g = torch.Generator().manual_seed(1000 + budget.seed)
@@ -75,32 +91,41 @@ def load_data(budget: Budget, split: str):
     return _DATA_CACHE[key]
 
 
+def train_config(budget: Budget, steps_per_epoch: int):
+    """The :class:`squeezenet.train.TrainConfig` of a trial: the budget's recipe and length.
+
+    >>> train_config(Budget(epochs=2), steps_per_epoch=23).optimizer, train_config(Budget(epochs=2), 23).max_steps
+    ('adamw', 46)
+    """
+    import math
+
+    from ..train import TrainConfig
+    if budget.optimizer == "adamw":
+        kw = {k: DEMO_RECIPE[k] for k in RECIPE_FIELDS}
+    elif budget.optimizer == "sgd":
+        kw = {}
+    else:
+        raise SqueezeNetError(f"optimizer {budget.optimizer!r}: must be adamw or sgd")
+    if budget.lr is not None:
+        kw["lr"] = budget.lr
+    # fractional epochs become a step limit, which is also the poly schedule's length; one
+    # micro-batch per step (no accumulation) so short budgets still take many steps; dropout
+    # stays the model's (Budget.dropout)
+    max_steps = budget.max_steps or max(1, round(budget.epochs * steps_per_epoch))
+    return TrainConfig(**{**kw, "epochs": max(1, math.ceil(budget.epochs)), "batch_size": budget.batch_size,
+                          "accum_steps": 1, "seed": budget.seed, "max_steps": max_steps, "dropout": None,
+                          "progress": False, "device": "cpu"})
+
+
 def train_and_eval(model, train_data, test_data, budget: Budget) -> float:
     """Train ``model`` with :class:`squeezenet.train.Trainer` for ``budget``; return test top-1."""
     import math
 
-    import torch
     from ..data import make_loader
     from ..evaluate import evaluate
-    from ..train import Trainer, TrainConfig
-    kw = {} if budget.lr is None else {"lr": budget.lr}
-    if budget.optimizer == "adam":
-        # Why Adam: without batch norm, small SqueezeNets stay at chance for the first epochs
-        # under SGD (measured on digits: SGD lr 0.01-0.1, 3-4 epochs -> 10 %; Adam 1e-3 -> 37 %
-        # after 2 epochs), and a search budget is a few epochs.
-        kw = {"lr": budget.lr or 1e-3, "weight_decay": 0.0, "schedule": "constant"}
-    elif budget.optimizer != "sgd":
-        raise SqueezeNetError(f"optimizer {budget.optimizer!r}: must be adam or sgd")
-    steps_per_epoch = math.ceil(len(train_data) / budget.batch_size)
-    # fractional epochs become a step limit; one micro-batch per step (no accumulation) so
-    # short budgets still take many steps; dropout stays the model's (Budget.dropout)
-    max_steps = budget.max_steps or max(1, round(budget.epochs * steps_per_epoch))
-    cfg = TrainConfig(epochs=max(1, math.ceil(budget.epochs)), batch_size=budget.batch_size, accum_steps=1,
-                      seed=budget.seed, max_steps=max_steps, dropout=None, progress=False, device="cpu", **kw)
-    trainer = Trainer(model, cfg, train_data)
-    if budget.optimizer == "adam":  # the Trainer's schedule sets lr on whatever optimizer it holds
-        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=cfg.lr)
-    trainer.fit()
+    from ..train import Trainer
+    cfg = train_config(budget, math.ceil(len(train_data) / budget.batch_size))
+    Trainer(model, cfg, train_data).fit()
     model.eval()
     return float(evaluate(model, make_loader(test_data, 256))["top1"])
 
@@ -112,13 +137,15 @@ def measure(model, input_size: int) -> dict[str, int]:
     return {"params": int(s.params), "size_bytes": int(s.size_bytes), "macs": int(s.macs)}
 
 
-def build_point(space, params: dict[str, Any], num_classes: int, init: str = "torchvision",
-                dropout: float = 0.0):
-    """The network for one point; raises ConfigError when the metaparameters are invalid."""
+def build_point(space, params: dict[str, Any], num_classes: int, init: str = "alive",
+                dropout: float = 0.0, data=None):
+    """The network for one point, initialised by :func:`squeezenet.train.init_weights` (``data``
+    for ``lsuv``); raises ConfigError when the metaparameters are invalid."""
     from ..models import create_model
+    from ..train.init import init_weights
     meta, bypass = space.to_meta(params)
-    return create_model(space.model, meta=meta, bypass=bypass, num_classes=num_classes, init=init,
-                        dropout=dropout)
+    model = create_model(space.model, meta=meta, bypass=bypass, num_classes=num_classes, dropout=dropout)
+    return init_weights(model, init, data=data)
 
 
 def run_point(space, params: dict[str, Any], budget: Budget, size_budget: int | None = None,
@@ -136,7 +163,7 @@ def run_point(space, params: dict[str, Any], budget: Budget, size_budget: int | 
     test = load_data(budget, "test")
     torch.manual_seed(budget.seed)
     model = build_point(space, params, num_classes=len(train.classes), init=budget.init,
-                        dropout=budget.dropout)
+                        dropout=budget.dropout, data=train)
     m = measure(model, get_model_entry(space.model).input_size)
     if on_measured is not None:
         on_measured(m)
