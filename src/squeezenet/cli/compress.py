@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=None,
                    help="retraining learning rate (default 1e-3 with labels, 1e-4 when distilling "
                         "from --unlabeled images: out-of-domain images at a high rate hurt)")
+    p.add_argument("--centroid-lr", type=float, default=None,
+                   help="Adam step for centroid fine-tuning (default --lr): about how far a "
+                        "centroid moves per step")
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
@@ -79,7 +82,7 @@ def run(args) -> int:
                          target_size=args.target_size, finetune_epochs=args.finetune_epochs,
                          max_steps=args.max_steps,
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
-                         batch_size=args.batch_size,
+                         batch_size=args.batch_size, centroid_lr=args.centroid_lr,
                          svd_energy=args.svd)
     score = None
     if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image

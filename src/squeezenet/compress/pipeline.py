@@ -49,7 +49,7 @@ class CompressConfig:
     finetune_epochs: float = 1.0    # retraining epochs after pruning and after quantization
     max_steps: int | None = None    # cap on optimizer steps per retraining stage
     lr: float = 1e-3                # retraining learning rate (SGD momentum 0.9)
-    centroid_lr: float | None = None  # centroid fine-tuning lr (default lr)
+    centroid_lr: float | None = None  # Adam step of centroid fine-tuning (default lr)
     batch_size: int = 64            # retraining batch size
     weight_decay: float = 0.0       # retraining weight decay (masks keep pruned weights at 0)
     temperature: float = 2.0        # distillation temperature with unlabeled data
@@ -285,32 +285,50 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
                      sparse_sizes(model, cfg.gap_bits, bits), fp32, quant))
     log(f"quantized: top-1 {quant.get('top1', float('nan')):.4f}")
 
-    # 4. centroid fine-tuning
+    # 4. centroid fine-tuning (Adam on the summed member gradients); the better of
+    # before/after on the evaluation data is kept, so this stage never makes things worse
     if retrain_data is not None and (cfg.finetune_epochs > 0 or cfg.max_steps):
-        Q.share_weights(model, layers, per_layer_scale=True)
-        others = [p for n, p in model.named_parameters() if not n.endswith("centroids")]
-        for p in others:   # biases stay as they are: only the shared centroids move
-            p.requires_grad_(False)
-        hist = retrain(model, retrain_data, cfg, loss_fn=loss_fn, lr=cfg.centroid_lr or cfg.lr)
-        for p in others:
-            p.requires_grad_(True)
-        layers = Q.unshare_weights(model, layers)
+        steps = cfg.max_steps or max(1, math.ceil(cfg.finetune_epochs
+                                                  * math.ceil(len(retrain_data) / cfg.batch_size)))
+        before = {k: copy.deepcopy(q) for k, q in layers.items()}
+        tuned_layers = Q.tune_centroids(model, layers, retrain_data, steps,
+                                        cfg.centroid_lr or cfg.lr, cfg.batch_size, loss_fn, cfg.seed)
         tuned = ev(model)
+        kept_tuned = not quant or tuned.get("top1", 0) >= quant.get("top1", 0)
+        if kept_tuned:
+            layers = tuned_layers
+        else:
+            layers = before
+            _load_layers(model, layers)
         rows.append(_row("centroids tuned", "trained quantization", _bits_label(bits),
-                         sparse_sizes(model, cfg.gap_bits, bits), fp32, tuned,
-                         retrain=hist[-1] if hist else None))
-        log(f"centroids tuned: top-1 {tuned.get('top1', float('nan')):.4f}")
+                         sparse_sizes(model, cfg.gap_bits, bits), fp32, tuned if kept_tuned else quant,
+                         tuned_top1=tuned.get("top1"), kept_tuned=kept_tuned, steps=steps))
+        log(f"centroids tuned: top-1 {tuned.get('top1', float('nan')):.4f}"
+            + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
     timings["quantize"] = time.time() - t
 
     # 5. Huffman -> .sqz, reloaded from disk
     t = time.time()
     info = save_quantized(model, layers, out_path, cfg.gap_bits,
                           metadata={"compressed_from_params": n_params})
+    refits = 0
+    if cfg.target_size:   # the size was estimated before retraining: check the real file
+        while info["bytes"] > cfg.target_size:
+            if refits >= 12:
+                Path(out_path).unlink(missing_ok=True)
+                raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
+                                  f"{info['bytes']:,} B after {refits} refits; use a larger target or fewer --bits")
+            layers = prune_more(layers, cfg.target_size / info["bytes"])
+            _load_layers(model, layers)
+            refits += 1
+            info = save_quantized(model, layers, out_path, cfg.gap_bits,
+                                  metadata={"compressed_from_params": n_params})
+            log(f"  refit {refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
     from .sqz import load_sqz
     reloaded = load_sqz(out_path)
     final = ev(reloaded)
     rows.append(_row("huffman (.sqz)", "Deep Compression", _bits_label(bits), info["bytes"], fp32, final,
-                     parts=info["parts"]))
+                     parts=info["parts"], refits=refits))
     log(f".sqz: {info['bytes']:,} B top-1 {final.get('top1', float('nan')):.4f}")
     timings["huffman"] = time.time() - t
 
@@ -328,6 +346,38 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
             "alexnet_bytes": ALEXNET_BYTES, "fractions": fractions, "bits": bits,
             "config": {k: v for k, v in cfg.__dict__.items()}, "seconds": time.time() - t_start,
             "timings": timings}
+
+
+def prune_more(layers: dict[str, Q.QuantLayer], ratio: float) -> dict[str, Q.QuantLayer]:
+    """Zero the smallest-magnitude shared weights so each layer keeps about ``ratio`` of its
+    non-zeros (a little less, since the header does not shrink): the refit used when the
+    final ``.sqz`` exceeds ``--target-size``. Codebooks are unchanged.
+
+    >>> q = Q.QuantLayer("w", (4,), 2, np.array([-1., .5, 2.], np.float32), np.array([1, 2, 3, 2]))
+    >>> prune_more({"w": q}, 0.5)["w"].codes.tolist()
+    [1, 0, 3, 0]
+    """
+    out = {}
+    for k, q in layers.items():
+        nz = np.flatnonzero(q.codes)
+        keep = math.ceil(nz.size * max(0.05, min(1.0, ratio - 0.005)))
+        if keep >= nz.size:
+            out[k] = q
+            continue
+        mag = np.abs(q.weight().ravel()[nz])
+        drop = nz[np.argsort(mag, kind="stable")[:nz.size - keep]]
+        codes = q.codes.copy()
+        codes[drop] = 0
+        out[k] = Q.QuantLayer(k, q.shape, q.bits, q.codebook, codes)
+    return out
+
+
+@torch.no_grad()
+def _load_layers(model: nn.Module, layers: dict[str, Q.QuantLayer]) -> None:
+    """Write quantized layers' weights into ``model``."""
+    for k, q in layers.items():
+        p = model.get_parameter(k)
+        p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
 
 
 def _kept(model, keys):

@@ -163,3 +163,49 @@ def unshare_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> dict[str
         mod.weight = nn.Parameter(torch.from_numpy(nq.weight()).to(dev))
         out[k] = nq
     return out
+
+
+def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps: int,
+                   lr: float = 1e-4, batch_size: int = 64, loss_fn=None,
+                   seed: int = 0) -> dict[str, QuantLayer]:
+    """Fine-tune the shared centroids only (everything else frozen); returns the new layers.
+
+    Each centroid's gradient is the sum of its members' gradients (autograd through the
+    gather, see :func:`share_weights`). A plain SGD step on that sum is badly scaled: a
+    centroid of a big layer has ~8,000 members and one of a small layer ~30, so one learning
+    rate either diverges on the first or does nothing on the second. We therefore use Adam,
+    whose per-centroid normalisation makes each step about ``lr`` in weight units whatever
+    the member count, so ``lr`` is an absolute bound on how far a centroid moves per step.
+
+    >>> layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)  # doctest: +SKIP
+    """
+    from ..data import make_loader
+    if steps <= 0 or data is None:
+        return layers
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:     # biases and non-quantized layers stay as they are
+        p.requires_grad_(False)
+    params = share_weights(model, layers)
+    try:
+        opt = torch.optim.Adam(params, lr=lr)
+        loader = make_loader(data, batch_size, shuffle=True, seed=seed)
+        model.train()
+        done = 0
+        while done < steps:
+            for x, y in loader:
+                if loss_fn is not None:
+                    loss = loss_fn(model, x, y)
+                else:
+                    loss = torch.nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                done += 1
+                if done >= steps:
+                    break
+    finally:
+        layers = unshare_weights(model, layers)
+        for p in frozen:
+            p.requires_grad_(True)
+        model.eval()
+    return layers
