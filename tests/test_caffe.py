@@ -17,13 +17,7 @@ from squeezenet.interop.caffe import (CaffeNet, NotSqueezeNet, arch_name, export
 from conftest import shared_path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 cores shared by several jobs: one intra-op thread is far faster than two contending
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # (fixture, expected registered arch, bypass, conv10 padding, pool positions, output blob)
 REAL = [

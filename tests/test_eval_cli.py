@@ -11,12 +11,7 @@ import squeezenet
 from conftest import shared_path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def onnx_zoo_model(tmp_path):

@@ -16,12 +16,7 @@ from conftest import shared_path
 ZOO = "fixtures/onnx_zoo_squeezenet1.1"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------ ONNX zoo

@@ -19,13 +19,7 @@ import squeezenet
 from squeezenet.errors import ConfigError, FormatError, SqueezeNetError
 from squeezenet.train import Callback, TrainConfig, Trainer, TrainingDiverged, lr_at
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two threads on a shared, loaded 2-core machine are many times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = squeezenet.MetaParams(base_e=16, incr_e=16, sr=0.25)

@@ -16,12 +16,7 @@ from squeezenet.train import STATE_FILE, load_train_state
 TINY = squeezenet.MetaParams(base_e=16, incr_e=16, sr=0.25)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_file(tmp_path) -> Path:
