@@ -53,3 +53,17 @@ def test_corrupt_streams_raise():
     # an incomplete table (code "11" unassigned) hit by the stream
     with pytest.raises(H.HuffmanError):
         H.decode(bytes([0b11000000]), 2, 1, np.array([1, 2, 0]))
+
+
+def test_round_trip_across_block_sizes():
+    # the decoder chains blocks of 2**K symbols; counts around every block size and stream
+    # lengths that are not a whole number of bytes must all decode exactly
+    rng = np.random.default_rng(7)
+    for count in [1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1023, 1025, 70001]:
+        x = rng.geometric(0.3, size=count) % 37
+        lengths = H.code_lengths(np.bincount(x, minlength=37))
+        data, nbits = H.encode(x, lengths)
+        assert np.array_equal(H.decode(data, nbits, count, lengths), x), count
+        if count > 1:   # one symbol short: the stream has bits left over
+            with pytest.raises(H.HuffmanError):
+                H.decode(data, nbits, count - 1, lengths)

@@ -8,9 +8,11 @@ loop over symbols in Python:
   ``np.packbits``;
 * decode: a ``2**L``-entry table gives, for *every* bit position of the stream, the symbol
   and code length that would start there; the chain of real symbol starts
-  ``0 -> next[0] -> ...`` is then found by pointer doubling (``log2(count)`` vectorised
-  gathers), so the work is ``O(bits * log(count))`` numpy operations in ``O(log count)``
-  Python steps.
+  ``0 -> next[0] -> ...`` is then found in blocks of ``B = 2**K`` symbols: ``K`` pointer
+  doublings give ``next^B`` for every position, one Python step per block chains the block
+  starts, and ``B`` vectorised gathers fill in the symbols of all blocks at once. The work
+  is ``O(bits * K + count)`` numpy operations in ``O(count / B + B)`` Python steps (a
+  block, never a symbol, per step).
 
 >>> import numpy as np
 >>> x = np.array([0, 0, 0, 1, 2, 0, 1, 0], dtype=np.int64)
@@ -159,35 +161,56 @@ def decode(data: bytes | np.ndarray, nbits: int, count: int, lengths: np.ndarray
         if nbits:
             raise HuffmanError("bits left over after the last symbol")
         return np.zeros(0, dtype=np.int64)
-    bits = np.unpackbits(buf)[:nbits]
-    padded = np.concatenate([bits, np.zeros(L, dtype=np.uint8)]).astype(np.int32)
-    win = np.zeros(nbits, dtype=np.int32)
-    for j in range(L):  # L <= 15 window-building steps, each over all positions at once
-        win = (win << 1) | padded[j:j + nbits]
-    ln = len_t[win]
-    # next start from each position; invalid codes and overruns go to the sink `nbits`
+    win = _windows(buf, nbits, L)
+    ln = len_t.astype(np.int8)[win]
+    # next symbol start from every bit position; invalid codes and overruns go to the sink
+    # nbits + 1 (nbits itself is the clean end of the stream)
     it = np.int32 if nbits < (1 << 30) else np.int64
-    nxt = np.arange(nbits, dtype=it) + ln.astype(it)
-    nxt[(ln == 0) | (nxt > nbits)] = nbits + 1
-    nxt = np.concatenate([nxt, np.array([nbits + 1, nbits + 1], dtype=it)])  # nbits = clean end, nbits+1 = error
-    nxt[nbits] = nbits + 1
-    # pointer doubling: start[i] = next^i(0), built from the binary digits of i
-    idx = np.arange(count, dtype=np.int64)
-    pos = np.zeros(count, dtype=it)
+    nxt = np.empty(nbits + 2, dtype=it)
+    nxt[:nbits] = np.arange(nbits, dtype=it)
+    nxt[:nbits] += ln
+    sink = nbits + 1
+    nxt[:nbits][(ln == 0) | (nxt[:nbits] > nbits)] = sink
+    nxt[nbits:] = sink
+    # jump tables next^(2^k) up to a block of B = 2^K symbols; the block starts are chained
+    # in one Python step per block, then each block is expanded in B vectorised steps
+    K = max(0, min(12, round((int(count).bit_length() - 1) / 5)))
     jump = nxt
-    k = 0
-    while (1 << k) < count:
-        sel = ((idx >> k) & 1).astype(bool)
-        pos[sel] = jump[pos[sel]]
-        k += 1
-        if (1 << k) < count:
-            jump = jump[jump]
-    if pos.max() >= nbits:
+    for _ in range(K):
+        jump = jump[jump]
+    B = 1 << K
+    nblocks = -(-count // B)
+    anchors = np.empty(nblocks, dtype=it)
+    p = 0
+    for a in range(nblocks):
+        anchors[a] = p
+        p = int(jump[p])
+    pos = np.empty((B, nblocks), dtype=it)
+    pos[0] = anchors
+    for j in range(1, B):
+        pos[j] = nxt[pos[j - 1]]
+    pos = pos.T.reshape(-1)[:count]
+    if int(pos.max()) >= nbits:
         raise HuffmanError("invalid code or stream too short")
-    end = pos[-1] + ln[pos[-1]]
+    end = int(pos[-1]) + int(ln[pos[-1]])
     if end != nbits:
         raise HuffmanError(f"stream has {nbits - end} bits left over after {count} symbols")
     return sym_t[win[pos]].astype(np.int64)
+
+
+def _windows(buf: np.ndarray, nbits: int, L: int) -> np.ndarray:
+    """The ``L``-bit window starting at every bit position (zero-padded past the end)."""
+    nb = (nbits + 7) // 8
+    b = np.zeros(nb + 4, dtype=np.uint32)
+    b[:nb] = buf[:nb]
+    w32 = (b[:nb] << 24) | (b[1:nb + 1] << 16) | (b[2:nb + 2] << 8) | b[3:nb + 3]
+    mask = np.uint32((1 << L) - 1)
+    win = np.empty(nbits, dtype=np.int32)
+    for r in range(8):   # bit offset within the byte: 8 vectorised steps
+        n = len(range(r, nbits, 8))
+        if n:
+            win[r::8] = (w32[:n] >> np.uint32(32 - L - r)) & mask
+    return win
 
 
 def pack_lengths(lengths: np.ndarray) -> bytes:
