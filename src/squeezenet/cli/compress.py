@@ -11,6 +11,10 @@ EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -
 """
 
 
+#: Default distillation budget per retraining stage with --unlabeled (images).
+UNLABELED_IMAGES = 2000
+
+
 def register(sub) -> None:
     p = add_parser(sub, "compress", "prune, quantize and Huffman-code a model into a .sqz (paper Table 2)",
                    EXAMPLES)
@@ -29,7 +33,10 @@ def register(sub) -> None:
     p.add_argument("--target-size", type=int, default=None,
                    help="bytes: choose per-layer sparsity and bits so the .sqz fits")
     p.add_argument("--finetune-epochs", type=float, default=1.0, help="retraining epochs per stage")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per retraining stage")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap on optimizer steps per retraining stage (default with --unlabeled: "
+                        f"{UNLABELED_IMAGES:,} images per stage, so a large unlabeled set does not "
+                        "turn distillation into hours of training)")
     p.add_argument("--lr", type=float, default=None,
                    help="retraining learning rate (default 1e-3 with labels, 1e-4 when distilling "
                         "from --unlabeled images: out-of-domain images at a high rate hurt)")
@@ -78,9 +85,13 @@ def run(args) -> int:
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
     unlabeled = build_dataset(args.unlabeled, "train", preset=preset) if args.unlabeled else None
+    max_steps = args.max_steps
+    if max_steps is None and unlabeled is not None:
+        max_steps = max(1, -(-min(len(unlabeled), int(UNLABELED_IMAGES * args.finetune_epochs))
+                             // args.batch_size))
     cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
                          target_size=args.target_size, finetune_epochs=args.finetune_epochs,
-                         max_steps=args.max_steps,
+                         max_steps=max_steps,
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr,
                          svd_energy=args.svd)
