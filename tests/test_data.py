@@ -160,8 +160,10 @@ def test_truncated_image_skipped_once_and_counted(tmp_path, capsys):
 def test_truncated_image_strict_is_error(tmp_path):
     root = _folder(tmp_path / "d", n=1)
     (root / "cat" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    ds = build_dataset(root, "test", preset="small", strict=True)
-    with pytest.raises(FormatError, match="bad.png"):
+    with pytest.raises(FormatError, match="bad.png"):   # at load time (preloaded small images)
+        build_dataset(root, "test", preset="small", strict=True)
+    ds = build_dataset(root, "test", preset="torchvision", strict=True)
+    with pytest.raises(FormatError, match="bad.png"):   # or when the loader reaches it
         list(make_loader(ds, 4))
 
 
@@ -200,7 +202,7 @@ def test_tarball_unpacked_into_cache_once(tmp_path):
     cache = Path(os.environ["SQUEEZENET_CACHE"])
     assert cache in ds.root.parents
     assert unpack(arc) == unpack(arc)  # reused, not unpacked again
-    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 1
+    assert len([p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1
 
 
 @pytest.mark.parametrize("name,kind", [("../evil.png", "escapes"), ("/tmp/evil.png", "absolute"),
@@ -248,3 +250,31 @@ def test_imagenet_sample_with_synsets():
     assert len(ds.classes) == 1000 and len(ds) == 500
     assert all(t % 2 == 0 for t in ds.targets)  # one photo per even class index
     assert ds.samples[0][1] == 0 and ds[0][0].shape == (3, 227, 227)
+
+
+def test_preloaded_small_images_match_the_folder_pipeline(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQUEEZENET_CACHE", str(tmp_path / "cache"))
+    import numpy as np
+    rng = np.random.default_rng(0)
+    root = tmp_path / "d"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i, size in enumerate([(32, 32), (40, 30), (32, 32)]):   # noise; one needs resizing
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    fast = build_dataset(root, "test", preset="small")
+    slow = build_dataset(root, "test", preset="small", preload=False)
+    assert type(fast).__name__ == "PreloadedSmallDataset" and type(slow).__name__ == "ImageFolderDataset"
+    assert fast.classes == slow.classes and fast.targets == slow.targets
+    for i in range(len(slow)):
+        assert torch.allclose(fast[i][0], slow[i][0], atol=1e-5) and fast[i][1] == slow[i][1]
+    assert len(list((tmp_path / "cache").glob("small32-*.npy"))) == 1
+    again = build_dataset(root, "test", preset="small")   # from the cache
+    assert torch.equal(again.images, fast.images)
+    # training augmentation: a crop of the reflect-padded image, maybe mirrored
+    train = build_dataset(root, "test", preset="small", augment=True)
+    torch.manual_seed(0)
+    x, _ = train[0]
+    base = (train.images[0].float() - train._mean) / train._std
+    padded = torch.nn.functional.pad(base[None], (4, 4, 4, 4), mode="reflect")[0]
+    crops = [padded[:, y:y + 32, x0:x0 + 32] for y in range(9) for x0 in range(9)]
+    assert any(torch.allclose(x, c, atol=1e-5) or torch.allclose(x, c.flip(-1), atol=1e-5) for c in crops)

@@ -197,6 +197,85 @@ class DigitsDataset(Dataset):
         return (self.transform(img) if self.transform else img), self.targets[i]
 
 
+class PreloadedSmallDataset(Dataset):
+    """A folder of small images (the ``small`` preset, 32x32) decoded once into one uint8
+    array, cached as ``.npy`` in the cache folder, with the preset's augmentation done on
+    tensors: CIFAR-10 epochs then cost no JPEG decoding (measured: decoding was a fifth of
+    a squeezenet_small epoch on 2 cores).
+
+    Same samples, targets, classes and augmentation (reflect-pad 4 + random 32 crop +
+    horizontal flip, then CIFAR normalisation) as ``ImageFolderDataset`` with the ``small``
+    preset. Built by :func:`build_dataset` only when every image decodes; otherwise the
+    folder dataset (which skips and counts bad images) is used.
+    """
+
+    def __init__(self, folder: ImageFolderDataset, augment: bool, hflip: bool = True) -> None:
+        self.root, self.samples, self.targets = folder.root, folder.samples, folder.targets
+        self.classes, self.strict, self.skipped = folder.classes, folder.strict, {}
+        self.augment, self.hflip = augment, hflip
+        self.images = torch.from_numpy(_decode_small_cached(folder.samples))  # N x 3 x 32 x 32 uint8
+        if augment:   # reflect-padded once (N x 3 x 40 x 40 uint8): a sample is then a crop view
+            self.padded = torch.cat([torch.nn.functional.pad(c.float(), (4, 4, 4, 4), mode="reflect").to(torch.uint8)
+                                     for c in self.images.split(4096)])
+        from .transforms import CIFAR_MEAN, CIFAR_STD
+        self._mean = torch.tensor(CIFAR_MEAN).view(3, 1, 1) * 255
+        self._std = torch.tensor(CIFAR_STD).view(3, 1, 1) * 255
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        if self.augment:
+            dy, dx = torch.randint(0, 9, (2,)).tolist()   # crop of the 4-pixel reflect padding
+            x = self.padded[i, :, dy:dy + 32, dx:dx + 32]
+            if self.hflip and torch.rand(()) < 0.5:
+                x = x.flip(-1)
+        else:
+            x = self.images[i]
+        return (x.float() - self._mean) / self._std, self.targets[i]
+
+
+def _decode_small_cached(samples: list[tuple[str, int]]):
+    """uint8 array (N, 3, 32, 32) of the images, read from / written to the cache."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from ..io import atomic_write
+    from .archive import cache_dir
+    h = hashlib.sha256()
+    for path, _ in samples:
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    entry = cache_dir() / f"small32-{h.hexdigest()[:16]}.npy"
+    if entry.is_file():
+        try:
+            arr = np.load(entry, allow_pickle=False, mmap_mode=None)
+            if arr.shape == (len(samples), 3, 32, 32) and arr.dtype == np.uint8:
+                return arr
+        except (OSError, ValueError):
+            pass   # a damaged cache entry is rebuilt
+    arr = np.empty((len(samples), 3, 32, 32), dtype=np.uint8)
+    for i, (path, _) in enumerate(samples):
+        try:
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                img = img.convert("RGB")
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
+            raise FormatError(path, f"unreadable image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        if img.size != (32, 32):
+            img = img.resize((32, 32), Image.BILINEAR)
+        arr[i] = np.asarray(img).transpose(2, 0, 1)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp):   # a file object: np.save would append ".npy" to a path
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+    atomic_write(entry, write)
+    return arr
+
+
 def _resolve_folder(path: Path, split: str) -> Path:
     """The class-folder root for ``split`` inside ``path`` (a folder or an archive)."""
     if is_archive(path):
@@ -219,13 +298,15 @@ def _resolve_folder(path: Path, split: str) -> Path:
 
 def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | None = None,
                   classes=None, strict: bool = False, augment: bool | None = None,
-                  transform: Callable | None = None) -> Dataset:
+                  transform: Callable | None = None, preload: bool = True) -> Dataset:
     """A dataset from a spec: ``"digits"``, ``"cifar10"``, a folder of class folders (or one
     holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
 
     ``preset`` picks the preprocessing (default: ``small`` for digits and cifar10, else
     ``torchvision``); ``augment`` (default: ``split == "train"``) adds training augmentation.
-    ``classes`` (a list or a class-list file) fixes the class-index order.
+    ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
+    preset the images are decoded once into memory (:class:`PreloadedSmallDataset`, cached);
+    ``preload=False`` keeps per-image decoding.
 
     >>> ds = build_dataset("digits", "test")
     >>> len(ds), ds[0][0].shape
@@ -257,7 +338,14 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     preset = check_preset(preset or default_preset)
     folder = _resolve_folder(path, split)
     tf = transform or get_transform(preset, train=augment)
-    return ImageFolderDataset(folder, tf, classes=classes, strict=strict)
+    ds = ImageFolderDataset(folder, tf, classes=classes, strict=strict)
+    if preset == "small" and transform is None and preload:
+        try:
+            return PreloadedSmallDataset(ds, augment)
+        except FormatError:   # an unreadable image: the folder dataset skips and counts it
+            if strict:
+                raise
+    return ds
 
 
 # ---------------------------------------------------------------------------------- loading
