@@ -166,3 +166,28 @@ def test_load_bad_files(tmp_path):
         sq.load(tmp_path / "missing.safetensors")
     with pytest.raises(sq.FormatError, match="unknown model file type"):
         sq.load(bad.rename(tmp_path / "x.bin"))
+
+
+def test_batch_norm_option(tmp_path):
+    import squeezenet
+    from squeezenet.errors import SqueezeNetError
+    from squeezenet.interop.caffe import export_caffe
+    plain = squeezenet.create_model("squeezenet_small")
+    bn = squeezenet.create_model("squeezenet_small", batch_norm=True)
+    n_bn = sum(m.num_features * 2 for m in bn.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert n_bn > 0 and sum(p.numel() for p in bn.parameters()) == sum(p.numel() for p in plain.parameters()) + n_bn
+    # compression sees the same convs (BatchNorm stays dense)
+    from squeezenet.compress.prune import prunable
+    assert [tuple(bn.get_parameter(k).shape) for k in prunable(bn)] == \
+        [tuple(plain.get_parameter(k).shape) for k in prunable(plain)]
+    bn.train()
+    with torch.no_grad():
+        bn(torch.randn(8, 3, 32, 32))          # running statistics move
+    bn.eval()
+    squeezenet.save(bn, tmp_path / "bn.safetensors")
+    back = squeezenet.load(tmp_path / "bn.safetensors").eval()
+    assert back.config.batch_norm
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(back(x), bn(x), atol=1e-6)
+    with pytest.raises(SqueezeNetError, match="BatchNorm"):
+        export_caffe(bn, tmp_path / "caffe")

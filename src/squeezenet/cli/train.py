@@ -65,6 +65,9 @@ def register(sub) -> None:
                    help=f"model name ({', '.join(list_models())}) or a model file to fine-tune; "
                         "default squeezenet_small for 32x32 data, else squeezenet1_1")
     p.add_argument("--bypass", choices=["none", "simple", "complex"], default=None, help="paper Table 3 variant")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="BatchNorm after every conv but conv10 (not in the paper; trains much faster "
+                        "from scratch, e.g. on CIFAR-10)")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default by data/model)")
     p.add_argument("--classes", default=None, help="class list file fixing the class-index order")
     p.add_argument("--val", default=None, help="validation data (default: the test split of --data, if any)")
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                                "val": str(val_spec) if val_spec else None, "no_val": bool(no_val)}
     if trainer.is_main:
         n_val = len(val_ds) if val_ds is not None else 0
-        print(f"training {model.config.stem}/{model.config.bypass} ({sum(p.numel() for p in model.parameters()):,} "
+        print(f"training {model.config.stem}/{model.config.bypass}{'/bn' if model.config.batch_norm else ''} ({sum(p.numel() for p in model.parameters()):,} "
               f"params) on {data}: {len(train_ds)} train / {n_val} val images, {len(train_ds.classes)} classes, "
               f"preset {preset}; {trainer.total_steps()} steps of {config.effective_batch * trainer.world_size} "
               f"images, lr {config.lr} {config.schedule}, {trainer.world_size} process(es) on {trainer.device}",
@@ -216,13 +219,15 @@ def _build_model(args, saved, data, preset, num_classes=None):
     kwargs = {}
     if args.bypass:
         kwargs["bypass"] = args.bypass
+    if args.batch_norm:
+        kwargs["batch_norm"] = True
     if num_classes:
         kwargs["num_classes"] = num_classes
     name = args.model
     if name and Path(name).suffix:
-        if kwargs.get("bypass"):
+        if kwargs.get("bypass") or kwargs.get("batch_norm"):
             from ..errors import SqueezeNetError
-            raise SqueezeNetError("--bypass applies to named models, not to a model file")
+            raise SqueezeNetError("--bypass and --batch-norm apply to named models, not to a model file")
         return load(name).train()
     if name is None:
         name = _default_model_name(args, data, preset)

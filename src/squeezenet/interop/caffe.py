@@ -1042,6 +1042,9 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     from ..models import SqueezeNet
     if not isinstance(model, SqueezeNet):
         raise SqueezeNetError(f"export-caffe needs a SqueezeNet, got {type(model).__name__}")
+    if getattr(model.config, "batch_norm", False):
+        raise SqueezeNetError("export-caffe: models with --batch-norm are not exported to Caffe (the "
+                              "released SqueezeNets have no BatchNorm); use `squeezenet export` (ONNX)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     deploy = squeezenet_to_netparameter(model, with_weights=False, input_size=input_size)

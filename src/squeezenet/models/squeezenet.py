@@ -96,6 +96,7 @@ class SqueezeNetConfig:
     dropout: float = 0.5                    # before conv10
     conv10_padding: int = 0                 # 1 = Caffe-exact v1.0 (the released weights need it)
     in_channels: int = 3                    # input channels
+    batch_norm: bool = False                # BatchNorm after every conv but conv10 (not in the paper)
 
     def __post_init__(self) -> None:
         if self.stem not in STEMS:
@@ -179,12 +180,13 @@ class SqueezeNet(nn.Module):
         c1, k, stride, pad = STEMS[config.stem]
         layers: list[nn.Module] = [
             nn.Conv2d(config.in_channels, c1, kernel_size=k, stride=stride, padding=pad),
+            *([nn.BatchNorm2d(c1)] if config.batch_norm else []),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
         ]
         cin = c1
         for i, ((s, e1, e3), kind) in enumerate(zip(config.fires, fire_bypass_kinds(config))):
-            layers.append(Fire(cin, s, e1, e3, bypass=kind))
+            layers.append(Fire(cin, s, e1, e3, bypass=kind, batch_norm=config.batch_norm))
             cin = e1 + e3
             if i in config.pool_after:
                 layers.append(nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
