@@ -5,8 +5,9 @@ the best top-1 each run found, and how many trained trials it needed to get with
 of that best and of the best any run found. Every trial trains with the explore default recipe
 (the digits demo's: AdamW, poly decay over the budget, alive init, augmentation).
 
-    python benchmarks/explore_strategies.py --space small --trials 4 --seeds 0,1 \
-        --size-budget 60000 --epochs 8 --out /tmp/strategies
+    python benchmarks/explore_strategies.py --space small --trials 20 --seeds 0,1 \
+        --size-budget 120000 --epochs 2 --out /tmp/strategies \
+        --train-args "--batch-size 32 --lr 3e-3 --no-augment --batch-norm"
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def main() -> int:
     ap.add_argument("--epochs", default="1")
     ap.add_argument("--strategies", default="random,anneal,genetic,bayes")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--train-args", default="",
+                    help='extra training flags for every trial, e.g. "--batch-size 32 --lr 3e-3 --batch-norm"')
     args = ap.parse_args()
     import optuna
     from optuna.trial import TrialState
@@ -48,7 +51,7 @@ def main() -> int:
             cmd = [sys.executable, "-m", "squeezenet", "explore", "search", "--strategy", strategy,
                    "--trials", str(args.trials), "--storage", str(db), "--study", "cmp", "--space", args.space,
                    "--size-budget", str(args.size_budget), "--data", args.data, "--epochs", args.epochs,
-                   "--seed", seed, "--threads", "1"]
+                   "--seed", seed, "--threads", "1", *args.train_args.split()]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             study = optuna.load_study(study_name="cmp", storage=open_storage(str(db), heartbeat=None))
             done = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
@@ -64,6 +67,7 @@ def main() -> int:
     for r in runs:
         r["trials_to_1pt_of_overall_best"] = trials_to_within(r["curve"], overall)
     print(json.dumps({"space": args.space, "data": args.data, "epochs": args.epochs, "trials": args.trials,
+                      "train_args": args.train_args,
                       "size_budget": args.size_budget, "overall_best_top1": overall, "runs": runs}, indent=1))
     return 0
 

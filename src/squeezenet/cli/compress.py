@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=None,
                    help="retraining learning rate (default 1e-3 with labels, 1e-4 when distilling "
                         "from --unlabeled images: out-of-domain images at a high rate hurt)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
+                   help="retraining optimizer (default sgd, momentum 0.9 as in the paper; adamw suits "
+                        "models trained with AdamW such as the small-image recipe)")
     p.add_argument("--centroid-lr", type=float, default=None,
                    help="Adam step for centroid fine-tuning (default --lr): about how far a "
                         "centroid moves per step")
@@ -93,7 +96,7 @@ def run(args) -> int:
                          target_size=args.target_size, finetune_epochs=args.finetune_epochs,
                          max_steps=max_steps,
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
-                         batch_size=args.batch_size, centroid_lr=args.centroid_lr,
+                         batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
                          svd_energy=args.svd)
     score = None
     if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image

@@ -29,6 +29,9 @@ def _budget_args(p, *, storage: bool) -> None:
                    help="weight init (default alive: kaiming, conv10 bias 1)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="training augmentation (default on; digits: the demo's affine warp)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="networks with BatchNorm after every conv but conv10 (not the paper's; "
+                        "short budgets then rank networks by more than how fast they start learning)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (fixed subset)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N images")
     p.add_argument("--seed", type=int, default=0,
@@ -89,7 +92,7 @@ def _budget(args):
         torch.set_num_threads(args.threads)
     return Budget(data=args.data, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
                   optimizer=args.optimizer, lr=args.lr, init=args.init, augment=args.augment, train_subset=args.train_subset, test_subset=args.test_subset,
-                  seed=getattr(args, "train_seed", args.seed))
+                  seed=getattr(args, "train_seed", args.seed), batch_norm=args.batch_norm)
 
 
 def _log(msg: str) -> None:

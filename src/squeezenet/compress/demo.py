@@ -7,7 +7,7 @@ from pathlib import Path
 
 def compress_demo(weights_path: str | os.PathLike, out_dir: str | os.PathLike, log=print,
                   bits: int = 5, prune: str = "paper", finetune_epochs: float = 8.0,
-                  lr: float = 1e-3) -> dict:
+                  lr: float = 1e-3, optimizer: str = "sgd") -> dict:
     """Compress a digits-trained ``squeezenet_small`` and check the reloaded ``.sqz``.
 
     Returns the pipeline report plus ``sqz`` (path), ``reloaded`` (metrics of the model
@@ -27,7 +27,7 @@ def compress_demo(weights_path: str | os.PathLike, out_dir: str | os.PathLike, l
     test = make_loader(build_dataset("digits", "test", preset=model.preprocess or "small"), 128)
     out = Path(out_dir) / (Path(weights_path).stem + ".sqz")
     cfg = CompressConfig(prune=prune, bits=bits, finetune_epochs=finetune_epochs, lr=lr,
-                         batch_size=64)
+                         batch_size=64, optimizer=optimizer)
     report = compress_model(model, train, test, cfg, out, log=lambda *a: None)
     reloaded = evaluate(load(out), test)
     dense = report["rows"][0]

@@ -48,7 +48,8 @@ class CompressConfig:
     target_size: int | None = None  # bytes: choose sparsity scale and bits to fit
     finetune_epochs: float = 1.0    # retraining epochs after pruning and after quantization
     max_steps: int | None = None    # cap on optimizer steps per retraining stage
-    lr: float = 1e-3                # retraining learning rate (SGD momentum 0.9)
+    lr: float = 1e-3                # retraining learning rate
+    optimizer: str = "sgd"          # retraining optimizer: sgd (momentum 0.9, the paper's) | adamw
     centroid_lr: float | None = None  # Adam step of centroid fine-tuning (default lr)
     batch_size: int = 64            # retraining batch size
     weight_decay: float = 0.0       # retraining weight decay (masks keep pruned weights at 0)
@@ -76,7 +77,7 @@ def distill_loss(teacher: nn.Module, temperature: float = 2.0) -> Callable:
 
 def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), loss_fn=None,
             lr: float | None = None) -> list[dict]:
-    """One retraining stage with ``squeezenet.train.Trainer`` (SGD momentum 0.9, poly lr).
+    """One retraining stage with ``squeezenet.train.Trainer`` (``cfg.optimizer``, poly lr).
 
     Only parameters with ``requires_grad`` move (the centroid stage freezes the rest).
     """
@@ -87,7 +88,7 @@ def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), los
     if steps is None:
         steps = max(1, math.ceil(cfg.finetune_epochs * math.ceil(len(train_data) / cfg.batch_size)))
     tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
-                     accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9,
+                     accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9, optimizer=cfg.optimizer,
                      weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
                      progress=False, device="cpu")
     out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn).fit()

@@ -318,6 +318,10 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     spec_s = str(spec)
     if spec_s == "digits":
         preset = check_preset(preset or "small")
+        if transform is None and augment and preset == "small":
+            # centred, size-normalised digits: small affine warps (4-pixel crops slow learning)
+            from ..train.demo import digits_train_transform
+            transform = digits_train_transform()
         tf = transform or get_transform(preset, train=augment, hflip=False)
         ds = DigitsDataset(split, tf)
         want = _as_class_list(classes)

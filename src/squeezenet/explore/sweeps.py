@@ -84,6 +84,8 @@ def _budget_text(b: Budget) -> str:
              f"batch {b.batch_size}", (f"{b.optimizer} lr {b.lr:g}" if b.lr is not None else f"{b.optimizer} " + (
                  "(demo recipe)" if b.optimizer == "adamw" else "(paper recipe)")),
              f"init {b.init}", "augment" if b.augment else "no augment"]
+    if b.batch_norm:
+        parts.append("BatchNorm")
     if b.train_subset:
         parts.append(f"{b.train_subset} train imgs")
     if b.test_subset:

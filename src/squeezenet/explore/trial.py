@@ -43,6 +43,7 @@ class Budget:
     train_subset: int | None = None   # train on this many images (a fixed random subset)
     test_subset: int | None = None    # evaluate on this many images
     seed: int = 0                     # weight init, data order and subset choice
+    batch_norm: bool = False          # networks with BatchNorm (not the paper's; trains faster)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,13 +139,14 @@ def measure(model, input_size: int) -> dict[str, int]:
 
 
 def build_point(space, params: dict[str, Any], num_classes: int, init: str = "alive",
-                dropout: float = 0.0, data=None):
+                dropout: float = 0.0, data=None, batch_norm: bool = False):
     """The network for one point, initialised by :func:`squeezenet.train.init_weights` (``data``
     for ``lsuv``); raises ConfigError when the metaparameters are invalid."""
     from ..models import create_model
     from ..train.init import init_weights
     meta, bypass = space.to_meta(params)
-    model = create_model(space.model, meta=meta, bypass=bypass, num_classes=num_classes, dropout=dropout)
+    extra = {"batch_norm": True} if batch_norm else {}
+    model = create_model(space.model, meta=meta, bypass=bypass, num_classes=num_classes, dropout=dropout, **extra)
     return init_weights(model, init, data=data)
 
 
@@ -163,7 +165,7 @@ def run_point(space, params: dict[str, Any], budget: Budget, size_budget: int | 
     test = load_data(budget, "test")
     torch.manual_seed(budget.seed)
     model = build_point(space, params, num_classes=len(train.classes), init=budget.init,
-                        dropout=budget.dropout, data=train)
+                        dropout=budget.dropout, data=train, batch_norm=budget.batch_norm)
     m = measure(model, get_model_entry(space.model).input_size)
     if on_measured is not None:
         on_measured(m)
