@@ -191,3 +191,13 @@ def test_batch_norm_option(tmp_path):
     assert torch.allclose(back(x), bn(x), atol=1e-6)
     with pytest.raises(SqueezeNetError, match="BatchNorm"):
         export_caffe(bn, tmp_path / "caffe")
+
+
+def test_batch_norm_normalises_the_complex_bypass_too():
+    import squeezenet
+    m = squeezenet.create_model("squeezenet_small", batch_norm=True, bypass="complex")
+    fires = [f for f in m.modules() if type(f).__name__ == "Fire"]
+    conv_fires = [f for f in fires if f.shortcut is not None]
+    assert conv_fires and all(isinstance(f.shortcut_bn, torch.nn.BatchNorm2d) for f in conv_fires)
+    plain = squeezenet.create_model("squeezenet_small", bypass="complex")
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in plain.modules())

@@ -6,7 +6,8 @@ import argparse
 from ._common import add_parser
 
 EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small --epochs 20
-  squeezenet train --data cifar10 --out runs/c10 --recipe small --epochs 30 --batch-size 128 --workers 1
+  squeezenet train --data cifar10 --out runs/c10 --batch-norm --epochs 15 --batch-size 128 --lr 2e-3 \\
+      --schedule cosine --warmup-steps 300 --channels-last      # 81.1 % in 47 min on 2 CPU cores
   squeezenet train --data photos/ --classes classes.txt --model squeezenet1_1 --out runs/p --config recipe.yaml
   squeezenet train --out runs/c10 --resume              # continue exactly where it stopped
   torchrun --nproc_per_node=2 -m squeezenet train --data digits --out runs/ddp
