@@ -316,3 +316,50 @@ def test_prune_more_drops_smallest():
     out = prune_more({"w": q}, 0.6)["w"]
     assert out.codes.tolist() == [1, 0, 3, 0, 0, 1]
     assert out.codebook is q.codebook and q.codes.tolist() == [1, 2, 3, 2, 0, 1]
+
+
+def test_batch_norm_models_are_stored_folded(tmp_path):
+    """A --batch-norm model is folded (BN into convs) before compression: no BatchNorm tensors
+    in the .sqz, the reloaded plain network computes what the BN network computed, and the
+    masks chosen on the folded weights hold through retraining of the BN network."""
+    from squeezenet.compress.pipeline import CompressConfig, compress_model
+    from squeezenet.data import make_loader
+    from squeezenet.models.fold import fold_batch_norm
+    torch.manual_seed(0)
+    cfg_m = SqueezeNetConfig(stem="small", fires=((8, 16, 16), (8, 16, 16)), pool_after=(0,),
+                             num_classes=3, bypass="complex", batch_norm=True)
+
+    def bn_model():
+        torch.manual_seed(1)
+        m = SqueezeNet(cfg_m)
+        with torch.no_grad():
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.running_mean.normal_(0, 0.5)
+                    mod.running_var.uniform_(0.2, 3.0)
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0, 0.2)
+        return m.eval()
+
+    m = bn_model()
+    assert m.features[4].shortcut is not None and isinstance(m.features[4].shortcut_bn, nn.BatchNorm2d)
+    x = torch.randn(8, 3, 16, 16)
+    f = fold_batch_norm(m)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in f.modules())
+    assert torch.allclose(m(x), f(x), atol=1e-5)
+
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 16, 16), torch.randint(0, 3, (32,)))
+    cfg = CompressConfig(prune="uniform:1.0", bits=12, finetune_epochs=0)
+    report = compress_model(bn_model(), None, make_loader(data, 32), cfg, tmp_path / "bn.sqz",
+                            log=lambda *a: None)
+    assert report["rows"][-1]["parts"]["dense"] == 0          # no BN tensors stored
+    loaded = squeezenet.load(tmp_path / "bn.sqz")
+    assert loaded.config.batch_norm is False
+    assert not any("_bn" in k or "running" in k for k in loaded.state_dict())
+    ref = m(x)
+    assert (loaded(x) - ref).abs().max() < 1e-2 * ref.abs().max()
+
+    cfg = CompressConfig(prune="paper", bits=5, max_steps=3, batch_size=16, optimizer="adamw")
+    compress_model(bn_model(), data, make_loader(data, 32), cfg, tmp_path / "bn2.sqz", log=lambda *a: None)
+    w = squeezenet.load(tmp_path / "bn2.sqz").state_dict()["features.3.expand3x3.weight"]
+    assert abs((w != 0).float().mean().item() - 0.33) < 0.01

@@ -87,9 +87,7 @@ def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), los
     from ..train import TrainConfig, Trainer
     if train_data is None or (cfg.finetune_epochs <= 0 and not cfg.max_steps):
         return []
-    steps = cfg.max_steps
-    if steps is None:
-        steps = max(1, math.ceil(cfg.finetune_epochs * math.ceil(len(train_data) / cfg.batch_size)))
+    steps = _stage_steps(cfg, train_data)
     tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
                      accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9, optimizer=cfg.optimizer,
                      weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
@@ -97,6 +95,13 @@ def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), los
     out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn).fit()
     model.eval()
     return out
+
+
+def _stage_steps(cfg: CompressConfig, data) -> int:
+    """Optimizer steps of one retraining stage: ``max_steps``, else ``finetune_epochs`` epochs."""
+    if cfg.max_steps:
+        return int(cfg.max_steps)
+    return max(1, math.ceil(cfg.finetune_epochs * math.ceil(len(data) / cfg.batch_size)))
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -219,6 +224,16 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     model.eval()
+    # A --batch-norm model is stored folded (BatchNorm into its convs: no BN tensors in the
+    # file, and pruning/k-means see the effective weights) but retrained with its BatchNorm,
+    # whose statistics then follow the pruned weights
+    bn_model, keymap = None, {}
+    if getattr(getattr(model, "config", None), "batch_norm", False):
+        from ..models.fold import fold_batch_norm, folded_key_map
+        bn_model = model
+        model = fold_batch_norm(bn_model).eval()
+        keymap = folded_key_map(bn_model, model)
+        log("BatchNorm folded into the convolutions for storage")
     teacher = copy.deepcopy(model).eval()
     n_params = sum(p.numel() for p in model.parameters())
     fp32 = n_params * 4
@@ -280,8 +295,18 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     t = time.time()
     masks = P.magnitude_masks(model, fractions)
     P.apply_masks(model, masks)
-    unretrained = copy.deepcopy(model)
-    hist = retrain(model, retrain_data, cfg, callbacks=[P.MaskCallback(masks)], loss_fn=loss_fn)
+    retrains = retrain_data is not None and (cfg.finetune_epochs > 0 or bool(cfg.max_steps))
+    unretrained = copy.deepcopy(model) if retrains else None
+    if bn_model is not None:
+        # the same zeros in the BatchNorm model (folding scales whole output channels)
+        bn_masks = {keymap[k]: m for k, m in masks.items()}
+        P.apply_masks(bn_model, bn_masks)
+        hist = retrain(bn_model, retrain_data, cfg, callbacks=[P.MaskCallback(bn_masks)], loss_fn=loss_fn)
+        P.apply_masks(bn_model, bn_masks)
+        if hist:
+            model = fold_batch_norm(bn_model).eval()
+    else:
+        hist = retrain(model, retrain_data, cfg, callbacks=[P.MaskCallback(masks)], loss_fn=loss_fn)
     P.apply_masks(model, masks)
     pruned = ev(model)
     kept = _kept(model, keys)
@@ -297,7 +322,7 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     layers = Q.quantize_model(model, bits, cfg.init, keys)
     quant = ev(model)
     used_retrained = True
-    if hist and (score_loader or val_loader) is not None:
+    if hist and unretrained is not None and (score_loader or val_loader) is not None:
         sl = score_loader or val_loader
         alt_layers = Q.quantize_model(unretrained, bits, cfg.init, keys)
         s_re = quant.get("top1") if sl is val_loader else evaluate(model, sl)["top1"]
@@ -316,9 +341,8 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
 
     # 4. centroid fine-tuning (Adam on the summed member gradients); the better of
     # before/after on the evaluation data is kept, so this stage never makes things worse
-    if retrain_data is not None and (cfg.finetune_epochs > 0 or cfg.max_steps):
-        steps = cfg.max_steps or max(1, math.ceil(cfg.finetune_epochs
-                                                  * math.ceil(len(retrain_data) / cfg.batch_size)))
+    if retrains:
+        steps = _stage_steps(cfg, retrain_data)
         before = {k: copy.deepcopy(q) for k, q in layers.items()}
         tuned_layers = Q.tune_centroids(model, layers, retrain_data, steps,
                                         cfg.centroid_lr or cfg.lr, cfg.batch_size, loss_fn, cfg.seed)
