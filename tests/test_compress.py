@@ -347,6 +347,15 @@ def test_batch_norm_models_are_stored_folded(tmp_path):
     f = fold_batch_norm(m)
     assert not any(isinstance(mod, nn.BatchNorm2d) for mod in f.modules())
     assert torch.allclose(m(x), f(x), atol=1e-5)
+    from squeezenet.models.fold import unfold_weights
+    with torch.no_grad():
+        for mod in f.modules():
+            if isinstance(mod, nn.Conv2d):
+                mod.weight.mul_(torch.rand_like(mod.weight) > 0.5)   # pruned, as compensation leaves it
+    m2 = bn_model()
+    unfold_weights(m2, f)
+    for a, b in zip(P.prunable(fold_batch_norm(m2)).values(), P.prunable(f).values()):
+        assert torch.allclose(a.weight, b.weight, atol=1e-6) and torch.equal(a.weight == 0, b.weight == 0)
 
     data = torch.utils.data.TensorDataset(torch.randn(32, 3, 16, 16), torch.randint(0, 3, (32,)))
     cfg = CompressConfig(prune="uniform:1.0", bits=12, finetune_epochs=0)
@@ -363,3 +372,55 @@ def test_batch_norm_models_are_stored_folded(tmp_path):
     compress_model(bn_model(), data, make_loader(data, 32), cfg, tmp_path / "bn2.sqz", log=lambda *a: None)
     w = squeezenet.load(tmp_path / "bn2.sqz").state_dict()["features.3.expand3x3.weight"]
     assert abs((w != 0).float().mean().item() - 0.33) < 0.01
+
+
+def test_error_compensation_beats_plain_rounding_and_magnitude_pruning():
+    """GPTQ/SparseGPT-style compensation lowers the layer's *output* error on correlated
+    inputs, keeps zeros at zero and the exact kept fraction."""
+    from squeezenet.compress import compensate as C
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 16, 3, bias=False)
+    base = torch.randn(256, 6, 8, 8)
+    x = base + 0.8 * base.roll(1, dims=1)             # correlated channels
+    H = C.conv_hessian(conv, x)
+    W = conv.weight.detach().reshape(16, -1).double()
+
+    def out_err(Wq):
+        return float(torch.einsum("rd,de,re->", Wq - W, H, Wq - W))
+
+    cb, lab = Q.kmeans_1d(W.numpy().ravel(), 8)
+    rounded = torch.from_numpy(np.sort(cb)[lab].reshape(W.shape))
+    Wq, codes = C.compensate_layer(W, H, codebook=cb)
+    assert out_err(Wq) < 0.9 * out_err(rounded)
+    table = np.concatenate([[0.0], np.sort(cb)])
+    assert np.allclose(table[codes].reshape(W.shape), Wq.numpy())       # codes reproduce Q
+    new = C.refit_codebook(W, codes, H, 8)
+    assert out_err(torch.from_numpy(np.concatenate([[0.0], new])[codes].reshape(W.shape))) <= out_err(Wq) + 1e-12
+
+    Wp, _ = C.compensate_layer(W, H, keep=0.5)
+    assert (Wp != 0).double().mean().item() == pytest.approx(0.5, abs=0.01)
+    # the compensation is what lowers the error: the same zeros without it are worse
+    assert out_err(Wp) < 0.9 * out_err(W * (Wp != 0))
+    Wz = Wp.clone()
+    Wq2, codes2 = C.compensate_layer(Wz, H, codebook=Q.kmeans_1d(Wz[Wz != 0].numpy(), 8)[0])
+    assert torch.equal(Wq2 == 0, Wz == 0) and np.array_equal(codes2 == 0, (Wz == 0).numpy().ravel())
+
+
+def test_calibration_cycles_a_small_set_and_pipeline_scores_both_methods(tmp_path):
+    from squeezenet.compress import compensate as C
+    from squeezenet.compress.pipeline import CompressConfig, compress_model
+    from squeezenet.data import make_loader
+    three = torch.utils.data.TensorDataset(torch.randn(3, 3, 16, 16), torch.zeros(3, dtype=torch.long))
+    b = C.calibration_batches(three, 8, batch_size=4)
+    assert [t.shape[0] for t in b] == [4, 4]
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 4, (64,)))
+    logs = []
+    cfg = CompressConfig(prune="uniform:0.6", bits=3, finetune_epochs=0, calibration_images=32)
+    report = compress_model(tiny(4), data, make_loader(data, 32), cfg, tmp_path / "c.sqz", log=logs.append)
+    tried = [l for l in logs if l.strip().startswith("quantized pruned-only") or l.strip().startswith("quantized retrained")]
+    assert len(tried) == 2 and any("error compensation" in l for l in tried)
+    row = report["rows"][2]
+    assert row["stage"] == "quantized" and row["method"] in ("k-means", "k-means + error compensation")
+    loaded = squeezenet.load(tmp_path / "c.sqz")
+    assert all(len(torch.unique(loaded.state_dict()[k])) <= 9 for k in P.prunable(loaded))

@@ -46,6 +46,11 @@ def register(sub) -> None:
     p.add_argument("--centroid-lr", type=float, default=None,
                    help="Adam step for centroid fine-tuning (default --lr): about how far a "
                         "centroid moves per step")
+    p.add_argument("--calibration-images", type=int, default=256, metavar="N",
+                   help="images (from --unlabeled, else the train split; labels unused) for "
+                        "error-compensated pruning and quantization (OBS / SparseGPT / GPTQ style), "
+                        "each tried beside the plain method and kept if it scores better "
+                        "(default 256; 0 = magnitude pruning and plain k-means only)")
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
@@ -70,6 +75,8 @@ def run(args) -> int:
         raise SqueezeNetError(f"--bits {args.bits}: must be in 1..16")
     if not 1 <= args.gap_bits <= 8:
         raise SqueezeNetError(f"--gap-bits {args.gap_bits}: must be in 1..8")
+    if args.calibration_images < 0:
+        raise SqueezeNetError(f"--calibration-images {args.calibration_images}: must be >= 0")
     if args.target_size is not None and args.target_size < 1000:
         raise SqueezeNetError(f"--target-size {args.target_size}: too small to hold a model")
     if args.threads:
@@ -97,7 +104,7 @@ def run(args) -> int:
                          max_steps=max_steps,
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
-                         svd_energy=args.svd)
+                         svd_energy=args.svd, calibration_images=args.calibration_images)
     score = None
     if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
         import torch.utils.data as tud

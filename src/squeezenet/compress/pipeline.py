@@ -60,6 +60,8 @@ class CompressConfig:
     max_drop: float = 0.01          # auto pruning: allowed top-1 drop per layer
     svd_energy: float | None = None  # also report an SVD row keeping this energy
     seed: int = 0                   # seed for data order and k-means random init
+    calibration_images: int = 256   # images (labels unused) for error-compensated quantization
+                                    # (GPTQ-style, a scored alternative to plain k-means); 0 = off
 
 
 # ----------------------------------------------------------------------------- training
@@ -291,15 +293,41 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
             bits = {k: chosen_bits for k in keys}
     timings["choose"] = time.time() - t
 
-    # 2. prune + retrain with masks
+    # 2. prune + retrain with masks. With calibration images, magnitude pruning and
+    # error-compensated (OBS / SparseGPT-style) pruning at the same kept fractions are both
+    # tried; the one scoring better on the score data before retraining goes on
     t = time.time()
+    sl = score_loader or val_loader
+    calib = retrain_data if retrain_data is not None else train_data
+    calib_batches = None
+    if cfg.calibration_images > 0 and calib is not None and sl is not None:
+        from .compensate import calibration_batches
+        calib_batches = calibration_batches(calib, cfg.calibration_images, 32, cfg.seed)
+    prune_method = "magnitude"
+    obs = None
+    if calib_batches is not None:
+        from .compensate import compensate_model
+        obs = copy.deepcopy(model)
+        compensate_model(obs, calib_batches, keys, fractions=fractions)
     masks = P.magnitude_masks(model, fractions)
     P.apply_masks(model, masks)
+    if obs is not None:
+        s_mag, s_obs = evaluate(model, sl)["top1"], evaluate(obs, sl)["top1"]
+        log(f"  pruned by magnitude: top-1 {s_mag:.4f}, with error compensation: {s_obs:.4f} on the score data")
+        if s_obs > s_mag:
+            prune_method = "error-compensated (OBS)"
+            model.load_state_dict(obs.state_dict())
+            sd = model.state_dict()
+            masks = {k: sd[k] != 0 for k in keys}
+        del obs
     retrains = retrain_data is not None and (cfg.finetune_epochs > 0 or bool(cfg.max_steps))
     unretrained = copy.deepcopy(model) if retrains else None
     if bn_model is not None:
         # the same zeros in the BatchNorm model (folding scales whole output channels)
         bn_masks = {keymap[k]: m for k, m in masks.items()}
+        if prune_method != "magnitude":
+            from ..models.fold import unfold_weights
+            unfold_weights(bn_model, model)     # compensated weights, not only zeros
         P.apply_masks(bn_model, bn_masks)
         hist = retrain(bn_model, retrain_data, cfg, callbacks=[P.MaskCallback(bn_masks)], loss_fn=loss_fn)
         P.apply_masks(bn_model, bn_masks)
@@ -311,32 +339,44 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     pruned = ev(model)
     kept = _kept(model, keys)
     rows.append(_row("pruned", "network pruning", 32, sparse_sizes(model, cfg.gap_bits), fp32, pruned,
-                     kept=kept, retrain=hist[-1] if hist else None))
+                     kept=kept, retrain=hist[-1] if hist else None, method=prune_method))
     log(f"pruned ({kept:.3f} kept): top-1 {pruned.get('top1', float('nan')):.4f}")
     timings["prune_retrain"] = time.time() - t
 
-    # 3. quantize. Retraining with few steps or on other images (distillation) can leave
-    # weights that cluster worse than the pruned-only ones: both are quantized and the one
-    # scoring better on the score data (default: the evaluation data) goes on
+    # 3. quantize. Candidates: plain k-means, and k-means codebooks with error-compensated
+    # assignment on calibration images (compensate.py: each layer's output error, not its
+    # weight error, is minimised), each on the retrained and on the pruned-only weights
+    # (retraining with few steps or on other images can leave weights that cluster worse).
+    # The candidate scoring best on the score data (default: the evaluation data) goes on.
     t = time.time()
-    layers = Q.quantize_model(model, bits, cfg.init, keys)
+    methods = ["k-means"]
+    if calib_batches is not None:
+        methods.append("k-means + error compensation")
+    sources = [("retrained", model)]
+    if hist and unretrained is not None and sl is not None:
+        sources.append(("pruned-only", unretrained))
+    cands = []
+    for src_name, src in sources:
+        for method in methods:
+            m = copy.deepcopy(src)
+            if method == "k-means":
+                lay = Q.quantize_model(m, bits, cfg.init, keys)
+            else:
+                from .compensate import compensate_model
+                lay = compensate_model(m, calib_batches, keys, bits=bits, init=cfg.init)
+            score = evaluate(m, sl)["top1"] if len(sources) * len(methods) > 1 else None
+            cands.append((score, src_name, method, m, lay))
+            if score is not None:
+                log(f"  quantized {src_name} weights with {method}: top-1 {score:.4f} on the score data")
+    best = max(cands, key=lambda c: -1.0 if c[0] is None else c[0]) if len(cands) > 1 else cands[0]
+    _, src_name, method, chosen, layers = best
+    model.load_state_dict(chosen.state_dict())
+    del unretrained, cands, chosen
+    used_retrained = src_name == "retrained"
     quant = ev(model)
-    used_retrained = True
-    if hist and unretrained is not None and (score_loader or val_loader) is not None:
-        sl = score_loader or val_loader
-        alt_layers = Q.quantize_model(unretrained, bits, cfg.init, keys)
-        s_re = quant.get("top1") if sl is val_loader else evaluate(model, sl)["top1"]
-        s_un = evaluate(unretrained, sl)["top1"]
-        if s_un > s_re:
-            used_retrained = False
-            model.load_state_dict(unretrained.state_dict())
-            layers = alt_layers
-            quant = ev(model)
-        log(f"  quantized after retraining: {s_re:.4f}, without: {s_un:.4f} -> "
-            f"{'retrained' if used_retrained else 'pruned-only'} weights kept")
-    del unretrained
     rows.append(_row("quantized", "k-means weight sharing", _bits_label(bits),
-                     sparse_sizes(model, cfg.gap_bits, bits), fp32, quant, from_retrained=used_retrained))
+                     sparse_sizes(model, cfg.gap_bits, bits), fp32, quant, from_retrained=used_retrained,
+                     method=method))
     log(f"quantized: top-1 {quant.get('top1', float('nan')):.4f}")
 
     # 4. centroid fine-tuning (Adam on the summed member gradients); the better of

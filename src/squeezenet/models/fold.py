@@ -72,6 +72,30 @@ def fold_batch_norm(model: SqueezeNet) -> SqueezeNet:
     return out.train(model.training)
 
 
+@torch.no_grad()
+def unfold_weights(model: SqueezeNet, folded: SqueezeNet) -> None:
+    """Write ``folded``'s conv weights back into the BatchNorm ``model`` (in place), undoing
+    the per-channel BN scale: after it, ``fold_batch_norm(model)`` has ``folded``'s weights.
+    Biases are left alone (changing weights only keeps the folded biases valid)."""
+    from ..compress.prune import prunable
+    pairs = [(model.features[0], model.features[1])]
+    for a in (m for m in model.features if isinstance(m, Fire)):
+        pairs += [(a.squeeze, a.squeeze_bn), (a.expand1x1, a.expand1x1_bn), (a.expand3x3, a.expand3x3_bn)]
+        if a.shortcut is not None:
+            pairs.append((a.shortcut, a.shortcut_bn))
+    pairs.append((model.final_conv, nn.Identity()))
+    dst = list(prunable(folded).values())
+    if len(dst) != len(pairs):
+        raise ValueError(f"folded model has {len(dst)} convs, the original {len(pairs)}")
+    for (conv, bn), f in zip(pairs, dst):
+        w = f.weight.double()
+        if isinstance(bn, nn.BatchNorm2d):
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+            w = torch.where((scale == 0).view(-1, 1, 1, 1), torch.zeros_like(w), w / safe.view(-1, 1, 1, 1))
+        conv.weight.copy_(w.to(conv.weight.dtype))
+
+
 def folded_key_map(model: nn.Module, folded: nn.Module) -> dict[str, str]:
     """Conv weight key in the folded model -> the same conv's key in ``model``."""
     from ..compress.prune import prunable
