@@ -216,6 +216,21 @@ def test_compress_cli(tmp_path, cli):
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "-o", tmp_path / "x.bin")
     assert code == 2 and ".sqz" in err
+    code, _, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--calibration-images", "-1",
+                       "-o", out)
+    assert code == 2 and "--calibration-images" in err
+    # unlabeled images in one flat folder calibrate; --finetune-epochs 0 means no retraining
+    from PIL import Image
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (48, 40), (70 * i, 120, 30)).save(photos / f"{i}.jpg")
+    code, stdout, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--unlabeled", photos,
+                            "--finetune-epochs", "0", "--calibration-images", "8", "--bits", "4", "--json",
+                            "-o", tmp_path / "u.sqz")
+    assert code == 0, err
+    rep = json.loads(stdout)
+    assert rep["rows"][1]["retrain"] is None and "error compensation" in err
 
 
 @pytest.mark.slow

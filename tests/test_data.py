@@ -278,3 +278,16 @@ def test_preloaded_small_images_match_the_folder_pipeline(tmp_path, monkeypatch)
     padded = torch.nn.functional.pad(base[None], (4, 4, 4, 4), mode="reflect")[0]
     crops = [padded[:, y:y + 32, x0:x0 + 32] for y in range(9) for x0 in range(9)]
     assert any(torch.allclose(x, c, atol=1e-5) or torch.allclose(x, c.flip(-1), atol=1e-5) for c in crops)
+
+
+def test_unlabeled_images_may_sit_in_one_flat_folder(tmp_path):
+    from PIL import Image
+    from squeezenet.data import build_dataset
+    from squeezenet.errors import SqueezeNetError
+    for i in range(3):
+        Image.new("RGB", (40, 30), (i * 60, 10, 200)).save(tmp_path / f"p{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    ds = build_dataset(tmp_path, "train", preset="small", unlabeled=True)
+    assert len(ds) == 3 and ds[0][0].shape == (3, 32, 32)
+    with pytest.raises(SqueezeNetError, match="class folders"):
+        build_dataset(tmp_path, "train", preset="small")

@@ -24,7 +24,9 @@ def register(sub) -> None:
                         "when it has one, is used for retraining")
     p.add_argument("--classes", default=None, help="class-list file fixing the class-index order")
     p.add_argument("--unlabeled", default=None,
-                   help="images for retraining by distillation from the uncompressed model (labels unused)")
+                   help="images for retraining by distillation from the uncompressed model and for "
+                        "calibration (labels unused): a folder of images, with or without class "
+                        "folders, or a .tar.gz")
     p.add_argument("--prune", default="paper", help="paper | uniform:F | auto (sensitivity analysis)")
     p.add_argument("--bits", type=int, default=None, help="bits per weight for every layer (default 6)")
     p.add_argument("--gap-bits", type=int, default=4, help="bits of a sparse-position gap (default 4)")
@@ -94,9 +96,9 @@ def run(args) -> int:
             raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
-    unlabeled = build_dataset(args.unlabeled, "train", preset=preset) if args.unlabeled else None
+    unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True) if args.unlabeled else None
     max_steps = args.max_steps
-    if max_steps is None and unlabeled is not None:
+    if max_steps is None and unlabeled is not None and args.finetune_epochs > 0:
         max_steps = max(1, -(-min(len(unlabeled), int(UNLABELED_IMAGES * args.finetune_epochs))
                              // args.batch_size))
     cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,

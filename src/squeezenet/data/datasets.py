@@ -96,11 +96,21 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
-                 classes=None, strict: bool = False) -> None:
+                 classes=None, strict: bool = False, flat: bool = False) -> None:
         from torchvision.datasets import ImageFolder
+        from torchvision.datasets.folder import IMG_EXTENSIONS
         root = Path(root)
         wanted = _as_class_list(classes)
         folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
+        if not folders and flat:   # unlabeled images straight in the folder: one class
+            files = sorted(str(e) for e in root.iterdir()
+                           if e.is_file() and e.suffix.lower() in IMG_EXTENSIONS and not e.name.startswith("."))
+            if not files:
+                raise FormatError(root, "no images found (expected image files or class folders)")
+            self.root, self.samples = root, [(f, 0) for f in files]
+            self.targets, self.classes = [0] * len(files), ["unlabeled"]
+            self.transform, self.strict, self.skipped = transform, strict, {}
+            return
         if not folders:
             raise FormatError(root, "no class folders found (expected one folder of images per class)")
         if wanted is not None:
@@ -298,7 +308,8 @@ def _resolve_folder(path: Path, split: str) -> Path:
 
 def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | None = None,
                   classes=None, strict: bool = False, augment: bool | None = None,
-                  transform: Callable | None = None, preload: bool = True) -> Dataset:
+                  transform: Callable | None = None, preload: bool = True,
+                  unlabeled: bool = False) -> Dataset:
     """A dataset from a spec: ``"digits"``, ``"cifar10"``, a folder of class folders (or one
     holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
 
@@ -306,7 +317,8 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     ``torchvision``); ``augment`` (default: ``split == "train"``) adds training augmentation.
     ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
     preset the images are decoded once into memory (:class:`PreloadedSmallDataset`, cached);
-    ``preload=False`` keeps per-image decoding.
+    ``preload=False`` keeps per-image decoding. ``unlabeled=True`` also accepts a folder of
+    images without class folders (labels are then all 0).
 
     >>> ds = build_dataset("digits", "test")
     >>> len(ds), ds[0][0].shape
@@ -342,7 +354,7 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     preset = check_preset(preset or default_preset)
     folder = _resolve_folder(path, split)
     tf = transform or get_transform(preset, train=augment)
-    ds = ImageFolderDataset(folder, tf, classes=classes, strict=strict)
+    ds = ImageFolderDataset(folder, tf, classes=classes, strict=strict, flat=unlabeled)
     if preset == "small" and transform is None and preload:
         try:
             return PreloadedSmallDataset(ds, augment)
