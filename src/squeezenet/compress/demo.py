@@ -36,5 +36,5 @@ def compress_demo(weights_path: str | os.PathLike, out_dir: str | os.PathLike, l
                   top1_loss=100 * (dense["top1"] - reloaded["top1"]))
     log(format_report(report, "digits"))
     log(f"{out}: {out.stat().st_size:,} bytes, {report['ratio_vs_fp32']:.1f}x smaller than fp32; "
-        f"reloaded top-1 {100 * reloaded['top1']:.1f}% ({report['top1_loss']:+.1f} points lost)")
+        f"reloaded top-1 {100 * reloaded['top1']:.1f}% ({-report['top1_loss']:+.1f} points vs the dense model)")
     return report
