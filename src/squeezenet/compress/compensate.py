@@ -23,7 +23,7 @@ SqueezeNet 1.1 calibrated on upscaled CIFAR-10 images gained nothing).
 
 >>> import torch
 >>> from torch import nn
->>> torch.manual_seed(0); conv = nn.Conv2d(4, 8, 3)
+>>> _ = torch.manual_seed(0); conv = nn.Conv2d(4, 8, 3)
 >>> x = torch.randn(64, 4, 6, 6)
 >>> H = conv_hessian(conv, x)
 >>> H.shape
@@ -31,7 +31,6 @@ torch.Size([36, 36])
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import numpy as np

@@ -29,6 +29,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import prune as P
 from . import quantize as Q
+from .compensate import calibration_batches, compensate_model
 from .sqz import SparseLayer, sparse_entries, write_sqz
 
 #: Fraction under --target-size that the size search aims for when retraining follows.
@@ -258,13 +259,17 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     if unlabeled is not None:
         retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
 
+    sl = score_loader or val_loader
+    retrains = retrain_data is not None and (cfg.finetune_epochs > 0 or bool(cfg.max_steps))
+    calib = retrain_data if retrain_data is not None else train_data
+    calibrates = cfg.calibration_images > 0 and calib is not None and sl is not None
+
     keys = list(P.prunable(model))
     bits = cfg.bits if isinstance(cfg.bits, dict) else {k: int(cfg.bits or 6) for k in keys}
 
     # 1. choose kept fractions
     t = time.time()
     if cfg.prune == "auto":
-        sl = score_loader or val_loader
         base_top1 = evaluate(model, sl)["top1"]
         sens = P.sensitivity(model, lambda m: evaluate(m, sl)["top1"])
         fractions = P.choose_fractions(sens, cfg.max_drop)
@@ -278,12 +283,9 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
         # retraining moves the weights and so the code histogram: the encoded file came out
         # 2-3 % over the fit (measured on CIFAR-10: 297 KB for a 290 KB fit), and the refit
         # after the last stage (pruning without retraining) cost 4.4 points. Fit with a margin.
-        retrains = (train_data is not None or unlabeled is not None) and (cfg.finetune_epochs > 0 or cfg.max_steps)
-        calibrates = cfg.calibration_images > 0 and (train_data is not None or unlabeled is not None)
         margin = TARGET_MARGIN if retrains else CALIBRATION_MARGIN if calibrates else 0.0
         fit_size = int(cfg.target_size * (1 - margin))
         best = None
-        sl = score_loader or val_loader
         for b in cands:
             bb = dict(bits) if isinstance(cfg.bits, dict) else {k: b for k in keys}
             fr, s, est = fit_target(model, fractions, bb, cfg.gap_bits, fit_size, cfg.init, log)
@@ -303,16 +305,10 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     # error-compensated (OBS / SparseGPT-style) pruning at the same kept fractions are both
     # tried; the one scoring better on the score data before retraining goes on
     t = time.time()
-    sl = score_loader or val_loader
-    calib = retrain_data if retrain_data is not None else train_data
-    calib_batches = None
-    if cfg.calibration_images > 0 and calib is not None and sl is not None:
-        from .compensate import calibration_batches
-        calib_batches = calibration_batches(calib, cfg.calibration_images, 32, cfg.seed)
+    calib_batches = calibration_batches(calib, cfg.calibration_images, 32, cfg.seed) if calibrates else None
     prune_method = "magnitude"
     obs = None
-    if calib_batches is not None:
-        from .compensate import compensate_model
+    if calibrates:
         obs = copy.deepcopy(model)
         compensate_model(obs, calib_batches, keys, fractions=fractions)
     masks = P.magnitude_masks(model, fractions)
@@ -326,7 +322,6 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
             sd = model.state_dict()
             masks = {k: sd[k] != 0 for k in keys}
         del obs
-    retrains = retrain_data is not None and (cfg.finetune_epochs > 0 or bool(cfg.max_steps))
     unretrained = copy.deepcopy(model) if retrains else None
     if bn_model is not None:
         # the same zeros in the BatchNorm model (folding scales whole output channels)
@@ -355,9 +350,7 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     # (retraining with few steps or on other images can leave weights that cluster worse).
     # The candidate scoring best on the score data (default: the evaluation data) goes on.
     t = time.time()
-    methods = ["k-means"]
-    if calib_batches is not None:
-        methods.append("k-means + error compensation")
+    methods = ["k-means"] + (["k-means + error compensation"] if calibrates else [])
     sources = [("retrained", model)]
     if hist and unretrained is not None and sl is not None:
         sources.append(("pruned-only", unretrained))
@@ -368,14 +361,12 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
             if method == "k-means":
                 lay = Q.quantize_model(m, bits, cfg.init, keys)
             else:
-                from .compensate import compensate_model
                 lay = compensate_model(m, calib_batches, keys, bits=bits, init=cfg.init)
             score = evaluate(m, sl)["top1"] if len(sources) * len(methods) > 1 else None
             cands.append((score, src_name, method, m, lay))
             if score is not None:
                 log(f"  quantized {src_name} weights with {method}: top-1 {score:.4f} on the score data")
-    best = max(cands, key=lambda c: -1.0 if c[0] is None else c[0]) if len(cands) > 1 else cands[0]
-    _, src_name, method, chosen, layers = best
+    _, src_name, method, chosen, layers = cands[0] if len(cands) == 1 else max(cands, key=lambda c: c[0])
     model.load_state_dict(chosen.state_dict())
     del unretrained, cands, chosen
     used_retrained = src_name == "retrained"

@@ -103,13 +103,11 @@ class ImageFolderDataset(Dataset):
         wanted = _as_class_list(classes)
         folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
         if not folders and flat:   # unlabeled images straight in the folder: one class
-            files = sorted(str(e) for e in root.iterdir()
-                           if e.is_file() and e.suffix.lower() in IMG_EXTENSIONS and not e.name.startswith("."))
-            if not files:
+            samples = [(str(e), 0) for e in sorted(root.iterdir())
+                       if e.is_file() and e.suffix.lower() in IMG_EXTENSIONS and not e.name.startswith(".")]
+            if not samples:
                 raise FormatError(root, "no images found (expected image files or class folders)")
-            self.root, self.samples = root, [(f, 0) for f in files]
-            self.targets, self.classes = [0] * len(files), ["unlabeled"]
-            self.transform, self.strict, self.skipped = transform, strict, {}
+            self._init(root, samples, ["unlabeled"], transform, strict)
             return
         if not folders:
             raise FormatError(root, "no class folders found (expected one folder of images per class)")
@@ -135,10 +133,13 @@ class ImageFolderDataset(Dataset):
             raise FormatError(root, str(e)) from None
         if not samples:
             raise FormatError(root, "no images found in the class folders")
+        self._init(root, samples, wanted, transform, strict)
+
+    def _init(self, root: Path, samples: list[tuple[str, int]], classes, transform, strict) -> None:
         self.root = root
         self.samples: list[tuple[str, int]] = samples
         self.targets = [t for _, t in self.samples]
-        self.classes: list[str] = list(wanted)
+        self.classes: list[str] = list(classes)
         self.transform = transform
         self.strict = strict
         self.skipped: dict[str, str] = {}

@@ -33,16 +33,29 @@ from .fire import Fire
 from .squeezenet import SqueezeNet
 
 
-@torch.no_grad()
-def _fold_into(dst: nn.Conv2d, conv: nn.Conv2d, bn: nn.Module) -> None:
-    w = conv.weight.double()
-    b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    if isinstance(bn, nn.BatchNorm2d):
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        w = w * scale.view(-1, 1, 1, 1)
-        b = (b - bn.running_mean.double()) * scale + bn.bias.double()
-    dst.weight.copy_(w.to(dst.weight.dtype))
-    dst.bias.copy_(b.to(dst.bias.dtype))
+def _conv_bn_pairs(model: SqueezeNet) -> list[tuple[nn.Conv2d, nn.Module]]:
+    """Every conv of a BatchNorm SqueezeNet with the BatchNorm after it (``Identity`` for
+    conv10), in forward order: the order of ``prunable`` on the folded network."""
+    pairs = [(model.features[0], model.features[1])]
+    for f in (m for m in model.features if isinstance(m, Fire)):
+        pairs += [(f.squeeze, f.squeeze_bn), (f.expand1x1, f.expand1x1_bn), (f.expand3x3, f.expand3x3_bn)]
+        if f.shortcut is not None:
+            pairs.append((f.shortcut, f.shortcut_bn))
+    return pairs + [(model.final_conv, nn.Identity())]
+
+
+def _folded_convs(model: SqueezeNet, folded: SqueezeNet) -> list[tuple[nn.Conv2d, nn.Module, nn.Conv2d]]:
+    from ..compress.prune import prunable
+    pairs, dst = _conv_bn_pairs(model), list(prunable(folded).values())
+    if len(dst) != len(pairs):
+        raise ValueError(f"folded model has {len(dst)} convs, the original {len(pairs)}")
+    return [(conv, bn, d) for (conv, bn), d in zip(pairs, dst)]
+
+
+def _scale(bn: nn.Module) -> torch.Tensor | None:
+    if not isinstance(bn, nn.BatchNorm2d):
+        return None
+    return bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
 
 
 @torch.no_grad()
@@ -58,17 +71,15 @@ def fold_batch_norm(model: SqueezeNet) -> SqueezeNet:
     for attr in ("classes", "preprocess"):
         setattr(out, attr, copy.deepcopy(getattr(model, attr, None)))
     out.metadata = dict(getattr(model, "metadata", {}) or {})
-    _fold_into(out.features[0], model.features[0], model.features[1])
-    src = [m for m in model.features if isinstance(m, Fire)]
-    dst = [m for m in out.features if isinstance(m, Fire)]
-    for a, b in zip(src, dst):
-        _fold_into(b.squeeze, a.squeeze, a.squeeze_bn)
-        _fold_into(b.expand1x1, a.expand1x1, a.expand1x1_bn)
-        _fold_into(b.expand3x3, a.expand3x3, a.expand3x3_bn)
-        if a.shortcut is not None:
-            _fold_into(b.shortcut, a.shortcut, a.shortcut_bn)
-    out.final_conv.weight.copy_(model.final_conv.weight)
-    out.final_conv.bias.copy_(model.final_conv.bias)
+    for conv, bn, dst in _folded_convs(model, out):
+        w = conv.weight.double()
+        b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        scale = _scale(bn)
+        if scale is not None:
+            w = w * scale.view(-1, 1, 1, 1)
+            b = (b - bn.running_mean.double()) * scale + bn.bias.double()
+        dst.weight.copy_(w.to(dst.weight.dtype))
+        dst.bias.copy_(b.to(dst.bias.dtype))
     return out.train(model.training)
 
 
@@ -77,20 +88,10 @@ def unfold_weights(model: SqueezeNet, folded: SqueezeNet) -> None:
     """Write ``folded``'s conv weights back into the BatchNorm ``model`` (in place), undoing
     the per-channel BN scale: after it, ``fold_batch_norm(model)`` has ``folded``'s weights.
     Biases are left alone (changing weights only keeps the folded biases valid)."""
-    from ..compress.prune import prunable
-    pairs = [(model.features[0], model.features[1])]
-    for a in (m for m in model.features if isinstance(m, Fire)):
-        pairs += [(a.squeeze, a.squeeze_bn), (a.expand1x1, a.expand1x1_bn), (a.expand3x3, a.expand3x3_bn)]
-        if a.shortcut is not None:
-            pairs.append((a.shortcut, a.shortcut_bn))
-    pairs.append((model.final_conv, nn.Identity()))
-    dst = list(prunable(folded).values())
-    if len(dst) != len(pairs):
-        raise ValueError(f"folded model has {len(dst)} convs, the original {len(pairs)}")
-    for (conv, bn), f in zip(pairs, dst):
-        w = f.weight.double()
-        if isinstance(bn, nn.BatchNorm2d):
-            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    for conv, bn, src in _folded_convs(model, folded):
+        w = src.weight.double()
+        scale = _scale(bn)
+        if scale is not None:
             safe = torch.where(scale == 0, torch.ones_like(scale), scale)
             w = torch.where((scale == 0).view(-1, 1, 1, 1), torch.zeros_like(w), w / safe.view(-1, 1, 1, 1))
         conv.weight.copy_(w.to(conv.weight.dtype))
