@@ -231,6 +231,17 @@ def test_compress_cli(tmp_path, cli):
     assert code == 0, err
     rep = json.loads(stdout)
     assert rep["rows"][1]["retrain"] is None and "error compensation" in err
+    # a broken image among them is skipped; a folder of only broken images is a one-line error
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    args = ("compress", tmp_path / "m.safetensors", "--data", "digits", "--finetune-epochs", "0",
+            "--calibration-images", "8", "--bits", "4", "-o", tmp_path / "v.sqz")
+    code, _, err = cli(*args[:4], "--unlabeled", photos, *args[4:])
+    assert code == 0, err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"garbage")
+    code, _, err = cli(*args[:4], "--unlabeled", bad, *args[4:])
+    assert code == 2 and str(bad) in err and "no readable" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.slow

@@ -195,12 +195,18 @@ def calibration_batches(data, n_images: int, batch_size: int = 32, seed: int = 0
     """``n_images`` images of ``data`` in batches: distinct images in a seeded random order; a
     dataset smaller than ``n_images`` is cycled (a training split's augmentation then gives new
     crops of the same images, so even a handful of photos calibrates)."""
+    from ..errors import SqueezeNetError
     g = np.random.default_rng(seed)
     n = len(data)
     reps = -(-n_images // n)
     idx = np.concatenate([g.permutation(n) for _ in range(reps)])[:n_images]
-    imgs = torch.stack([data[int(i)][0] for i in idx])
-    return list(imgs.split(batch_size))
+    # an unreadable image comes back as a `Skipped` marker (not a tuple): leave it out
+    items = (data[int(i)] for i in idx)
+    imgs = [it[0] for it in items if isinstance(it, (tuple, list))]
+    if not imgs:
+        where = getattr(data, "root", "the calibration data")
+        raise SqueezeNetError(f"{where}: no readable calibration images")
+    return list(torch.stack(imgs).split(batch_size))
 
 
 @torch.no_grad()
