@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import FormatError, SqueezeNetError
+from .errors import FormatError, SqueezeNetError, first_line
 
 FORMAT = "squeezenet"
 FORMAT_VERSION = "1"
@@ -120,8 +120,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own SafetensorError / OSError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FormatError(path, f"not a readable safetensors file ({first})") from None
+        raise FormatError(path, f"not a readable safetensors file ({first_line(e)})") from None
     return tensors, meta
 
 

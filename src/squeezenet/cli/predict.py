@@ -50,7 +50,7 @@ def run(args) -> int:
 
     from .. import load
     from ..data import check_preset, get_transform
-    from ..errors import FormatError, SqueezeNetError
+    from ..errors import FormatError, SqueezeNetError, first_line
     from ._infer import default_preset, forward_for
 
     if args.top < 1:
@@ -68,7 +68,7 @@ def run(args) -> int:
         except FileNotFoundError:
             raise FormatError(path, "no such image file") from None
         except Exception as e:
-            raise FormatError(path, f"unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise FormatError(path, f"unreadable image ({first_line(e)})") from None
         batch.append(tf(img))
     x = torch.stack(batch)
     fwd = forward_for(model, args.engine) or model

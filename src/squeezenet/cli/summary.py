@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import SqueezeNetError
+    from ..errors import SqueezeNetError, first_line
     from ..models import create_model, get_model_entry, list_models, summary
     kwargs = {}
     if args.bypass:
@@ -43,7 +43,7 @@ def run(args) -> int:
     try:
         s = summary(model, size, name=name)
     except RuntimeError as e:
-        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {str(e).splitlines()[0]}") from None
+        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {first_line(e)}") from None
     if args.json:
         print_json(s.to_dict())
     else:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import FormatError, SqueezeNetError
+from ..errors import FormatError, SqueezeNetError, first_line
 from .archive import content_root, is_archive, unpack
 from .transforms import check_preset, get_transform
 
@@ -155,7 +155,7 @@ class ImageFolderDataset(Dataset):
                 img = Image.open(f)
                 img = img.convert("RGB")  # forces a full decode: truncated files fail here
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             if self.strict:
                 raise FormatError(path, f"unreadable image ({reason})") from None
             return Skipped(path, reason)
@@ -274,7 +274,7 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
                 img = Image.open(f)
                 img = img.convert("RGB")
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-            raise FormatError(path, f"unreadable image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+            raise FormatError(path, f"unreadable image ({first_line(e)})") from None
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         arr[i] = np.asarray(img).transpose(2, 0, 1)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, first_line
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -126,7 +126,7 @@ def to_onnx_bytes(model: nn.Module, input_size: int | tuple[int, int] | None = N
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                               do_constant_folding=True)
         except RuntimeError as e:
-            raise SqueezeNetError(f"cannot export at {h}x{w}: {str(e).splitlines()[0]}") from None
+            raise SqueezeNetError(f"cannot export at {h}x{w}: {first_line(e)}") from None
     proto = onnx.load_from_string(buf.getvalue())
     if metadata:
         del proto.metadata_props[:]
@@ -163,7 +163,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise FormatError(path, f"not a readable ONNX file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        raise FormatError(path, f"not a readable ONNX file ({first_line(e, 120)})") from None
     out: dict[str, Any] = {}
     for p in proto.metadata_props:
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import FormatError, SqueezeNetError
+from ..errors import FormatError, SqueezeNetError, first_line
 
 IMAGENET_PREPROCESS = "torchvision"
 
@@ -23,8 +23,7 @@ def read_torchvision_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tens
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FormatError(path, f"not a readable torchvision checkpoint ({msg[:200]})") from None
+        raise FormatError(path, f"not a readable torchvision checkpoint ({first_line(e, 200)})") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -78,9 +77,8 @@ def load_torchvision_weights(model: nn.Module, arch: str, weights, progress: boo
     try:
         sd = enum.get_state_dict(progress=progress)
     except Exception as e:  # URLError, OSError, HTTPError ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SqueezeNetError(
-            f"cannot download torchvision's {base} weights ({reason[:160]}); offline, download "
+            f"cannot download torchvision's {base} weights ({first_line(e, 160)}); offline, download "
             f"{enum.url} elsewhere and pass the .pth file instead") from None
     load_state_dict_checked(model, sd, enum.url)
     model.classes = None

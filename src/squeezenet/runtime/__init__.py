@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, first_line
 
 ENGINES = ("eager", "channels_last", "torchscript", "compile", "onnxruntime")
 AUTO_CANDIDATES = ("onnxruntime", "channels_last", "torchscript", "eager")
@@ -244,7 +244,7 @@ def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
             fn = _build(copy.deepcopy(model), e, shape, threads)
             y = fn(x)
         except Exception as err:  # an engine that cannot run here is simply not chosen
-            rejected[e] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''}"
+            rejected[e] = f"failed: {type(err).__name__}" + (f": {first_line(err, 100)}" if str(err).strip() else "")
             continue
         if not torch.allclose(y, ref, rtol=RTOL, atol=ATOL):
             rejected[e] = f"disagrees with eager by {float((y - ref).abs().max()):.3g}"
