@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import FormatError, SqueezeNetError, first_line
+from .models.weights import load_state_dict_checked
 
 FORMAT = "squeezenet"
 FORMAT_VERSION = "1"
@@ -139,24 +140,6 @@ def load_safetensors(path: str | os.PathLike) -> nn.Module:
     model = model_from_metadata(meta, path)
     load_state_dict_checked(model, tensors, path)
     return model.eval()
-
-
-def load_state_dict_checked(model: nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming the file and the key."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in tensors]
-    unexpected = [k for k in tensors if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}{'...' if len(unexpected) > 3 else ''}")
-        raise FormatError(path, "weights do not fit the model: " + "; ".join(parts))
-    for k, v in own.items():
-        if tuple(tensors[k].shape) != tuple(v.shape):
-            raise FormatError(path, f"{k}: shape {tuple(tensors[k].shape)} in file, model needs {tuple(v.shape)}")
-    model.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
 
 
 def load(path: str | os.PathLike) -> nn.Module:

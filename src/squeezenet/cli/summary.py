@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import SqueezeNetError, first_line
-    from ..models import create_model, get_model_entry, list_models, summary
+    from ..models import create_model, default_input_size, list_models, summary
     kwargs = {}
     if args.bypass:
         kwargs["bypass"] = args.bypass
@@ -32,12 +32,11 @@ def run(args) -> int:
         kwargs["num_classes"] = args.num_classes
     if args.model in list_models():
         model, name = create_model(args.model, **kwargs), args.model
-        size = args.input_size or get_model_entry(args.model).input_size
     else:
         if kwargs:
             raise SqueezeNetError("--bypass/--num-classes apply to named models, not files")
         model, name = model_or_file(args.model)
-        size = args.input_size or {"small": 32}.get(getattr(model.config, "stem", ""), 224)
+    size = args.input_size or default_input_size(model)
     if args.input_size is not None and args.input_size < 8:
         raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
     try:

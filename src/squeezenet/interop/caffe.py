@@ -939,9 +939,9 @@ def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLi
 
 def squeezenet_to_netparameter(model, with_weights: bool, input_size: int | None = None):
     """A Caffe ``NetParameter`` for our SqueezeNet (DeepScale layer names, deploy form)."""
-    from ..models import Fire
+    from ..models import Fire, default_input_size
     cfg = model.config
-    size = input_size or {"small": 32}.get(cfg.stem, 227)
+    size = input_size or default_input_size(model)
     net = pb.NetParameter(name=f"SqueezeNet_{cfg.stem}")
 
     def layer(name, type_, bottoms, tops):
