@@ -66,7 +66,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
     import torch
-    from .. import load
+    from ..io import load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
     from ..data import build_dataset, make_loader

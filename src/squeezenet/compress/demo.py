@@ -17,9 +17,9 @@ def compress_demo(weights_path: str | os.PathLike, out_dir: str | os.PathLike, l
     >>> r["ratio_vs_fp32"] >= 10
     True
     """
-    from .. import load
     from ..data import build_dataset, make_loader
     from ..evaluate import evaluate
+    from ..io import load
     from .pipeline import CompressConfig, compress_model
     from .report import format_report
     model = load(weights_path)
