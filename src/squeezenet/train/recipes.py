@@ -25,7 +25,7 @@ class Recipe:
     name: str
     config: Mapping[str, Any]   # TrainConfig fields
     init: str                   # one of INITS
-    help: str                   # one line for ``train --help``
+    help: str                   # one line for ``train --help`` (no ";": the help joins rows with it)
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -45,17 +45,16 @@ _SMALL = dict(optimizer="adamw", lr=1e-3, weight_decay=5e-4, batch_size=64, accu
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("paper", {}, "paper",
-           "the paper's solver (SGD lr 0.04 linear to 0, batch 32 x 16, dropout 0.5, Xavier init); "
-           "default for ImageNet-sized models"),
+           "the paper's solver, SGD lr 0.04 linear to 0, batch 32 x 16, dropout 0.5, Xavier init "
+           "(default for ImageNet-sized models)"),
     Recipe("small", _SMALL, "alive",
-           "AdamW lr 1e-3, batch 64, no accumulation, dropout 0, label smoothing 0.1, --init alive; "
-           "default for squeezenet_small, since the paper's solver leaves conv10 dead on 10-class "
-           "32x32 data"),
+           "AdamW lr 1e-3, batch 64, no accumulation, dropout 0, label smoothing 0.1, --init alive "
+           "(default for squeezenet_small: the paper's solver leaves conv10 dead on 10-class 32x32 data)"),
     # The digits demo (1,437 training images, 32x32): "small" with a linear decay to 0 over 20
     # epochs. Its augmentation (build_dataset's default for digits) is a small random affine
     # warp: the digits are centred and size-normalised, 4-pixel crops slowed learning, and
     # without any augmentation the 1,437 images are memorised at 96.9 % test top-1.
     Recipe("digits", {**_SMALL, "epochs": 20, "schedule": "poly", "warmup_steps": 0, "seed": 0,
                       "eval_batch_size": 360, "checkpoint_minutes": 1e9}, "alive",
-           "the digits demo: small for 20 epochs, poly decay to 0"),
+           "the digits demo's, small for 20 epochs with a linear decay to 0"),
 )}
