@@ -349,8 +349,8 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
 
     ``preset`` picks the preprocessing (default: :func:`preset_for` the data: ``small`` for
-    digits and cifar10, else ``torchvision``); ``augment`` (default: ``split == "train"``) adds training augmentation.
-    ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
+    digits and cifar10, else ``torchvision``); ``augment`` (default: ``split == "train"``) adds
+    training augmentation. ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
     preset the images are decoded once into memory (:class:`PreloadedSmallDataset`, cached);
     ``preload=False`` keeps per-image decoding. ``unlabeled=True`` also accepts a folder of
     images without class folders (labels are then all 0).

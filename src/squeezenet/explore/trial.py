@@ -29,8 +29,8 @@ class Budget:
 
     The default recipe is the digits demo's (``squeezenet.train.recipes.RECIPES["digits"]``:
     AdamW, poly decay to 0, label smoothing, ``alive`` init, affine augmentation on digits),
-    which trains the small SqueezeNets within a few epochs; ``optimizer="sgd"`` is the paper's recipe (the Trainer's
-    defaults). The budget itself (``epochs`` / ``max_steps``) is the knob.
+    which trains the small SqueezeNets within a few epochs; ``optimizer="sgd"`` is the paper's
+    recipe (the Trainer's defaults). The budget itself (``epochs`` / ``max_steps``) is the knob.
     """
 
     data: str = "digits"              # dataset spec for squeezenet.data.build_dataset
