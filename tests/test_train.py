@@ -294,6 +294,28 @@ def test_init_schemes():
         init_weights(m, "xavier")
 
 
+def test_recipes_are_one_table():
+    """train --recipe, the digits demo and explore all read squeezenet.train.recipes."""
+    from squeezenet.cli import train as cli_train
+    from squeezenet.explore import trial
+    from squeezenet.train import demo
+    from squeezenet.train.init import init_weights
+    from squeezenet.train.recipes import INITS, RECIPES
+    assert cli_train.RECIPES is RECIPES and cli_train.INITS is INITS
+    assert demo.DEMO_RECIPE is RECIPES["digits"].config and trial.RECIPE is RECIPES["digits"]
+    assert {"paper", "small", "digits"} <= set(RECIPES)
+    # the demo recipe is "small" trained for 20 epochs
+    small, digits = RECIPES["small"], RECIPES["digits"]
+    assert {k: digits.config[k] for k in small.config} == dict(small.config) and digits.config["epochs"] == 20
+    assert digits.train_config(lr=0.5).lr == 0.5 and digits.train_config().epochs == 20
+    assert RECIPES["paper"].train_config() == TrainConfig()
+    with pytest.raises(TypeError):
+        RECIPES["small"].config["lr"] = 1.0   # read-only: a caller cannot change the table
+    for name in INITS:   # every listed init is one init_weights knows
+        init_weights(squeezenet.create_model("squeezenet_small", meta=TINY), name,
+                     data=TensorDataset(torch.randn(8, 3, 32, 32), torch.zeros(8)))
+
+
 def test_adamw_resume_exact(tmp_path):
     data = tiny_data()
     c = dict(epochs=2, checkpoint_every=1, optimizer="adamw", lr=1e-3)

@@ -21,3 +21,20 @@ class FormatError(SqueezeNetError):
 
 class ConfigError(SqueezeNetError, ValueError):
     """An invalid configuration value (names the field and the value)."""
+
+
+def first_line(e: BaseException, limit: int | None = None) -> str:
+    """The first non-blank line of an exception's message (at most ``limit`` characters), or
+    the exception's class name when the message is empty: the one-line form of any error.
+
+    >>> first_line(ValueError("bad value\\n  details"))
+    'bad value'
+    >>> first_line(KeyError())
+    'KeyError'
+    >>> first_line(OSError("x" * 50), limit=5)
+    'xxxxx'
+    """
+    for line in str(e).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(e).__name__

@@ -20,7 +20,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import FormatError, SqueezeNetError
+from .errors import FormatError, SqueezeNetError, first_line
+from .models.weights import load_state_dict_checked
 
 FORMAT = "squeezenet"
 FORMAT_VERSION = "1"
@@ -120,8 +121,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own SafetensorError / OSError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FormatError(path, f"not a readable safetensors file ({first})") from None
+        raise FormatError(path, f"not a readable safetensors file ({first_line(e)})") from None
     return tensors, meta
 
 
@@ -140,24 +140,6 @@ def load_safetensors(path: str | os.PathLike) -> nn.Module:
     model = model_from_metadata(meta, path)
     load_state_dict_checked(model, tensors, path)
     return model.eval()
-
-
-def load_state_dict_checked(model: nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming the file and the key."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in tensors]
-    unexpected = [k for k in tensors if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}{'...' if len(unexpected) > 3 else ''}")
-        raise FormatError(path, "weights do not fit the model: " + "; ".join(parts))
-    for k, v in own.items():
-        if tuple(tensors[k].shape) != tuple(v.shape):
-            raise FormatError(path, f"{k}: shape {tuple(tensors[k].shape)} in file, model needs {tuple(v.shape)}")
-    model.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
 
 
 def load(path: str | os.PathLike) -> nn.Module:

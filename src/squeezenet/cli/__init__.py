@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 import sys
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, first_line
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SqueezeNetError as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        sys.stderr.write(f"squeezenet {args.command}: error: {msg}\n")
+        sys.stderr.write(f"squeezenet {args.command}: error: {first_line(e)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("squeezenet: interrupted\n")

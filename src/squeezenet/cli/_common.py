@@ -31,8 +31,8 @@ def print_json(obj: Any) -> None:
 def model_or_file(value: str):
     """Build a model from a registered name, or load it from a model file."""
     from pathlib import Path
-    from .. import create_model, load
-    from ..models.registry import list_models, unknown_model_message
+    from ..io import load
+    from ..models.registry import create_model, list_models, unknown_model_message
     if value in list_models():
         return create_model(value), value
     if Path(value).suffix:

@@ -1,19 +1,10 @@
-"""Shared by ``eval`` and ``predict``: loading a model, its preprocessing and its engine."""
+"""Shared by ``eval`` and ``predict``: the inference engine (the preset: ``squeezenet.data.preset_for``)."""
 from __future__ import annotations
 
 from typing import Callable
 
 ENGINES_HELP = ("inference engine: auto (default: the fastest on this CPU, measured once and cached), "
                 "eager, channels_last, torchscript, compile, onnxruntime")
-
-
-def default_preset(model, data: str | None = None) -> str:
-    from ..data.datasets import BUILTIN
-    if getattr(model, "preprocess", None):
-        return model.preprocess
-    if getattr(getattr(model, "config", None), "stem", None) == "small" or data in BUILTIN:
-        return "small"
-    return "torchvision"
 
 
 def forward_for(model, engine: str) -> Callable | None:

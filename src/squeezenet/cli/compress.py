@@ -66,10 +66,10 @@ def run(args) -> int:
     import sys
     from pathlib import Path
     import torch
-    from .. import load
+    from ..io import load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import build_dataset, make_loader
+    from ..data import build_dataset, make_loader, preset_for
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
@@ -84,7 +84,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
-    preset = getattr(model, "preprocess", None)
+    preset = preset_for(model, args.data)
     classes = args.classes or getattr(model, "classes", None)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     val = build_dataset(args.data, "test", preset=preset, classes=classes)

@@ -33,18 +33,18 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from .. import load
-    from ..data import build_dataset, check_preset, make_loader
+    from ..data import build_dataset, check_preset, make_loader, preset_for
     from ..errors import SqueezeNetError
     from ..evaluate import evaluate
-    from ._infer import default_preset, forward_for
+    from ..io import load
+    from ._infer import forward_for
 
     if args.batch_size < 1:
         raise SqueezeNetError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
-    preset = check_preset(args.preprocess) if args.preprocess else default_preset(model, args.data)
+    preset = check_preset(args.preprocess) if args.preprocess else preset_for(model, args.data)
     classes = args.classes or getattr(model, "classes", None)
     ds = build_dataset(args.data, args.split, preset=preset, classes=classes, strict=args.strict)
     n_out = getattr(model, "num_classes", None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ._common import add_parser
 
-EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors --format onnx -o m.onnx
+EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
   squeezenet export model.sqz -o m.onnx                       # compressed models export dense
   squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/
   squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
@@ -14,7 +14,6 @@ def register(sub) -> None:
     p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), optionally int8",
                    EXAMPLES)
     p.add_argument("model", help="a model file (.safetensors, .sqz, ...) or a registered model name")
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default: onnx)")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
     p.add_argument("--input-size", type=int, default=None,
@@ -51,17 +50,17 @@ def run(args) -> int:
     if Path(args.output).suffix.lower() != ".onnx":
         raise SqueezeNetError(f"-o {args.output}: give a path ending in .onnx")
     model, name = model_or_file(args.model)
-    from ..interop.onnx_export import default_input_size, to_onnx_bytes
+    from ..interop.onnx_export import to_onnx_bytes
     from ..io import atomic_write
+    from ..models import default_input_size
     size = args.input_size or default_input_size(model)
     data = to_onnx_bytes(model, input_size=size, opset=args.opset)
     note = ""
     if args.int8:
+        from ..data import preset_for
         from ..runtime.images import batches, image_dataset, take
         from ..runtime.quantize import quantize_int8
-        preset = getattr(model, "preprocess", None) or (
-            "small" if getattr(model.config, "stem", "") == "small" else "torchvision")
-        ds = image_dataset(args.calibration, preset=preset,
+        ds = image_dataset(args.calibration, preset=preset_for(model),
                            classes=getattr(model, "classes", None) if _has_class_folders(args.calibration) else None)
         if len(ds) == 0:
             raise SqueezeNetError(f"{args.calibration}: no images found for calibration")

@@ -39,8 +39,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..interop.importers import import_to_file, read_classes
-    classes = read_classes(args.classes) if args.classes else None
+    from ..data import read_class_list
+    from ..interop.importers import import_to_file
+    classes = read_class_list(args.classes) if args.classes else None
     out = import_to_file(args.source, args.src, args.output, classes)
     print(f"wrote {out}")
     return 0

@@ -48,15 +48,15 @@ def run(args) -> int:
     import torch
     from PIL import Image
 
-    from .. import load
-    from ..data import check_preset, get_transform
-    from ..errors import FormatError, SqueezeNetError
-    from ._infer import default_preset, forward_for
+    from ..data import check_preset, get_transform, preset_for
+    from ..errors import FormatError, SqueezeNetError, first_line
+    from ..io import load
+    from ._infer import forward_for
 
     if args.top < 1:
         raise SqueezeNetError(f"--top {args.top}: must be >= 1")
     model = load(args.weights)
-    preset = check_preset(args.preprocess) if args.preprocess else default_preset(model)
+    preset = check_preset(args.preprocess) if args.preprocess else preset_for(model)
     names = label_names(model, args.labels)
     tf = get_transform(preset, train=False)
     batch = []
@@ -68,7 +68,7 @@ def run(args) -> int:
         except FileNotFoundError:
             raise FormatError(path, "no such image file") from None
         except Exception as e:
-            raise FormatError(path, f"unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise FormatError(path, f"unreadable image ({first_line(e)})") from None
         batch.append(tf(img))
     x = torch.stack(batch)
     fwd = forward_for(model, args.engine) or model

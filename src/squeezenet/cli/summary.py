@@ -23,8 +23,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import SqueezeNetError
-    from ..models import create_model, get_model_entry, list_models, summary
+    from ..errors import SqueezeNetError, first_line
+    from ..models import create_model, default_input_size, list_models, summary
     kwargs = {}
     if args.bypass:
         kwargs["bypass"] = args.bypass
@@ -32,18 +32,17 @@ def run(args) -> int:
         kwargs["num_classes"] = args.num_classes
     if args.model in list_models():
         model, name = create_model(args.model, **kwargs), args.model
-        size = args.input_size or get_model_entry(args.model).input_size
     else:
         if kwargs:
             raise SqueezeNetError("--bypass/--num-classes apply to named models, not files")
         model, name = model_or_file(args.model)
-        size = args.input_size or {"small": 32}.get(getattr(model.config, "stem", ""), 224)
+    size = args.input_size or default_input_size(model)
     if args.input_size is not None and args.input_size < 8:
         raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
     try:
         s = summary(model, size, name=name)
     except RuntimeError as e:
-        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {str(e).splitlines()[0]}") from None
+        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {first_line(e)}") from None
     if args.json:
         print_json(s.to_dict())
     else:

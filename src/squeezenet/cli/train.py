@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..train.recipes import INITS, RECIPES
 from ._common import add_parser
 
 EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small --epochs 20
@@ -46,17 +47,6 @@ BOOL_FLAGS = [("--channels-last", "channels_last", "NHWC memory format"),
               ("--nesterov", "nesterov", "Nesterov momentum")]
 
 
-INITS = ("paper", "torchvision", "alive", "lsuv")
-#: Named starting points; flags override them. "small" is what trains squeezenet_small reliably
-#: on 10-class 32x32 data, where the paper's SGD recipe leaves conv10 dead.
-RECIPES = {
-    "paper": {},
-    "small": dict(optimizer="adamw", lr=1e-3, weight_decay=5e-4, batch_size=64, accum_steps=1, dropout=0.0,
-                  label_smoothing=0.1, channels_last=True),
-}
-RECIPE_INIT = {"paper": "paper", "small": "alive"}
-
-
 def register(sub) -> None:
     from ..models.registry import list_models
     p = add_parser(sub, "train", "train a SqueezeNet (paper recipe; resumable; torchrun-ready)", EXAMPLES)
@@ -74,10 +64,7 @@ def register(sub) -> None:
     p.add_argument("--val", default=None, help="validation data (default: the test split of --data, if any)")
     p.add_argument("--no-val", action="store_true", help="train without validation")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="starting point: paper (the paper's solver; default for ImageNet-sized models) or "
-                        "small (AdamW lr 1e-3, batch 64, no accumulation, dropout 0, label smoothing 0.1, "
-                        "--init alive; default for squeezenet_small, since the paper's solver leaves "
-                        "conv10 dead on 10-class 32x32 data); flags win")
+                   help="starting point, flags win: " + "; ".join(f"{r.name}: {r.help}" for r in RECIPES.values()))
     p.add_argument("--init", choices=INITS, default=None,
                    help="weight init of a new model: paper (Xavier, conv10 N(0, 0.01)), torchvision "
                         "(kaiming), alive (kaiming + conv10 bias 1: keeps conv10's ReLU alive on few-class "
@@ -107,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..data import build_dataset, check_preset
-    from ..data.datasets import BUILTIN
+    from ..data import build_dataset, check_preset, preset_for
     from ..errors import SqueezeNetError
     from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
     from ..train import distributed as D
@@ -137,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
             raise SqueezeNetError("--data is required (digits, cifar10, a folder or a .tar.gz)")
         if args.recipe is None:
             args.recipe = "small" if _default_model_name(args, args.data) == "squeezenet_small" else "paper"
-        recipe = {**RECIPES[args.recipe], **overrides}
-        config = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**recipe)
+        recipe = RECIPES[args.recipe]
+        config = TrainConfig.from_file(args.config, **overrides) if args.config else recipe.train_config(**overrides)
         data, preset, classes = args.data, args.preprocess, args.classes
         val_spec, no_val = args.val, args.no_val
     if data is None:
@@ -148,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.manual_seed(config.seed)
     model = _build_model(args, saved, data, preset)
-    preset = preset or model.preprocess or ("small" if data in BUILTIN else "torchvision")
+    preset = preset or preset_for(model, data)
     train_ds = build_dataset(data, "train", preset=preset, classes=classes or model.classes, strict=args.strict)
     val_ds = None
     if not no_val:
@@ -162,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         model.classes, model.preprocess = list(train_ds.classes), preset
         if not (args.model and Path(args.model).suffix):
             from ..train.init import init_weights
-            init_weights(model, args.init or RECIPE_INIT[args.recipe], train_ds)
+            init_weights(model, args.init or RECIPES[args.recipe].init, train_ds)
 
     trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
     trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
@@ -211,8 +197,8 @@ def _default_model_name(args, data, preset=None) -> str | None:
 def _build_model(args, saved, data, preset, num_classes=None):
     from pathlib import Path
 
-    from .. import create_model, load
-    from ..models import SqueezeNet, SqueezeNetConfig
+    from ..io import load
+    from ..models import SqueezeNet, SqueezeNetConfig, create_model
     if saved is not None:
         m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
         m.classes, m.preprocess = saved["model"]["classes"], saved["model"]["preprocess"]

@@ -17,14 +17,15 @@ def compress_demo(weights_path: str | os.PathLike, out_dir: str | os.PathLike, l
     >>> r["ratio_vs_fp32"] >= 10
     True
     """
-    from .. import load
-    from ..data import build_dataset, make_loader
+    from ..data import build_dataset, make_loader, preset_for
     from ..evaluate import evaluate
+    from ..io import load
     from .pipeline import CompressConfig, compress_model
     from .report import format_report
     model = load(weights_path)
-    train = build_dataset("digits", "train", preset=model.preprocess or "small")
-    test = make_loader(build_dataset("digits", "test", preset=model.preprocess or "small"), 128)
+    preset = preset_for(model, "digits")
+    train = build_dataset("digits", "train", preset=preset)
+    test = make_loader(build_dataset("digits", "test", preset=preset), 128)
     out = Path(out_dir) / (Path(weights_path).stem + ".sqz")
     cfg = CompressConfig(prune=prune, bits=bits, finetune_epochs=finetune_epochs, lr=lr,
                          batch_size=64, optimizer=optimizer)

@@ -87,7 +87,7 @@ class QuantLayer:
 def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "linear",
                    keys: list[str] | None = None, iters: int = 300) -> dict[str, QuantLayer]:
     """Cluster every conv/linear weight in place; returns the per-layer codebooks and codes."""
-    from .prune import prunable
+    from ..models.utils import prunable
     keys = keys or list(prunable(model))
     out = {}
     for k in keys:

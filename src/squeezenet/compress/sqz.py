@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, first_line
 from . import huffman
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
@@ -336,7 +336,7 @@ def _check_config(r: _Reader, cfg) -> Any:
         config = SqueezeNetConfig.from_dict(cfg)
         shapes = _shapes(json.dumps(config.to_dict(), sort_keys=True))
     except (SqueezeNetError, TypeError, ValueError, KeyError) as e:
-        r.fail(f"bad model config ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        r.fail(f"bad model config ({first_line(e)})")
     n = sum(int(np.prod(s)) for s in shapes.values())
     if n > MAX_PARAMS:
         r.fail(f"model config has {n} parameters, over the {MAX_PARAMS} limit")

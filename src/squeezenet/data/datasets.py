@@ -18,13 +18,36 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import FormatError, SqueezeNetError
+from ..errors import FormatError, SqueezeNetError, first_line
 from .archive import content_root, is_archive, unpack
-from .transforms import check_preset, get_transform
+from .transforms import PRESETS, check_preset, digits_train_transform, get_transform
 
 SPLITS = ("train", "test")
 #: The built-in names build_dataset() understands besides paths.
 BUILTIN = ("digits", "cifar10")
+
+
+def preset_for(model=None, data: str | os.PathLike | None = None) -> str:
+    """The preprocessing preset to use for ``model`` (and/or ``data``) when none is given:
+    the model's own (``model.preprocess``, stored in its file), else ``small`` for the built-in
+    32x32 datasets, else the registry's preset for the model's stem (``small`` for
+    ``squeezenet_small``), else ``torchvision``.
+
+    >>> import squeezenet
+    >>> preset_for(squeezenet.create_model("squeezenet_small")), preset_for(data="digits")
+    ('small', 'small')
+    >>> preset_for(squeezenet.create_model("squeezenet1_1"), data="photos/")
+    'torchvision'
+    """
+    own = getattr(model, "preprocess", None)
+    if own:
+        return own
+    if data is not None and str(data) in BUILTIN:
+        return "small"
+    if model is not None:
+        from ..models.registry import default_preset
+        return default_preset(model)
+    return "torchvision"
 
 
 def shared_dir() -> Path:
@@ -42,22 +65,31 @@ def shared_dir() -> Path:
 def read_class_list(path: str | os.PathLike) -> list[str]:
     """Class ids in model index order: the first word of each non-empty line.
 
-    Reads both ``synsets.txt`` (``n01440764``) and ``synset_words.txt``
-    (``n01440764 tench, Tinca tinca``).
+    The one class-list reader: reads both ``synsets.txt`` (``n01440764``) and
+    ``synset_words.txt`` (``n01440764 tench, Tinca tinca``); a missing, non-UTF-8, empty or
+    repeating list is a one-line :class:`~squeezenet.errors.FormatError` naming the file.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
+    >>> _ = open(p, "w").write("n01440764 tench\\nn01443537 goldfish\\n")
+    >>> read_class_list(p)
+    ['n01440764', 'n01443537']
     """
     path = Path(path)
     if not path.is_file():
-        raise FormatError(path, "class list not found")
+        raise FormatError(path, "no such class list file")
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(path, f"cannot read class list ({e})") from None
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise FormatError(path, "class list is not UTF-8 text") from None
+    except OSError as e:
+        raise FormatError(path, f"cannot read class list ({first_line(e)})") from None
     classes = [l.split()[0] for l in lines if l.strip()]
     if not classes:
         raise FormatError(path, "class list is empty")
     dup = sorted({c for c in classes if classes.count(c) > 1}) if len(set(classes)) != len(classes) else []
     if dup:
-        raise FormatError(path, f"class list repeats {', '.join(dup[:3])}")
+        raise FormatError(path, f"class list has duplicate ids: {', '.join(dup[:3])}")
     return classes
 
 
@@ -69,7 +101,9 @@ def read_labels(path: str | os.PathLike) -> list[str]:
     return [l.strip() for l in path.read_text().splitlines() if l.strip()]
 
 
-def _as_class_list(classes) -> list[str] | None:
+def as_class_list(classes) -> list[str] | None:
+    """``classes`` as a list of names: None stays None, a path is read with
+    :func:`read_class_list`, any other sequence is taken as is."""
     if classes is None:
         return None
     if isinstance(classes, (str, os.PathLike)):
@@ -100,7 +134,7 @@ class ImageFolderDataset(Dataset):
         from torchvision.datasets import ImageFolder
         from torchvision.datasets.folder import IMG_EXTENSIONS
         root = Path(root)
-        wanted = _as_class_list(classes)
+        wanted = as_class_list(classes)
         folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
         if not folders and flat:   # unlabeled images straight in the folder: one class
             samples = [(str(e), 0) for e in sorted(root.iterdir())
@@ -155,7 +189,7 @@ class ImageFolderDataset(Dataset):
                 img = Image.open(f)
                 img = img.convert("RGB")  # forces a full decode: truncated files fail here
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             if self.strict:
                 raise FormatError(path, f"unreadable image ({reason})") from None
             return Skipped(path, reason)
@@ -228,9 +262,9 @@ class PreloadedSmallDataset(Dataset):
         if augment:   # reflect-padded once (N x 3 x 40 x 40 uint8): a sample is then a crop view
             self.padded = torch.cat([torch.nn.functional.pad(c.float(), (4, 4, 4, 4), mode="reflect").to(torch.uint8)
                                      for c in self.images.split(4096)])
-        from .transforms import CIFAR_MEAN, CIFAR_STD
-        self._mean = torch.tensor(CIFAR_MEAN).view(3, 1, 1) * 255
-        self._std = torch.tensor(CIFAR_STD).view(3, 1, 1) * 255
+        small = PRESETS["small"]   # x 255: the images here are 0-255 uint8
+        self._mean = torch.tensor(small.mean).view(3, 1, 1) * 255
+        self._std = torch.tensor(small.std).view(3, 1, 1) * 255
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -274,7 +308,7 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
                 img = Image.open(f)
                 img = img.convert("RGB")
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-            raise FormatError(path, f"unreadable image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+            raise FormatError(path, f"unreadable image ({first_line(e)})") from None
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         arr[i] = np.asarray(img).transpose(2, 0, 1)
@@ -314,9 +348,9 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     """A dataset from a spec: ``"digits"``, ``"cifar10"``, a folder of class folders (or one
     holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
 
-    ``preset`` picks the preprocessing (default: ``small`` for digits and cifar10, else
-    ``torchvision``); ``augment`` (default: ``split == "train"``) adds training augmentation.
-    ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
+    ``preset`` picks the preprocessing (default: :func:`preset_for` the data: ``small`` for
+    digits and cifar10, else ``torchvision``); ``augment`` (default: ``split == "train"``) adds
+    training augmentation. ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
     preset the images are decoded once into memory (:class:`PreloadedSmallDataset`, cached);
     ``preload=False`` keeps per-image decoding. ``unlabeled=True`` also accepts a folder of
     images without class folders (labels are then all 0).
@@ -330,14 +364,13 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     augment = (split == "train") if augment is None else augment
     spec_s = str(spec)
     if spec_s == "digits":
-        preset = check_preset(preset or "small")
+        preset = check_preset(preset or preset_for(data=spec_s))
         if transform is None and augment and preset == "small":
             # centred, size-normalised digits: small affine warps (4-pixel crops slow learning)
-            from ..train.demo import digits_train_transform
             transform = digits_train_transform()
         tf = transform or get_transform(preset, train=augment, hflip=False)
         ds = DigitsDataset(split, tf)
-        want = _as_class_list(classes)
+        want = as_class_list(classes)
         if want is not None and want != DigitsDataset.classes:
             raise SqueezeNetError(f"digits has classes 0-9; the class list given has {len(want)} entries "
                                   f"starting {want[:3]}")
@@ -346,13 +379,13 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
         root = shared_dir() / "data" / "cifar10"
         if not root.is_dir():
             raise FormatError(root, "CIFAR-10 folder not found (set SQUEEZENET_SHARED to the shared folder)")
-        path, default_preset = root, "small"
+        path = root
     else:
-        path, default_preset = Path(spec_s).expanduser(), "torchvision"
+        path = Path(spec_s).expanduser()
         if not path.exists():
             raise FormatError(path, "no such dataset (expected digits, cifar10, a folder of class "
                                     "folders, or a .tar.gz of them)")
-    preset = check_preset(preset or default_preset)
+    preset = check_preset(preset or preset_for(data=spec_s))
     folder = _resolve_folder(path, split)
     tf = transform or get_transform(preset, train=augment)
     ds = ImageFolderDataset(folder, tf, classes=classes, strict=strict, flat=unlabeled)

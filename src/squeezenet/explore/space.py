@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError, FormatError, first_line
 
 SPACE_VERSION = 1
 #: metaparameter -> type of its values; `bypass` is a choice, the others numbers.
@@ -224,5 +224,5 @@ def load_space(path: str | Path | None = None) -> Space:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise FormatError(source, f"not valid YAML: {str(e).splitlines()[0]}") from None
+        raise FormatError(source, f"not valid YAML: {first_line(e)}") from None
     return parse_space(data, source)

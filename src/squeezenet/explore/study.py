@@ -21,7 +21,7 @@ import time
 import warnings
 from typing import Any
 
-from ..errors import ConfigError, SqueezeNetError
+from ..errors import ConfigError, SqueezeNetError, first_line
 from .space import Space, load_space, parse_space
 from .strategies import get_strategy, occupied, point_key, suggest_point
 from .trial import Budget, OverBudget, run_point
@@ -72,8 +72,7 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
         except Exception as e:  # SQLAlchemy/driver errors: many types, one user-facing message
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            first = re.sub(r"^\(\S+\) ", "", first)
+            first = re.sub(r"^\(\S+\) ", "", first_line(e))
             # workers starting together race to create the schema: the loser retries
             if attempt < 5 and re.search(r"UNIQUE constraint|already exists|duplicate key|locked", first):
                 time.sleep(0.5 + attempt)
@@ -107,7 +106,7 @@ def open_study(storage, name: str, objective: str, space: Space, budget: Budget,
         study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                     sampler=sampler, load_if_exists=True)
     except ValueError as e:  # e.g. directions differ from the stored study
-        raise SqueezeNetError(f"study {name!r}: {str(e).splitlines()[0]}") from None
+        raise SqueezeNetError(f"study {name!r}: {first_line(e)}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise SqueezeNetError(f"study {name!r} has objectives {[d.name.lower() for d in study.directions]}, "
                               f"not {objective!r}; use another --study")

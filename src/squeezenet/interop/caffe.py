@@ -939,9 +939,12 @@ def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLi
 
 def squeezenet_to_netparameter(model, with_weights: bool, input_size: int | None = None):
     """A Caffe ``NetParameter`` for our SqueezeNet (DeepScale layer names, deploy form)."""
-    from ..models import Fire
+    from ..data.transforms import PRESETS
+    from ..models import Fire, default_input_size
     cfg = model.config
-    size = input_size or {"small": 32}.get(cfg.stem, 227)
+    # ImageNet models declare the caffe preset's crop (227, as DeepScale's v1.0 and v1.1 deploy
+    # files do); a 32x32 model its own size
+    size = input_size or (default_input_size(model) if cfg.stem == "small" else PRESETS["caffe"].input_size)
     net = pb.NetParameter(name=f"SqueezeNet_{cfg.stem}")
 
     def layer(name, type_, bottoms, tops):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import as_class_list
 from ..errors import FormatError
 
 #: Caffe names of the 26 conv layers of the Deep-Compression prototxt, in forward order.
@@ -165,16 +166,6 @@ def _find_prototxt(path: Path) -> Path | None:
     return None
 
 
-def _read_classes(classes) -> list[str] | None:
-    if classes is None or isinstance(classes, list):
-        return classes
-    p = Path(classes)
-    if not p.is_file():
-        raise FormatError(p, "no such class-list file")
-    lines = [ln.split()[0] for ln in p.read_text().splitlines() if ln.strip()]
-    return lines
-
-
 def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None,
                classes: list[str] | str | os.PathLike | None = None):
     """A runnable ``squeezenet1_0_caffe`` with the ``.net`` weights (preprocess "caffe").
@@ -196,7 +187,7 @@ def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = Non
         sd[layer.name] = torch.from_numpy(layer.weight())
         sd[bkey] = torch.from_numpy(layer.bias.copy())
     model.load_state_dict(sd)
-    model.classes = _read_classes(classes)
+    model.classes = as_class_list(classes)
     model.preprocess = "caffe"
     model.metadata = {"source": f"deep-compression:{path.name}", "arch": ARCH}
     return model.eval()
@@ -221,6 +212,6 @@ def net_to_sqz(path: str | os.PathLike, out: str | os.PathLike,
     recs = [SparseLayer(name=l.name, shape=l.shape, codebook=l.codebook, codes=l.codes,
                         gaps=l.gaps, gap_bits=GAP_BITS, bias_name=b, bias=l.bias)
             for l, (_, _, _, b) in zip(layers, _layer_specs())]
-    return write_sqz(out, config, recs, dense={}, classes=_read_classes(classes),
+    return write_sqz(out, config, recs, dense={}, classes=as_class_list(classes),
                      preprocess="caffe",
                      metadata={"source": f"deep-compression:{path.name}", "arch": ARCH})

@@ -9,7 +9,8 @@ import inspect
 import os
 from pathlib import Path
 
-from ..errors import FormatError, SqueezeNetError
+from ..data.datasets import read_class_list as read_classes  # noqa: F401  (the one class-list reader)
+from ..errors import SqueezeNetError
 
 SOURCES = ("caffe", "deep-compression", "onnx-zoo", "torchvision")
 #: preprocessing preset each source's weights were trained with
@@ -17,32 +18,6 @@ PRESETS = {"caffe": "caffe", "deep-compression": "caffe", "onnx-zoo": "torchvisi
            "torchvision": "torchvision"}
 _PROTOTXT = (".prototxt", ".pbtxt", ".txt")
 _CAFFEMODEL = (".caffemodel", ".caffemodel.h5")
-
-
-def read_classes(path: str | os.PathLike) -> list[str]:
-    """Class ids from a text file, one per line; the first word of each line counts, so
-    both ``synsets.txt`` (``n01440764``) and ``synset_words.txt`` (``n01440764 tench, ...``)
-    work.
-
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
-    >>> _ = open(p, "w").write("n01440764 tench\\nn01443537 goldfish\\n")
-    >>> read_classes(p)
-    ['n01440764', 'n01443537']
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such class list file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise FormatError(path, "class list is not UTF-8 text") from None
-    classes = [ln.split()[0] for ln in lines if ln.strip()]
-    if not classes:
-        raise FormatError(path, "empty class list")
-    if len(set(classes)) != len(classes):
-        raise FormatError(path, "class list has duplicate ids")
-    return classes
 
 
 def _deep_compression():

@@ -108,8 +108,8 @@ def import_onnx_zoo(weights_dir: str | os.PathLike, classes: list[str] | None = 
 
     >>> # m = import_onnx_zoo("onnx_zoo_squeezenet1.1/weights", classes=synsets)
     """
-    from ..io import load_state_dict_checked
     from ..models import create_model
+    from ..models.weights import load_state_dict_checked
     d = Path(weights_dir)
     if d.is_dir() and not any(d.glob(f"{PREFIX}*.npy")) and (d / "weights").is_dir():
         d = d / "weights"

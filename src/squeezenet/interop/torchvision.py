@@ -1,7 +1,8 @@
-"""torchvision SqueezeNet checkpoints (``squeezenet1_*-*.pth`` state_dicts).
+"""torchvision SqueezeNet checkpoints (``squeezenet1_*-*.pth`` state_dicts) as models.
 
-Loaded with ``torch.load(weights_only=True)``: a file from elsewhere is never unpickled
-beyond plain tensors.
+Reading the file and loading torchvision's published weights live in
+:mod:`squeezenet.models.weights` (``create_model(name, weights=...)`` needs them below this
+layer); this module adds the import route: guess the architecture, build, load.
 """
 from __future__ import annotations
 
@@ -11,25 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import FormatError, SqueezeNetError
+from ..errors import FormatError
+from ..models.weights import (IMAGENET_PREPROCESS, load_state_dict_checked, load_torchvision_weights,
+                              read_torchvision_checkpoint)
 
-IMAGENET_PREPROCESS = "torchvision"
-
-
-def read_torchvision_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FormatError(path, f"not a readable torchvision checkpoint ({msg[:200]})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise FormatError(path, "not a state_dict of tensors")
-    return sd
+__all__ = ["guess_arch", "model_from_torchvision_checkpoint", "read_torchvision_checkpoint",
+           "load_torchvision_weights", "IMAGENET_PREPROCESS"]
 
 
 def guess_arch(sd: dict[str, torch.Tensor], path) -> str:
@@ -45,7 +33,6 @@ def guess_arch(sd: dict[str, torch.Tensor], path) -> str:
 
 def model_from_torchvision_checkpoint(path: str | os.PathLike) -> nn.Module:
     """A :class:`SqueezeNet` with ImageNet classes from a torchvision state_dict file."""
-    from ..io import load_state_dict_checked
     from ..models import create_model
     sd = read_torchvision_checkpoint(path)
     arch = guess_arch(sd, path)
@@ -55,33 +42,3 @@ def model_from_torchvision_checkpoint(path: str | os.PathLike) -> nn.Module:
     model.preprocess = IMAGENET_PREPROCESS
     model.metadata = {"source": f"torchvision:{Path(path).name}", "arch": arch}
     return model.eval()
-
-
-def load_torchvision_weights(model: nn.Module, arch: str, weights, progress: bool = True) -> None:
-    """``weights``: a path to a ``.pth`` state_dict, or ``"torchvision"`` / ``"DEFAULT"`` to
-    fetch torchvision's ImageNet weights through torchvision (needs network access)."""
-    from ..io import load_state_dict_checked
-    if isinstance(weights, (str, os.PathLike)) and Path(weights).suffix == ".pth":
-        sd = read_torchvision_checkpoint(weights)
-        load_state_dict_checked(model, sd, weights)
-        model.preprocess = IMAGENET_PREPROCESS
-        return
-    if str(weights).lower() not in ("torchvision", "default", "imagenet1k_v1"):
-        raise SqueezeNetError(f"weights={weights!r}: give a .pth file or 'torchvision'")
-    base = {"squeezenet1_0": "squeezenet1_0", "squeezenet1_0_caffe": None,
-            "squeezenet1_1": "squeezenet1_1"}.get(arch)
-    if base is None:
-        raise SqueezeNetError(f"torchvision publishes no weights for {arch}")
-    import torchvision.models as tvm
-    enum = getattr(tvm, {"squeezenet1_0": "SqueezeNet1_0_Weights",
-                         "squeezenet1_1": "SqueezeNet1_1_Weights"}[base]).IMAGENET1K_V1
-    try:
-        sd = enum.get_state_dict(progress=progress)
-    except Exception as e:  # URLError, OSError, HTTPError ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SqueezeNetError(
-            f"cannot download torchvision's {base} weights ({reason[:160]}); offline, download "
-            f"{enum.url} elsewhere and pass the .pth file instead") from None
-    load_state_dict_checked(model, sd, enum.url)
-    model.classes = None
-    model.preprocess = IMAGENET_PREPROCESS

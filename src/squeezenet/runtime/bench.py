@@ -7,7 +7,6 @@ load from other processes hits every engine alike; compare ratios, not absolute 
 """
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 import time
@@ -95,7 +94,8 @@ def build_engines(model: nn.Module, engines: Sequence[str], shape, threads: int,
                   calibration: Iterable | None = None) -> tuple[dict, dict]:
     """Callables for each engine name and facts about them (build time, memory, ...)."""
     from ..interop.onnx_export import to_onnx_bytes
-    from . import compile_model, ort_session
+    from .auto import compile_model
+    from .engines import ort_session
     from .quantize import quantize_int8
     fns, info = {}, {}
     fp32_bytes = None
@@ -140,10 +140,11 @@ def build_engines(model: nn.Module, engines: Sequence[str], shape, threads: int,
 
 def _memory_child(model_path: str, engine: str, shape: list, batch: int, threads: int) -> None:
     """Run in a fresh interpreter: build one engine, run one batch twice, print peak RSS (JSON)."""
+    import importlib
     import json
     import sys
-    from .. import load
-    import importlib
+
+    from ..io import load
     torch.set_num_threads(threads)
     # libraries are loaded before the baseline so only the engine itself is counted
     for lib in ("torchvision.models", "onnx", "onnxruntime", "onnxruntime.quantization",
@@ -171,7 +172,7 @@ def isolated_memory(model: nn.Module, engines: Sequence[str], shape, batch: int,
     import subprocess
     import sys
     import tempfile
-    from .. import save
+    from ..io import save
     out = {}
     with tempfile.TemporaryDirectory(prefix="sqz-bench-") as tmp:
         path = save(model, os.path.join(tmp, "m.safetensors"))
@@ -207,9 +208,10 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     >>> sorted(r["speedup_vs_torchvision"])
     ['eager', 'torchvision']
     """
-    from ..interop.onnx_export import dense_eval_copy, default_input_size
-    from ..models import summary
-    from . import _input_shape, cpu_model
+    from ..models import default_input_size, summary
+    from ..models.utils import dense_eval_copy
+    from .auto import cpu_model
+    from .engines import input_shape, time_callables
     if threads < 1:
         raise SqueezeNetError(f"--threads {threads}: must be >= 1")
     if memory not in ("inprocess", "subprocess"):
@@ -218,7 +220,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         raise SqueezeNetError(f"batch sizes {list(batches)}: need one or more sizes >= 1")
     torch.set_num_threads(threads)
     model = dense_eval_copy(model)
-    shape = _input_shape(model, input_size)
+    shape = input_shape(model, input_size)
     try:
         macs = summary(model, shape[1] if shape[1] == shape[2] else default_input_size(model)).macs
     except Exception:
@@ -244,7 +246,6 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
             peak = _proc_status("VmHWM")
             if ok and base is not None and peak is not None:
                 info[e].setdefault("peak_extra_rss_mib", {})[b] = round(max(0, peak - base) / 2**20, 2)
-        from . import time_callables
         n_round = iters if b == min(batches) else max(1, iters // 3)
         times = time_callables(fns, x, rounds=rounds, per_round=n_round, warmup=0)
         for e, ts in times.items():

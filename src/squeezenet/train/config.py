@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError, FormatError, first_line
 
 SCHEDULES = ("poly", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -112,7 +112,7 @@ class TrainConfig:
                 import yaml
                 data = yaml.safe_load(path.read_text())
         except Exception as e:  # yaml.YAMLError, ValueError
-            raise FormatError(path, f"cannot parse config ({str(e).splitlines()[0]})") from None
+            raise FormatError(path, f"cannot parse config ({first_line(e)})") from None
         data = data or {}
         if not isinstance(data, dict):
             raise FormatError(path, "config must be a mapping of field: value")

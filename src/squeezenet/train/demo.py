@@ -8,24 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-#: The recipe tuned for digits (1,437 training images, 32x32): the paper's SGD at lr 0.04 on
-#: 10 classes drives conv10's ReLU dead (loss stuck at ln 10), so the demo starts conv10 alive
-#: and uses AdamW with a linear decay to 0. Augmentation is a small random affine warp (the
-#: digits are centred and size-normalised: 4-pixel crops slowed learning, and without any
-#: augmentation the 1,437 images are memorised at 96.9 % test top-1).
-DEMO_RECIPE = dict(epochs=20, batch_size=64, accum_steps=1, optimizer="adamw", lr=1e-3, weight_decay=5e-4,
-                   schedule="poly", warmup_steps=0, dropout=0.0, label_smoothing=0.1, channels_last=True, seed=0,
-                   eval_batch_size=360, checkpoint_minutes=1e9)
+from ..data.transforms import digits_train_transform
+from .recipes import RECIPES
 
-
-def digits_train_transform():
-    """Small rotations, shifts and scalings of the 32x32 digits, then the ``small`` preset's
-    tensor conversion and normalisation."""
-    from torchvision import transforms as T
-
-    from ..data.transforms import CIFAR_MEAN, CIFAR_STD
-    return T.Compose([T.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
-                      T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+#: The digits demo's TrainConfig fields (:data:`squeezenet.train.recipes.RECIPES` ``["digits"]``).
+DEMO_RECIPE = RECIPES["digits"].config
 
 
 def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = None, progress: bool = True,
@@ -37,10 +24,10 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
     """
     import torch
 
-    from .. import create_model, load
     from ..data import build_dataset, make_loader
     from ..evaluate import evaluate
-    from .config import TrainConfig
+    from ..io import load
+    from ..models import create_model
     from .init import init_weights
     from .trainer import Trainer
 
@@ -48,12 +35,13 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     out = Path(out_dir)
-    cfg = TrainConfig(**{**DEMO_RECIPE, "progress": progress, **overrides})
+    recipe = RECIPES["digits"]
+    cfg = recipe.train_config(**{"progress": progress, **overrides})
     torch.manual_seed(cfg.seed)
     train, test = build_dataset("digits", "train", transform=digits_train_transform()), build_dataset("digits", "test")
     model = create_model("squeezenet_small", num_classes=10)
     model.classes, model.preprocess = list(train.classes), "small"
-    init_weights(model, "alive")
+    init_weights(model, recipe.init)
     print(f"SqueezeNet (small, {sum(p.numel() for p in model.parameters()):,} params) on scikit-learn digits: "
           f"{len(train)} train / {len(test)} test images at 32x32, {cfg.epochs} epochs, "
           f"{cfg.optimizer} lr {cfg.lr}, {torch.get_num_threads()} thread(s)", flush=True)

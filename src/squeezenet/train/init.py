@@ -54,10 +54,11 @@ def init_weights(model: nn.Module, scheme: str, data=None, batch: int = 128) -> 
     ``data``.
     """
     from ..errors import ConfigError
+    from .recipes import INITS
+    if scheme not in INITS:
+        raise ConfigError(f"init={scheme!r}: must be {', '.join(INITS[:-1])} or {INITS[-1]}")
     if scheme == "paper":
         return model
-    if scheme not in ("torchvision", "alive", "lsuv"):
-        raise ConfigError(f"init={scheme!r}: must be paper, torchvision, alive or lsuv")
     model.reset_parameters("torchvision")
     if scheme == "alive":
         with torch.no_grad():

@@ -348,8 +348,10 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """Top-1/top-5 on ``val_data`` (sharded over ranks, summed)."""
-        from ..data import make_loader
         from torch.utils.data import Subset
+
+        from ..data import make_loader
+        from ..evaluate import count_correct
         ds = self.val_data
         if D.active():
             ds = Subset(ds, list(range(self.rank, len(ds), self.world_size)))
@@ -362,9 +364,9 @@ class Trainer:
                 images, targets = self._to_device(images), targets.to(self.device)
                 logits = self.model(images).float()
                 loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(targets.view(-1, 1))
-                c1 += float(top[:, 0].sum())
-                c5 += float(top.any(dim=1).sum())
+                hit1, hit5 = count_correct(logits, targets)
+                c1 += hit1
+                c5 += hit5
                 count += targets.shape[0]
         self.model.train()
         c1, c5, count, loss_sum = D.all_reduce([c1, c5, count, loss_sum], "sum")
@@ -416,7 +418,7 @@ class Trainer:
         if info.get("world_size", 1) != self.world_size:
             raise SqueezeNetError(f"{path}: saved with {info.get('world_size')} processes, now "
                                   f"{self.world_size}; resume with the same --nproc_per_node")
-        from ..io import load_state_dict_checked
+        from ..models.weights import load_state_dict_checked
         load_state_dict_checked(self.model, groups["model"], path)
         optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
         self.step, self.epoch, self._pos = info["step"], info["epoch"], info["pos"]
