@@ -1,7 +1,7 @@
 """Caffe nets in and out: ``.prototxt`` + ``.caffemodel`` to PyTorch and back.
 
 * :func:`read_prototxt` / :func:`read_caffemodel` parse with ``protobuf`` against the schema
-  in :mod:`.caffe_pb` (text format, binary wire format); every problem is a one-line
+  in :mod:`.pb` (text format, binary wire format); every problem is a one-line
   :class:`~squeezenet.errors.FormatError` naming the file (and the line for text).
 * :class:`CaffeNet` runs any net made of the supported layers as a DAG over Caffe's blob
   names (in-place layers, Caffe's rounding-up pooling, global pooling, TRAIN/TEST rules).
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FormatError, SqueezeNetError
-from . import caffe_pb as pb
+from ...errors import FormatError, SqueezeNetError
+from . import pb
 
 #: Layer types CaffeNet runs.
 SUPPORTED = ("Convolution", "Pooling", "ReLU", "Dropout", "Concat", "Eltwise", "InnerProduct",
@@ -740,7 +740,7 @@ def squeezenet_layout(net: CaffeNet):
     max-pools 3/2 between Fires, optional dropout, 1x1 conv10 + ReLU, global average
     pooling and an optional softmax. Raises :class:`NotSqueezeNet` otherwise.
     """
-    from ..models.squeezenet import STEMS, SqueezeNetConfig
+    from ...models.squeezenet import STEMS, SqueezeNetConfig
     producer, consumers = net.graph()
     if len(net.inputs) != 1:
         raise NotSqueezeNet("a SqueezeNet has one input")
@@ -889,7 +889,7 @@ def to_squeezenet(net: CaffeNet):
     Its output is the logits (Caffe's ``pool10``, flattened; a deploy net's softmax is
     left to the caller).
     """
-    from ..models import SqueezeNet
+    from ...models import SqueezeNet
     config, mapping = squeezenet_layout(net)
     model = SqueezeNet(config)
     mods = dict(model.named_modules())
@@ -908,7 +908,7 @@ def to_squeezenet(net: CaffeNet):
 
 def arch_name(config) -> str | None:
     """The registered model whose config equals ``config`` up to bypass/num_classes/dropout."""
-    from ..models.builders import VARIANTS
+    from ...models.builders import VARIANTS
     for name, base in VARIANTS.items():
         if base.replace(bypass=config.bypass, num_classes=config.num_classes, dropout=config.dropout,
                         in_channels=config.in_channels) == config:
@@ -939,7 +939,7 @@ def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLi
 
 def squeezenet_to_netparameter(model, with_weights: bool, input_size: int | None = None):
     """A Caffe ``NetParameter`` for our SqueezeNet (DeepScale layer names, deploy form)."""
-    from ..models import Fire
+    from ...models import Fire
     cfg = model.config
     size = input_size or {"small": 32}.get(cfg.stem, 227)
     net = pb.NetParameter(name=f"SqueezeNet_{cfg.stem}")
@@ -1038,8 +1038,8 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     True
     """
     from google.protobuf import text_format
-    from ..io import atomic_write, atomic_write_text
-    from ..models import SqueezeNet
+    from ...io import atomic_write, atomic_write_text
+    from ...models import SqueezeNet
     if not isinstance(model, SqueezeNet):
         raise SqueezeNetError(f"export-caffe needs a SqueezeNet, got {type(model).__name__}")
     if getattr(model.config, "batch_norm", False):
