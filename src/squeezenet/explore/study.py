@@ -210,11 +210,9 @@ def _fail_stale(study) -> None:
     """Mark trials whose worker stopped sending heartbeats as failed (their points get retried)."""
     import optuna
     from optuna.storages import fail_stale_trials
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-    if is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)
+    with warnings.catch_warnings():  # a no-op on storages without a heartbeat
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
 
 
 def trials_table(study) -> list[dict[str, Any]]:
