@@ -197,9 +197,9 @@ def arch_name(config) -> str | None:
 def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLike,
                  classes: list[str] | None = None):
     """prototxt + caffemodel -> :class:`~squeezenet.models.SqueezeNet` with the ``caffe``
-    preprocessing preset (BGR, 0-255, mean subtracted).
-
-    >>> # m = import_caffe("deploy.prototxt", "squeezenet_v1.0.caffemodel")
+    preprocessing preset (BGR, 0-255, mean subtracted), e.g.
+    ``import_caffe("deploy.prototxt", "squeezenet_v1.0.caffemodel")``; the example of
+    :func:`~.export.export_caffe` runs a round trip through it.
     """
     net = load_caffe(prototxt, caffemodel)
     try:

@@ -72,8 +72,14 @@ def parse_prototxt(text: str, path: str | os.PathLike = "<prototxt>") -> Any:
 def read_prototxt(path: str | os.PathLike) -> Any:
     """Read a ``.prototxt`` file into a ``NetParameter``.
 
-    >>> net = read_prototxt("../shared/fixtures/caffe/squeezenet_v1.1/deploy.prototxt")  # doctest: +SKIP
-    >>> [layer.type for layer in net.layer][:3]  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "deploy.prototxt")
+    >>> _ = open(path, "w").write('''layer { name: "data" type: "Input" top: "data"
+    ...         input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+    ... layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+    ...         convolution_param { num_output: 4 kernel_size: 3 } }
+    ... layer { name: "relu_conv1" type: "ReLU" bottom: "conv1" top: "conv1" }''')
+    >>> [layer.type for layer in read_prototxt(path).layer]
     ['Input', 'Convolution', 'ReLU']
     """
     path = Path(path)
