@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import FormatError, SqueezeNetError
-from .parse import (DATA_TYPES, LOSS_TYPES, SUPPORTED, Layer, _raw_layers, _shapes_match, blob_shape,
-                    blob_to_array, layer_included, net_layers, read_caffemodel, read_prototxt)
+from .parse import (DATA_TYPES, LOSS_TYPES, SUPPORTED, Layer, blob_shape, blob_to_array, layer_included,
+                    net_layers, raw_layers, read_caffemodel, read_prototxt)
 
 #: Limits that keep a corrupt or hostile file from allocating huge tensors.
 MAX_LAYER_PARAMS = 1 << 26      # 64 M parameters (256 MB) in one layer
@@ -41,6 +41,15 @@ def _pair(values, h, w, default, what: str, lname: str) -> tuple[int, int]:
     if len(values) == 2:
         return int(values[0]), int(values[1])
     raise SqueezeNetError(f"layer {lname!r}: {len(values)} values of {what} for a 2-D layer")
+
+
+def _shapes_match(file_shape: tuple, legacy: bool, expected: tuple) -> bool:
+    if not legacy:
+        return tuple(file_shape) == tuple(expected)
+    if len(expected) > 4:
+        return False
+    # a legacy (num, channels, height, width) blob holds lower-rank shapes padded with 1s in front
+    return tuple(file_shape) == (1,) * (4 - len(expected)) + tuple(expected)
 
 
 def _opt(msg, name):
@@ -432,7 +441,7 @@ class CaffeNet(nn.Module):
         into the layers of the same name. Every layer with parameters must be found and
         every blob must have the shape the prototxt implies; extra layers are ignored."""
         by_name: dict[str, list] = {}
-        for layer in _raw_layers(weights):
+        for layer in raw_layers(weights):
             if len(layer.blobs) and layer.name not in by_name:
                 by_name[layer.name] = list(layer.blobs)
         ops = {op.name: op for op in self.ops}

@@ -55,7 +55,7 @@ def parse_prototxt(text: str, path: str | os.PathLike = "<prototxt>") -> Any:
     except Exception:
         lenient = None
     if lenient is not None:
-        for layer in _raw_layers(lenient):
+        for layer in raw_layers(lenient):
             t = _layer_type(layer)
             if t not in SUPPORTED and t not in LOSS_TYPES:
                 raise FormatError(path, f"layer {layer.name!r} has unknown layer type {t!r} "
@@ -115,7 +115,8 @@ def read_caffemodel(path: str | os.PathLike) -> Any:
 
 # ------------------------------------------------------------------------ layer records
 
-def _raw_layers(net) -> list:
+def raw_layers(net) -> list:
+    """The raw ``layer`` and legacy ``layers`` messages of ``net`` (see :func:`net_layers`)."""
     return list(net.layer) + list(net.layers)
 
 
@@ -149,7 +150,7 @@ def net_layers(net) -> list[Layer]:
     if len(net.layer) and len(net.layers):
         raise SqueezeNetError("net mixes 'layer' and legacy 'layers' entries")
     out = []
-    for i, layer in enumerate(_raw_layers(net)):
+    for i, layer in enumerate(raw_layers(net)):
         # (V0 layers, nested in V1 as field 1, are not in the schema: their type reads NONE
         # and CaffeNet reports it as an unknown layer type)
         out.append(Layer(layer.name, _layer_type(layer), list(layer.bottom), list(layer.top), layer, i))
@@ -210,14 +211,6 @@ def blob_to_array(blob, where: str) -> np.ndarray:
         raise SqueezeNetError(f"{where}: blob of shape {shape} needs {count} values, the file has {n}")
     arr = np.array(blob.data if n_float else blob.double_data, dtype=np.float32)
     return arr.reshape(shape)
-
-
-def _shapes_match(file_shape: tuple, legacy: bool, expected: tuple) -> bool:
-    if not legacy:
-        return tuple(file_shape) == tuple(expected)
-    if len(expected) > 4:
-        return False
-    return tuple(file_shape) == (1,) * (4 - len(expected)) + tuple(expected)
 
 
 def array_to_blob(arr: np.ndarray | torch.Tensor, blob) -> None:
