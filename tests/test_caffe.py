@@ -9,7 +9,7 @@ import torch
 
 import squeezenet
 from squeezenet.errors import FormatError, SqueezeNetError
-from squeezenet.interop import caffe_pb as pb
+from squeezenet.interop.caffe import pb
 from squeezenet.interop.caffe import (CaffeNet, NotSqueezeNet, arch_name, export_caffe, import_caffe,
                                       load_caffe, parse_prototxt, read_caffemodel, read_prototxt,
                                       squeezenet_layout, to_squeezenet)

@@ -88,13 +88,12 @@ def test_real_weights_onnxruntime_matches_pytorch_on_fixtures(tmp_path):
 
 def test_export_sqz_dense(tmp_path):
     """A Deep-Compression model (.sqz, sparse + shared weights) exports as a dense graph."""
-    dc = pytest.importorskip("squeezenet.interop.deep_compression")
-    pytest.importorskip("squeezenet.compress.sqz")
+    from squeezenet.interop.deep_compression import net_to_sqz
     from squeezenet.interop.onnx_export import export_onnx
     net = shared_path("fixtures/deep_compression/compressed_SqueezeNet.net")
     proto = shared_path("fixtures/deep_compression/SqueezeNet_deploy.prototxt")
     sqz = tmp_path / "dc.sqz"
-    dc.net_to_sqz(net, sqz, prototxt=proto)
+    net_to_sqz(net, sqz, prototxt=proto)
     model = squeezenet.load(sqz)
     p = export_onnx(model, tmp_path / "dc.onnx")
     x = torch.randn(1, 3, 227, 227, generator=torch.Generator().manual_seed(0))

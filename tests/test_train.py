@@ -239,6 +239,7 @@ def _steps(out):
     return {int(s): float(lr) for s, lr in rows}
 
 
+@pytest.mark.slow  # worker subprocesses, each importing torch
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     (tmp_path / "ref").mkdir()
     (tmp_path / "run").mkdir()
@@ -263,6 +264,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+@pytest.mark.slow  # worker subprocesses, each importing torch
 def test_sigint_saves_and_exits_cleanly(tmp_path):
     (tmp_path / "run").mkdir()
     run = _worker(tmp_path, tmp_path / "run", "fresh", slow=0.3)

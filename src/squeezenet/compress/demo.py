@@ -13,9 +13,10 @@ def compress_demo(weights_path: str | os.PathLike, out_dir: str | os.PathLike, l
     Returns the pipeline report plus ``sqz`` (path), ``reloaded`` (metrics of the model
     loaded back from disk), ``ratio_vs_fp32`` and ``top1_loss`` (points).
 
-    >>> r = compress_demo("runs/digits/best.safetensors", "runs/digits")   # doctest: +SKIP
-    >>> r["ratio_vs_fp32"] >= 10
-    True
+    After ``squeezenet demo`` has trained ``runs/digits/best.safetensors`` (minutes)::
+
+        r = compress_demo("runs/digits/best.safetensors", "runs/digits")
+        r["ratio_vs_fp32"] >= 10        # True
     """
     from ..data import build_dataset, make_loader, preset_for
     from ..evaluate import evaluate

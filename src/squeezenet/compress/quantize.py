@@ -176,8 +176,7 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
     rate either diverges on the first or does nothing on the second. We therefore use Adam,
     whose per-centroid normalisation makes each step about ``lr`` in weight units whatever
     the member count, so ``lr`` is an absolute bound on how far a centroid moves per step.
-
-    >>> layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)  # doctest: +SKIP
+    Typical call: ``layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)``.
     """
     from ..data import make_loader
     if steps <= 0 or data is None:

@@ -16,7 +16,7 @@ def format_report(report: dict, name: str = "model") -> str:
     >>> print(format_report({"rows": [{"stage": "dense", "approach": "none", "bits": 32,
     ...   "bytes": 4_000_000, "ratio_vs_fp32": 1.0, "ratio_vs_alexnet": 61.1, "top1": 0.5,
     ...   "top5": 0.8}]}).splitlines()[2])
-    model       dense             none                       32     4.00 MB    4,000,000      1.0x     61.1x   50.0%  80.0%
+    model       dense             none                         32     4.00 MB    4,000,000      1.0x     61.1x   50.0%  80.0%
     """
     head = (f"{'model':<12}{'stage':<18}{'approach':<26}{'bits':>5}{'size':>12}{'bytes':>13}"
             f"{'vs fp32':>10}{'vs AlexNet':>10}{'top-1':>8}{'top-5':>7}")

@@ -43,9 +43,8 @@ def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
 
 
 def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
-    """Unpack ``archive`` (once) into the cache and return the unpacked folder.
-
-    >>> # unpack("../shared/data/cifar10/test.tar.gz") -> ~/.cache/squeezenet/test-<key>/
+    """Unpack ``archive`` (once) into the cache and return the unpacked folder, e.g.
+    ``unpack("../shared/data/cifar10/test.tar.gz")`` -> ``~/.cache/squeezenet/test-<key>/``.
     """
     archive = Path(archive)
     if not archive.is_file():

@@ -124,9 +124,8 @@ class ImageFolderDataset(Dataset):
 
     With ``classes`` (a list or a class-list file such as ``synsets.txt``), targets are indices
     into that list and the folder may hold any subset of it; a folder name that is not in the
-    list is an error naming it. Without, classes are the sorted folder names.
-
-    >>> # ds = ImageFolderDataset("val/", classes="../shared/fixtures/imagenet/synsets.txt")
+    list is an error naming it. Without, classes are the sorted folder names. Example:
+    ``ImageFolderDataset("val/", classes="../shared/fixtures/imagenet/synsets.txt")``.
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,

@@ -1,7 +1,15 @@
 """Study report: the best trials and the Pareto front (top-1 vs size), as text, CSV and PNG.
 
->>> from squeezenet.explore import report
->>> text = report("sqlite:///s.db", "demo", "out/")                     # doctest: +SKIP
+>>> import tempfile, os
+>>> from squeezenet.explore import Budget, report, search
+>>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "s.db")
+>>> tiny = {"version": 1, "params": {"base_e": {"values": [8, 16]}, "incr_e": {"values": [0]}}}
+>>> _ = search("demo", url, "random", trials=2, space=tiny,
+...            budget=Budget("digits", max_steps=1, batch_size=32, test_subset=64))
+>>> out = tempfile.mkdtemp()
+>>> text = report(url, "demo", out)
+>>> text.splitlines()[1], sorted(os.listdir(out))
+('trials: 2 complete', ['pareto.csv', 'pareto.png', 'trials.csv'])
 """
 from __future__ import annotations
 

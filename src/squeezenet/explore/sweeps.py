@@ -2,8 +2,10 @@
 budget, write a CSV and an accuracy-vs-size plot with each point labelled by its value.
 
 >>> from squeezenet.explore import Budget, sweep
->>> rows = sweep("sr", [0.25, 0.5], Budget("digits", max_steps=2), base={"base_e": 8, "incr_e": 8},
-...              out_dir=None)                                            # doctest: +SKIP
+>>> cheap = Budget("digits", max_steps=1, batch_size=32, test_subset=64)   # a smoke run
+>>> rows = sweep("sr", [0.25, 0.5], cheap, base={"base_e": 8, "incr_e": 8}, out_dir=None)
+>>> [(r["param"], r["value"]) for r in rows], all(r["size_bytes"] > 0 for r in rows)
+([('sr', 0.25), ('sr', 0.5)], True)
 """
 from __future__ import annotations
 

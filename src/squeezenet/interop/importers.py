@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -20,16 +19,6 @@ _PROTOTXT = (".prototxt", ".pbtxt", ".txt")
 _CAFFEMODEL = (".caffemodel", ".caffemodel.h5")
 
 
-def _deep_compression():
-    try:
-        from . import deep_compression
-    except ImportError as e:
-        raise SqueezeNetError("--from deep-compression needs squeezenet.interop.deep_compression, "
-                              f"which this installation lacks ({e})") from None
-    for fn in ("import_net", "net_to_sqz"):
-        if not hasattr(deep_compression, fn):
-            raise SqueezeNetError(f"squeezenet.interop.deep_compression has no {fn}() in this installation")
-    return deep_compression
 
 
 def _split_caffe(srcs: list[str]) -> tuple[str | None, str]:
@@ -70,8 +59,9 @@ def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] 
         proto, weights = _split_caffe(srcs)
         model = import_caffe(proto, weights)
     elif source == "deep-compression":
+        from .deep_compression import import_net
         net, proto = _deep_compression_args(srcs)
-        model = _deep_compression().import_net(net, prototxt=proto)
+        model = import_net(net, prototxt=proto)
     elif source == "onnx-zoo":
         from .onnx_zoo import import_onnx_zoo
         model = import_onnx_zoo(_one(srcs, source, "weights folder"))
@@ -107,12 +97,9 @@ def import_to_file(source: str, srcs: list[str | os.PathLike], out: str | os.Pat
     out = Path(out)
     suffix = out.suffix.lower()
     if source == "deep-compression" and suffix == ".sqz":
-        dc = _deep_compression()
+        from .deep_compression import net_to_sqz
         net, proto = _deep_compression_args([str(s) for s in srcs])
-        kwargs = {}
-        if classes is not None and "classes" in inspect.signature(dc.net_to_sqz).parameters:
-            kwargs["classes"] = classes
-        dc.net_to_sqz(net, out, prototxt=proto, **kwargs)
+        net_to_sqz(net, out, prototxt=proto, classes=classes)
         return out
     if suffix != ".safetensors":
         hint = " (or .sqz for --from deep-compression)" if source == "deep-compression" else ""

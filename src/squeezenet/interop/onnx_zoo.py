@@ -104,9 +104,8 @@ def onnx_zoo_state_dict(weights_dir: str | os.PathLike, model) -> dict[str, torc
 def import_onnx_zoo(weights_dir: str | os.PathLike, classes: list[str] | None = None):
     """ONNX-zoo SqueezeNet 1.1 weights -> our ``squeezenet1_1`` (torchvision preprocessing).
 
-    ``weights_dir`` is the zoo's ``weights`` folder (or its parent holding ``weights/``).
-
-    >>> # m = import_onnx_zoo("onnx_zoo_squeezenet1.1/weights", classes=synsets)
+    ``weights_dir`` is the zoo's ``weights`` folder (or its parent holding ``weights/``), e.g.
+    ``import_onnx_zoo("onnx_zoo_squeezenet1.1/weights", classes=synsets)``.
     """
     from ..models import create_model
     from ..models.weights import load_state_dict_checked

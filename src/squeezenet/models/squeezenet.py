@@ -81,7 +81,6 @@ class MetaParams:
 
 
 V10_FIRES = tuple(MetaParams().fires())
-V11_FIRES = V10_FIRES
 
 
 @dataclass(frozen=True)
