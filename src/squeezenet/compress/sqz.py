@@ -16,9 +16,7 @@ record per compressed layer (shape, bits, count, codebook, Huffman-coded cluster
 sparse-position gaps, bias), plus plain float32 tensors for anything left dense. Every
 offset, length, shape and count is checked against the file size and sane limits before
 anything is allocated; every problem is a :class:`~squeezenet.errors.FormatError`.
-
->>> import squeezenet                                     # doctest: +SKIP
->>> model = squeezenet.load("dc.sqz")                     # runnable, eval mode
+``squeezenet.load("dc.sqz")`` gives a runnable model in eval mode (see :func:`load_sqz`).
 """
 from __future__ import annotations
 
@@ -458,9 +456,21 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
 def load_sqz(path: str | os.PathLike):
     """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode).
 
-    >>> import squeezenet                                     # doctest: +SKIP
-    >>> m = squeezenet.load("dc.sqz"); m.preprocess
-    'caffe'
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from squeezenet.models import SqueezeNet, SqueezeNetConfig
+    >>> from squeezenet.compress.quantize import quantize_model
+    >>> from squeezenet.compress.sizing import save_quantized
+    >>> m = SqueezeNet(SqueezeNetConfig(stem="small", fires=((8, 16, 16),), pool_after=(0,),
+    ...                                 num_classes=3)).eval()
+    >>> m.preprocess = "small"
+    >>> layers = quantize_model(m, 4)                  # 16 shared values per layer
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = save_quantized(m, layers, Path(d) / "m.sqz")
+    ...     r = load_sqz(Path(d) / "m.sqz")
+    >>> x = torch.randn(2, 3, 16, 16)
+    >>> r.preprocess, r.training, bool(torch.equal(r(x), m(x)))
+    ('small', False, True)
     """
     import torch
     from ..models import SqueezeNet
