@@ -63,6 +63,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import dataclasses
     import sys
     from pathlib import Path
     import torch
@@ -73,14 +74,13 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
-    if args.bits is not None and not 1 <= args.bits <= 16:
-        raise SqueezeNetError(f"--bits {args.bits}: must be in 1..16")
-    if not 1 <= args.gap_bits <= 8:
-        raise SqueezeNetError(f"--gap-bits {args.gap_bits}: must be in 1..8")
-    if args.calibration_images < 0:
-        raise SqueezeNetError(f"--calibration-images {args.calibration_images}: must be >= 0")
-    if args.target_size is not None and args.target_size < 1000:
-        raise SqueezeNetError(f"--target-size {args.target_size}: too small to hold a model")
+    # CompressConfig checks every option (a one-line ConfigError), before anything is loaded
+    cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
+                         target_size=args.target_size, finetune_epochs=args.finetune_epochs,
+                         max_steps=args.max_steps,
+                         lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
+                         batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
+                         svd_energy=args.svd, calibration_images=args.calibration_images)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
@@ -97,16 +97,9 @@ def run(args) -> int:
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
     unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True) if args.unlabeled else None
-    max_steps = args.max_steps
-    if max_steps is None and unlabeled is not None and args.finetune_epochs > 0:
-        max_steps = max(1, -(-min(len(unlabeled), int(UNLABELED_IMAGES * args.finetune_epochs))
-                             // args.batch_size))
-    cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
-                         target_size=args.target_size, finetune_epochs=args.finetune_epochs,
-                         max_steps=max_steps,
-                         lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
-                         batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
-                         svd_energy=args.svd, calibration_images=args.calibration_images)
+    if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
+        images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
+        cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
     score = None
     if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
         import torch.utils.data as tud

@@ -111,6 +111,14 @@ def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "li
     return out
 
 
+@torch.no_grad()
+def load_layers(model: nn.Module, layers: dict[str, QuantLayer]) -> None:
+    """Write quantized layers' weights (codebook[codes]) into ``model``."""
+    for k, q in layers.items():
+        p = model.get_parameter(k)
+        p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
+
+
 class _SharedWeight:
     """Forward pre-hook: ``module.weight = cat([0], module.centroids)[module.codes]``."""
 

@@ -16,21 +16,7 @@ record per compressed layer (shape, bits, count, codebook, Huffman-coded cluster
 sparse-position gaps, bias), plus plain float32 tensors for anything left dense. Every
 offset, length, shape and count is checked against the file size and sane limits before
 anything is allocated; every problem is a :class:`~squeezenet.errors.FormatError`.
-
-A round trip with conv10 shared to two values (the rest stored dense), loaded back into a
-runnable model by ``squeezenet.load``:
-
->>> import os, tempfile, numpy as np, squeezenet
->>> m = squeezenet.create_model("squeezenet_small")
->>> dense = {k: v.numpy() for k, v in m.state_dict().items()}
->>> w = dense.pop("classifier.1.weight")
->>> conv10 = SparseLayer("classifier.1.weight", w.shape, np.array([0.0, -0.01, 0.01], np.float32),
-...                      codes=1 + (w.ravel() > 0))      # dense order: one code per weight
->>> path = os.path.join(tempfile.mkdtemp(), "m.sqz")
->>> _ = write_sqz(path, m.config, [conv10], dense, preprocess="small")
->>> back = squeezenet.load(path)
->>> back.preprocess, len(back.classifier[1].weight.unique()), back.training
-('small', 2, False)
+``squeezenet.load("dc.sqz")`` gives a runnable model in eval mode (see :func:`load_sqz`).
 """
 from __future__ import annotations
 
@@ -468,8 +454,24 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
 
 
 def load_sqz(path: str | os.PathLike):
-    """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode);
-    ``squeezenet.load`` calls it for ``.sqz`` paths (the module's example runs a round trip)."""
+    """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode).
+
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from squeezenet.models import SqueezeNet, SqueezeNetConfig
+    >>> from squeezenet.compress.quantize import quantize_model
+    >>> from squeezenet.compress.sizing import save_quantized
+    >>> m = SqueezeNet(SqueezeNetConfig(stem="small", fires=((8, 16, 16),), pool_after=(0,),
+    ...                                 num_classes=3)).eval()
+    >>> m.preprocess = "small"
+    >>> layers = quantize_model(m, 4)                  # 16 shared values per layer
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = save_quantized(m, layers, Path(d) / "m.sqz")
+    ...     r = load_sqz(Path(d) / "m.sqz")
+    >>> x = torch.randn(2, 3, 16, 16)
+    >>> r.preprocess, r.training, bool(torch.equal(r(x), m(x)))
+    ('small', False, True)
+    """
     import torch
     from ..models import SqueezeNet
     h, tensors, _ = read_sqz(path)
