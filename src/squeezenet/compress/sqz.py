@@ -321,9 +321,8 @@ def _stream(r: _Reader, rec, what: str, count: int) -> tuple[np.ndarray, int]:
 
 
 def _check_config(r: _Reader, cfg) -> Any:
-    import torch
     from ..errors import SqueezeNetError
-    from ..models import SqueezeNet, SqueezeNetConfig
+    from ..models import SqueezeNetConfig
     if not isinstance(cfg, dict):
         r.fail("header has no model config")
     fires = cfg.get("fires", [])
@@ -346,11 +345,31 @@ def _check_config(r: _Reader, cfg) -> Any:
 @functools.lru_cache(maxsize=32)
 def _shapes(config_json: str) -> dict[str, tuple]:
     """Tensor shapes of a config's model, built on the meta device (no memory, cached)."""
-    import torch
-    from ..models import SqueezeNet, SqueezeNetConfig
-    with torch.device("meta"):
-        meta = SqueezeNet(SqueezeNetConfig.from_dict(json.loads(config_json)))
+    from ..models import SqueezeNetConfig
+    meta = _skeleton(SqueezeNetConfig.from_dict(json.loads(config_json)))
     return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+
+
+def _skeleton(config):
+    """The model of ``config`` on the meta device, its ``torch.nn.init`` calls skipped.
+
+    Every tensor is about to come from the file, so initialising is wasted work; worse, on the
+    meta device ``normal_`` runs through a Python decomposition that imports ``torch._dynamo``
+    (about 1.5 s of CPU, once per process).
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from ..models import SqueezeNet
+
+    class _SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__module__", None) == "torch.nn.init":
+                return args[0] if args else kwargs.get("tensor")
+            return func(*args, **kwargs)
+
+    with torch.device("meta"), _SkipInit():
+        return SqueezeNet(config)
 
 
 def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np.ndarray]:
@@ -463,10 +482,8 @@ def load_sqz(path: str | os.PathLike):
     'caffe'
     """
     import torch
-    from ..models import SqueezeNet
     h, tensors, _ = read_sqz(path)
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model = SqueezeNet(h["_config"])
+    model = _skeleton(h["_config"])   # no random init: every tensor comes from the file
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
                           assign=True)
     model.classes = h.get("classes")
