@@ -509,7 +509,7 @@ def load_sqz(path: str | os.PathLike):
     """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode).
 
     >>> import squeezenet                                     # doctest: +SKIP
-    >>> m = squeezenet.load("dc.sqz"); m.preprocess
+    >>> m = squeezenet.load("dc.sqz"); m.preprocess       # doctest: +SKIP
     'caffe'
     """
     import torch
