@@ -26,6 +26,7 @@ loop over symbols in Python:
 from __future__ import annotations
 
 import heapq
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,7 +181,7 @@ LANE_FACTOR, MIN_LANE_SYMBOLS, MAX_LANE_SYMBOLS = 0.15, 32, 512
 #: Shortest lane in bits (more than the longest code).
 MIN_LANE_BITS = 64
 #: Steps each lane decodes past its cut in the main pass (resynchronisation takes a few).
-OVERLAP = 32
+OVERLAP = 48
 #: Steps, beyond the main pass, for the few lanes that have not met the next lane's path
 #: (or reached their cut) by then; a stream with one still unsettled goes to decode_doubling.
 EXTRA_STEPS = 256
@@ -189,6 +190,30 @@ EXTRA_STEPS = 256
 SMALL_BATCH = 500
 #: Table length of an invalid window: the lane moves on; on the true path it is an error.
 _BAD = 16
+#: Bytes of lockstep work arrays each thread keeps for its next call (about 30 bytes per
+#: byte of Huffman data): fresh memory costs a page fault per 4 KiB, which was 40 % of a
+#: decode of the Deep-Compression file. 0 keeps nothing.
+SCRATCH_BYTES = 64 << 20
+_scratch = threading.local()
+
+
+def _work(name: str, size: int, dtype) -> np.ndarray:
+    """A 1-D work array of ``size`` items, contents undefined, reused across calls (per
+    thread) while all kept arrays fit in SCRATCH_BYTES. Never returned to callers."""
+    pool = _scratch.__dict__.setdefault("pool", {})
+    nbytes = size * np.dtype(dtype).itemsize
+    buf = pool.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        pool.pop(name, None)
+        buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+        if sum(b.nbytes for b in pool.values()) + buf.nbytes <= SCRATCH_BYTES:
+            pool[name] = buf
+    return buf[:nbytes].view(dtype)
+
+
+def clear_scratch() -> None:
+    """Free this thread's decoder work arrays."""
+    _scratch.__dict__.pop("pool", None)
 
 
 def code_runs(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -300,17 +325,16 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     # (cuts on code boundaries for one-length codes)
     M = int(np.clip(np.sqrt(LANE_FACTOR * sum(b.count for b in streams)), MIN_LANE_SYMBOLS,
                     MAX_LANE_SYMBOLS))
-    starts, sids = [], []
-    for k, b in enumerate(streams):
-        S = min(MAX_LEN * M, max(MIN_LANE_BITS, M * b.nbits // b.count))
-        q = max(1, -(-b.nbits // S) if b.nbits >= 2 * MIN_LANE_BITS else 1)
-        cut = np.arange(q, dtype=np.int64) * b.nbits // q
-        if b.fixed:
-            cut -= cut % b.fixed
-        starts.append(8 * byte0[k] + cut)
-        sids.append(np.full(q, k))
-    start = np.concatenate(starts)
-    sid = np.concatenate(sids)
+    count = np.array([b.count for b in streams], dtype=np.int64)
+    fixed = np.array([b.fixed for b in streams], dtype=np.int64)
+    S = np.clip(M * nbits // count, MIN_LANE_BITS, MAX_LEN * M)
+    q = np.where(nbits >= 2 * MIN_LANE_BITS, -(-nbits // S), 1)
+    sid = np.repeat(np.arange(ns), q)
+    k = np.arange(sid.size) - np.repeat(np.cumsum(q) - q, q)      # lane number in its stream
+    cut = k * nbits[sid] // q[sid]
+    f = fixed[sid]
+    cut -= np.where(f > 0, cut % np.maximum(f, 1), 0)
+    start = 8 * byte0[sid] + cut
     C = start.size
     send = 8 * byte0[sid] + nbits[sid]                  # each lane's stream end
     stop = np.append(start[1:], 0)                      # each lane's cut: the next lane's start
@@ -321,17 +345,20 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     dt = np.uint32 if 8 * (byte0[-1] + pad) < (1 << 32) else np.uint64
 
     # 32-bit big-endian word at every byte; one table for all streams
-    raw = np.zeros(int(byte0[-1]) + pad, dtype=np.uint8)
-    raw[:byte0[-1]] = np.concatenate([b.data for b in streams])
-    w32 = np.empty(raw.size - 3, dtype=dt)
+    raw = _work("raw", int(byte0[-1]) + pad, np.uint8)
+    for k, b in enumerate(streams):
+        raw[byte0[k]:byte0[k + 1]] = b.data
+    raw[byte0[-1]:] = 0
+    w32 = _work("w32", raw.size - 3, dt)
     for r in range(4):
         w32[r::4] = np.frombuffer(raw.data, dtype=">u4", count=len(range(r, w32.size, 4)), offset=r)
     tbase = np.zeros(ns, dtype=np.int64)
     np.cumsum([1 << b.L for b in streams[:-1]], out=tbase[1:])
     # entries symbol << 5 | length fit 16 bits for alphabets up to 2048 (half the memory)
     et = np.uint16 if max(b.lengths.size for b in streams) <= 2048 else dt
-    table = np.repeat(np.concatenate([b.entries for b in streams]).astype(et),
-                      np.concatenate([b.runs for b in streams]))
+    table = _work("table", int(tbase[-1]) + (1 << streams[-1].L), et)
+    for k, b in enumerate(streams):
+        table[tbase[k]:tbase[k] + (1 << b.L)] = np.repeat(b.entries, b.runs)
     L = np.array([b.L for b in streams])
     tb = tbase[sid].astype(dt)
     sh = (32 - L[sid]).astype(dt)
@@ -341,33 +368,37 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     # lanes to reach their cut, and lanes slow to meet a path, go on alone below).
     # P[c, t] is lane c's position before step t, E[c, t] the table entry there
     # (step-major: a step writes one contiguous row)
-    height = 2 * M + OVERLAP + 1
-    P = np.empty((height, C), dtype=dt)
-    E = np.empty((height, C), dtype=et)
-    pos = start_d
+    height = M + M // 2 + OVERLAP + 8
+    P = _work("P", height * C, dt).reshape(height, C)
+    E = _work("E", height * C, et).reshape(height, C)
+    P[0] = start_d
+    byte, shift, win, ln = (np.empty(C, dtype=d) for d in (dt, dt, dt, et))
     t_end = budget + OVERLAP
     t = 0
-    while t < t_end:
+    while t < t_end:   # one step: every lane decodes one symbol (in place, no allocation)
+        pos = P[t]
         if t_end > budget and t % 8 == 0 and np.count_nonzero(pos < stop_d) <= C // 100:
             t_end = t + OVERLAP
         if t + 1 >= P.shape[0]:
             P, E = _grow(P), _grow(E)
-        P[t] = pos
-        w = w32[pos >> 3]
-        w <<= pos & 7
-        w >>= sh
-        w += tb
-        e = table[w]
-        E[t] = e
-        pos = pos + (e & 31)
+            pos = P[t]
+        np.right_shift(pos, 3, out=byte)
+        np.take(w32, byte, out=win, mode="clip")
+        np.bitwise_and(pos, 7, out=shift)
+        np.left_shift(win, shift, out=win)            # the next L bits at the top ...
+        np.right_shift(win, sh, out=win)              # ... brought down
+        np.add(win, tb, out=win)
+        np.take(table, win, out=E[t], mode="clip")
+        np.bitwise_and(E[t], 31, out=ln)
+        np.add(pos, ln, out=P[t + 1])
         t += 1
     T = t
-    P[T] = pos
     valid = np.full(C, T + 1)                          # columns of P written per lane
-    inA = P[:T + 1] < stop_d
+    inA = np.less(P[:T + 1], stop_d, out=_work("inA", (T + 1) * C, bool).reshape(T + 1, C))
     n = inA.sum(axis=0)                                # steps before the cut (T + 1: not yet)
     # positions lanes visited before their cut, early rows only: merges happen there
-    mark = np.zeros(8 * raw.size, dtype=bool)
+    mark = _work("mark", 8 * raw.size, bool)
+    mark.fill(False)
     K = min(T + 1, 2 * OVERLAP)
     mark[P[:K][inA[:K]]] = True
     # each lane's hand-over: the first row past its cut that is on another lane's path
@@ -438,16 +469,19 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
         i0[succ[into]] = _rows_of(P, valid, succ[into], ho_pos[into])
     lanes = np.flatnonzero(chain)
 
-    # gather the symbols: rows [i0, ho_row) of each lane on the chain (E[t, c] is flat
-    # entry t * C + c; one lane's rows share cache lines with its neighbours')
+    # gather the symbols: rows [i0, ho_row) of each lane on the chain. E[t, c] is flat
+    # entry t * C + c (one lane's rows share cache lines with its neighbours'); the flat
+    # index steps by C within a lane and jumps between lanes: a cumulative sum of steps
     cnt = ho_row[lanes] - i0[lanes]
+    base = lanes + i0[lanes] * C
+    it = np.int32 if E.size < (1 << 31) else np.int64
+    step = _work("step", int(cnt.sum()), it)
+    step.fill(C)
     cum = np.cumsum(cnt) - cnt
-    # idx = (lane + (i0 - cum) * C) + k * C: the terms reach (symbols + 1) * C
-    it = np.int32 if (int(cnt.sum()) + 1) * C + E.size < (1 << 31) else np.int64
-    idx = np.repeat((lanes + (i0[lanes] - cum) * C).astype(it), cnt)
-    idx += np.arange(idx.size, dtype=it) * it(C)
-    Ef = E.reshape(-1)
-    vals = Ef[idx]
+    step[cum[0]] = base[0]
+    step[cum[1:]] = base[1:] - base[:-1] - (cnt[:-1] - 1) * C
+    idx = np.cumsum(step, out=step)
+    vals = np.take(E.reshape(-1), idx, out=_work("vals", idx.size, E.dtype), mode="clip")
     per = np.bincount(sid[lanes], weights=cnt, minlength=ns).astype(np.int64)
     bounds = np.zeros(ns + 1, dtype=np.int64)
     np.cumsum(per, out=bounds[1:])
@@ -459,9 +493,7 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     end = np.zeros(ns, dtype=np.int64)
     ends = lanes[ho_end[lanes]]
     end[sid[ends]] = ho_pos[ends].astype(np.int64) - 8 * byte0[sid[ends]]
-    syms = np.right_shift(vals, 5, out=idx, casting="unsafe")   # reuse idx's memory
-    if syms.dtype != np.int32:
-        syms = syms.astype(np.int32)
+    syms = np.right_shift(vals, 5, dtype=np.int32)
     out = []
     for k, b in enumerate(streams):
         if fallback[k]:
