@@ -417,37 +417,43 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     # the rest go on alone from row r0, still marking their path before their cut
     U = np.flatnonzero(~settled)
     if U.size:
-        near = np.union1d(U, np.minimum(U + 1, C - 1))
+        near = np.zeros(C, dtype=bool)                  # U and the lanes after them (no
+        near[U] = near[np.minimum(U + 1, C - 1)] = True  # np.union1d: it imports numpy.ma)
+        near = np.flatnonzero(near)
         mark[P[K:T + 1, near][inA[K:, near]]] = True   # the later rows they may walk into
         r0 = np.where(n[U] <= T, np.minimum(n[U] + OVERLAP, T), T)
         pos = P[r0, U]
         u_stop, u_send, u_tb, u_sh = stop_d[U], send_d[U], tb[U], sh[U]
+        stragglers = bool((n[U] > T).any())             # lanes still before their cut
         done = np.zeros(U.size, dtype=bool)
-        row = np.full(U.size, -1, dtype=np.int64)
+        rows = r0.copy()                                # a settled lane stays where it settled
         for t in range(EXTRA_STEPS + 1):
-            before = pos < u_stop
-            mark[pos[before]] = True
-            now = ~before & (mark[pos] | (pos >= u_send)) & ~done
-            row[now] = t
-            ho_pos[U[now]] = pos[now]
-            done |= now
-            if done.all() or t == EXTRA_STEPS:
+            if stragglers:
+                before = pos < u_stop
+                mark[pos[before]] = True
+                done |= ~before & (mark[pos] | (pos >= u_send))
+            else:
+                done |= mark[pos] | (pos >= u_send)
+            if t == EXTRA_STEPS or done.all():
                 break
-            if int(r0.max()) + t + 1 >= P.shape[0]:
+            if int(rows.max()) + 1 >= P.shape[0]:
                 P, E = _grow(P), _grow(E)
             w = w32[pos >> 3]
             w <<= pos & 7
             w >>= u_sh
             w += u_tb
             e = table[w]
-            P[r0 + t, U] = pos
-            E[r0 + t, U] = e
-            pos = pos + (e & 31) * ~done
-        P[r0 + t, U] = pos
-        valid[U] = r0 + t + 1
-        ok = row >= 0
+            P[rows, U] = pos
+            E[rows, U] = e
+            go = ~done
+            rows += go
+            pos = pos + (e & 31) * go
+        P[rows, U] = pos
+        valid[U] = rows + 1
+        ok = done
         settled[U[ok]] = True
-        ho_row[U[ok]] = r0[ok] + row[ok]
+        ho_row[U[ok]] = rows[ok]
+        ho_pos[U[ok]] = pos[ok]
         ho_end[U[ok]] = ho_pos[U[ok]] >= send_d[U[ok]]
     fallback = np.zeros(ns, dtype=bool)
     fallback[sid[~settled]] = True
