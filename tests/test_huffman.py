@@ -163,6 +163,21 @@ def test_lockstep_slow_resynchronisation_paths(monkeypatch, lockstep_always, ove
         assert fallbacks        # lanes left unsettled: those streams went to decode_doubling
 
 
+@pytest.mark.parametrize("budget", [0.01, 0.15, 0.3, 1.0])
+@pytest.mark.parametrize("extra", [0, 300])
+def test_lockstep_step_budget(monkeypatch, lockstep_always, budget, extra):
+    """Main passes cut short (lanes still before their cut, possibly every lane unsettled and
+    every stream sent to the fallback) terminate and decode exactly."""
+    monkeypatch.setattr(H, "LANE_FACTOR", 0.0)              # lanes of MIN_LANE_SYMBOLS
+    monkeypatch.setattr(H, "BUDGET", budget)
+    monkeypatch.setattr(H, "EXTRA_STEPS", extra)
+    rng = np.random.default_rng(3)
+    xs = [rng.geometric(0.2, size=4000) % 40, rng.integers(0, 256, size=3000)]
+    streams = [_stream(x, int(x.max()) + 1) for x in xs]
+    for x, g in zip(xs, H.decode_many(streams)):
+        assert np.array_equal(g, x)
+
+
 @pytest.mark.parametrize("small_batch", [0, H.SMALL_BATCH])
 def test_lockstep_differential_fuzz(monkeypatch, small_batch):
     """Bit flips, truncations and wrong counts: the fast decoder agrees with the oracle
@@ -219,3 +234,18 @@ def test_code_runs_is_the_decode_table():
         assert L == L2 and table.size == 1 << L
         assert np.array_equal(table & 31, np.where(ln == 0, 16, ln))
         assert np.array_equal((table >> 5)[ln > 0], sym[ln > 0])
+
+
+def test_lockstep_threads_keep_their_own_work_arrays(lockstep_always):
+    """Work arrays are reused per thread: concurrent decodes do not share them."""
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(9)
+    jobs = [[_stream(rng.geometric(p, size=n) % 50, 50) for _ in range(3)]
+            for p, n in [(0.1, 20000), (0.3, 15000), (0.05, 25000), (0.2, 18000)]] * 2
+    want = [[reference_decode(*s) for s in job] for job in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(H.decode_many, jobs))
+    for w, g in zip(want, got):
+        assert all(np.array_equal(a, b) for a, b in zip(w, g))
+    H.clear_scratch()
+    assert all(np.array_equal(a, b) for a, b in zip(want[0], H.decode_many(jobs[0])))

@@ -182,6 +182,9 @@ LANE_FACTOR, MIN_LANE_SYMBOLS, MAX_LANE_SYMBOLS = 0.15, 32, 512
 MIN_LANE_BITS = 64
 #: Steps each lane decodes past its cut in the main pass (resynchronisation takes a few).
 OVERLAP = 48
+#: The main pass stops after BUDGET x max(M, mean lane bits) steps (lanes still before
+#: their cut then go on with the others below).
+BUDGET = 4
 #: Steps, beyond the main pass, for the few lanes that have not met the next lane's path
 #: (or reached their cut) by then; a stream with one still unsettled goes to decode_doubling.
 EXTRA_STEPS = 256
@@ -340,7 +343,7 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     stop = np.append(start[1:], 0)                      # each lane's cut: the next lane's start
     last = np.append(sid[1:] != sid[:-1], True)         # last lane of its stream
     stop[last] = send[last]
-    budget = max(4 * M, 4 * 8 * int(byte0[-1]) // C)   # steps: T x C stays O(bits)
+    budget = int(BUDGET * max(M, 8 * int(byte0[-1]) // C))   # steps: T x C stays O(bits)
     pad = 2 * (budget + OVERLAP + EXTRA_STEPS) + 8      # bytes a lane can run past the data
     dt = np.uint32 if 8 * (byte0[-1] + pad) < (1 << 32) else np.uint64
 
@@ -374,11 +377,13 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     P[0] = start_d
     byte, shift, win, ln = (np.empty(C, dtype=d) for d in (dt, dt, dt, et))
     t_end = budget + OVERLAP
+    waiting = True     # for 99 % of the lanes to reach their cut
     t = 0
     while t < t_end:   # one step: every lane decodes one symbol (in place, no allocation)
         pos = P[t]
-        if t_end > budget and t % 8 == 0 and np.count_nonzero(pos < stop_d) <= C // 100:
-            t_end = t + OVERLAP
+        if waiting and t % 8 == 0 and np.count_nonzero(pos < stop_d) <= C // 100:
+            t_end = min(t_end, t + OVERLAP)
+            waiting = False
         if t + 1 >= P.shape[0]:
             P, E = _grow(P), _grow(E)
             pos = P[t]
@@ -474,6 +479,9 @@ def _decode_lockstep(streams: list[_Stream]) -> list[np.ndarray | None]:
     if into.size:
         i0[succ[into]] = _rows_of(P, valid, succ[into], ho_pos[into])
     lanes = np.flatnonzero(chain)
+    lanes = lanes[ho_row[lanes] > i0[lanes]]          # (every lane on a chain has symbols)
+    if not lanes.size:
+        return [None] * ns
 
     # gather the symbols: rows [i0, ho_row) of each lane on the chain. E[t, c] is flat
     # entry t * C + c (one lane's rows share cache lines with its neighbours'); the flat
