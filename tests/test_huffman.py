@@ -122,7 +122,10 @@ def lockstep_always(monkeypatch):
     monkeypatch.setattr(H, "SMALL_BATCH", 0)
 
 
-def test_lockstep_matches_reference_on_hard_streams(lockstep_always):
+@pytest.mark.parametrize("scratch", [0, H.SCRATCH_BYTES])
+def test_lockstep_matches_reference_on_hard_streams(monkeypatch, lockstep_always, scratch):
+    monkeypatch.setattr(H, "SCRATCH_BYTES", scratch)      # 0: fresh work arrays every call
+    H.clear_scratch()
     rng = np.random.default_rng(11)
     xs = _sample_streams(rng)
     streams = [_stream(x, int(x.max()) + 1 + k % 3) for k, x in enumerate(xs)]

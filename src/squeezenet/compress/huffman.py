@@ -150,7 +150,7 @@ def decode_table(lengths: np.ndarray, max_len: int = MAX_LEN) -> tuple[np.ndarra
 
 
 def decode(data: bytes | np.ndarray, nbits: int, count: int, lengths: np.ndarray) -> np.ndarray:
-    """Decode ``count`` symbols from the first ``nbits`` bits of ``data`` (vectorised).
+    """Decode ``count`` symbols (int32) from the first ``nbits`` bits of ``data`` (vectorised).
 
     Raises :class:`HuffmanError` on any inconsistency (invalid code, stream too short or
     too long); the work and memory are bounded by ``len(data)``, never by ``count``.
@@ -193,9 +193,9 @@ EXTRA_STEPS = 256
 SMALL_BATCH = 500
 #: Table length of an invalid window: the lane moves on; on the true path it is an error.
 _BAD = 16
-#: Bytes of lockstep work arrays each thread keeps for its next call (about 30 bytes per
-#: byte of Huffman data): fresh memory costs a page fault per 4 KiB, which was 40 % of a
-#: decode of the Deep-Compression file. 0 keeps nothing.
+#: Bytes of lockstep work arrays each thread keeps for its next call (about 35 bytes per
+#: byte of Huffman data: 18 MB for the Deep-Compression file): fresh memory costs a page
+#: fault per 4 KiB, which was 40 % of a decode of that file here. 0 keeps nothing.
 SCRATCH_BYTES = 64 << 20
 _scratch = threading.local()
 
