@@ -70,11 +70,17 @@ class SparseLayer:
 
     def weight(self) -> np.ndarray:
         numel = int(np.prod(self.shape))
-        vals = self.codebook.astype(np.float32)[np.asarray(self.codes, dtype=np.int64)]
+        vals = np.take(np.asarray(self.codebook, dtype=np.float32), np.asarray(self.codes))
         if self.gaps is None:
             return vals.reshape(self.shape)
         w = np.zeros(numel, dtype=np.float32)
-        w[np.cumsum(np.asarray(self.gaps, dtype=np.int64) + 1) - 1] = vals
+        gaps = np.asarray(self.gaps)
+        small = gaps.size == 0 or gaps.size * (int(gaps.max()) + 1) < (1 << 31)
+        at = gaps.astype(np.int32 if small else np.int64)   # flat index: cumsum(gap + 1) - 1
+        at += 1
+        np.cumsum(at, out=at)
+        at -= 1
+        w[at] = vals
         return w.reshape(self.shape)
 
 
@@ -302,7 +308,8 @@ def _int(r: _Reader, v, what: str, lo: int, hi: int) -> int:
     return v
 
 
-def _stream(r: _Reader, rec, what: str, count: int) -> tuple[np.ndarray, int]:
+def _stream(r: _Reader, rec, what: str, count: int) -> tuple[tuple, int]:
+    """A validated Huffman stream record: ((data, nbits, count, lengths), alphabet)."""
     if not isinstance(rec, dict):
         r.fail(f"{what}: missing stream record")
     alphabet = _int(r, rec.get("alphabet"), f"{what}.alphabet", 1, MAX_ALPHABET)
@@ -311,17 +318,16 @@ def _stream(r: _Reader, rec, what: str, count: int) -> tuple[np.ndarray, int]:
     nbits = _int(r, rec.get("nbits"), f"{what}.nbits", 0, 8 * len(data))
     if (nbits + 7) // 8 != len(data):
         r.fail(f"{what}: {nbits} bits do not fill {len(data)} bytes")
-    try:
+    try:   # the code lengths themselves are checked by the decoder
         lengths = huffman.unpack_lengths(np.frombuffer(table, dtype=np.uint8), alphabet)
-        return huffman.decode(np.frombuffer(data, dtype=np.uint8), nbits, count, lengths), alphabet
     except huffman.HuffmanError as e:
         r.fail(f"{what}: {e}")
+    return (np.frombuffer(data, dtype=np.uint8), nbits, count, lengths), alphabet
 
 
 def _check_config(r: _Reader, cfg) -> Any:
-    import torch
     from ..errors import SqueezeNetError
-    from ..models import SqueezeNet, SqueezeNetConfig
+    from ..models import SqueezeNetConfig
     if not isinstance(cfg, dict):
         r.fail("header has no model config")
     fires = cfg.get("fires", [])
@@ -344,15 +350,39 @@ def _check_config(r: _Reader, cfg) -> Any:
 @functools.lru_cache(maxsize=32)
 def _shapes(config_json: str) -> dict[str, tuple]:
     """Tensor shapes of a config's model, built on the meta device (no memory, cached)."""
-    import torch
-    from ..models import SqueezeNet, SqueezeNetConfig
-    with torch.device("meta"):
-        meta = SqueezeNet(SqueezeNetConfig.from_dict(json.loads(config_json)))
+    from ..models import SqueezeNetConfig
+    meta = _skeleton(SqueezeNetConfig.from_dict(json.loads(config_json)))
     return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
 
 
-def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np.ndarray]:
-    """Validate one layer record and decode it; returns (layer, dense weight)."""
+def _skeleton(config, device: str = "meta"):
+    """The model of ``config``, its ``torch.nn.init`` calls skipped (tensors uninitialised).
+
+    Every tensor is about to come from the file, so initialising is wasted work; worse, on the
+    meta device ``normal_`` runs through a Python decomposition that imports ``torch._dynamo``
+    (about 1.5 s of CPU, once per process). On the CPU the tensors are allocated but never
+    written (no memory is touched), which is quicker than the meta device's dispatch.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from ..models import SqueezeNet
+
+    class _SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__module__", None) == "torch.nn.init":
+                return args[0] if args else kwargs.get("tensor")
+            return func(*args, **kwargs)
+
+    if device == "cpu":
+        with _SkipInit():
+            return SqueezeNet(config)
+    with torch.device(device), _SkipInit():
+        return SqueezeNet(config)
+
+
+def _plan_layer(r: _Reader, rec, shapes: dict, i: int) -> dict:
+    """Validate one layer record; its Huffman streams are decoded later, with all others."""
     if not isinstance(rec, dict):
         r.fail(f"layers[{i}]: not a record")
     name = rec.get("name")
@@ -375,9 +405,11 @@ def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np
     codes, alphabet = _stream(r, rec.get("codes"), f"{what}.codes", count)
     if alphabet != codebook.size:
         r.fail(f"{what}: {alphabet} code symbols for {codebook.size} codebook entries")
+    plan = {"what": what, "name": name, "shape": tuple(shape), "numel": numel, "count": count,
+            "codebook": codebook, "streams": [codes], "names": [f"{what}.codes"],
+            "gap_bits": 4, "group": 1, "zero_code": 0, "sparse": False,
+            "bits": rec.get("bits") if isinstance(rec.get("bits"), int) else None}
     pos = rec.get("positions")
-    gaps = None
-    gap_bits, zero_code = 4, 0
     if pos is None:
         if count != numel:
             r.fail(f"{what}: dense order needs {numel} codes, header says {count}")
@@ -389,26 +421,38 @@ def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np
         zero_code = _int(r, pos.get("zero_code"), f"{what}.zero_code", 0, codebook.size - 1)
         if pos.get("alphabet") != 1 << (gap_bits * group):
             r.fail(f"{what}: gap alphabet {pos.get('alphabet')!r} != 2**({gap_bits}*{group})")
-        syms, _ = _stream(r, pos, f"{what}.positions", (count + group - 1) // group)
-        if group == 2:
-            gaps = np.empty(syms.size * 2, dtype=np.int64)
-            gaps[0::2] = syms & ((1 << gap_bits) - 1)
-            gaps[1::2] = syms >> gap_bits
-            gaps = gaps[:count]
-        else:
-            gaps = syms
-        if count and int(gaps.sum()) + count > numel:
-            r.fail(f"{what}: positions run past the {numel} weights")
+        gaps, _ = _stream(r, pos, f"{what}.positions", (count + group - 1) // group)
+        plan["streams"].append(gaps)
+        plan["names"].append(f"{what}.positions")
+        plan.update(gap_bits=gap_bits, group=group, zero_code=zero_code, sparse=True)
     bias_rec = rec.get("bias")
-    bias_name, bias = None, None
+    plan["bias_name"], plan["bias"] = None, None
     if bias_rec is not None:
         if not isinstance(bias_rec, dict) or not isinstance(bias_rec.get("name"), str) \
                 or bias_rec["name"] not in shapes:
             r.fail(f"{what}: bias is not a tensor of the model")
-        bias_name = bias_rec["name"]
-        bias = r.floats(bias_rec.get("data"), f"{what}.bias", int(np.prod(shapes[bias_name])))
-    layer = SparseLayer(name, tuple(shape), codebook, codes, gaps, gap_bits, zero_code,
-                        bias_name, bias, rec.get("bits") if isinstance(rec.get("bits"), int) else None)
+        plan["bias_name"] = bias_rec["name"]
+        plan["bias"] = r.floats(bias_rec.get("data"), f"{what}.bias",
+                                int(np.prod(shapes[plan["bias_name"]])))
+    return plan
+
+
+def _finish_layer(r: _Reader, plan: dict, decoded: list) -> tuple[SparseLayer, np.ndarray]:
+    """The layer and its dense weight from the decoded symbols of its streams."""
+    codes, gaps, count, gap_bits = decoded[0], None, plan["count"], plan["gap_bits"]
+    if plan["sparse"]:
+        syms = decoded[1]
+        if plan["group"] == 2:
+            gaps = np.empty(syms.size * 2, dtype=syms.dtype)
+            np.bitwise_and(syms, (1 << gap_bits) - 1, out=gaps[0::2])
+            np.right_shift(syms, gap_bits, out=gaps[1::2])
+            gaps = gaps[:count]
+        else:
+            gaps = syms
+        if count and int(gaps.sum(dtype=np.int64)) + count > plan["numel"]:
+            r.fail(f"{plan['what']}: positions run past the {plan['numel']} weights")
+    layer = SparseLayer(plan["name"], plan["shape"], plan["codebook"], codes, gaps, gap_bits,
+                        plan["zero_code"], plan["bias_name"], plan["bias"], plan["bits"])
     return layer, layer.weight()
 
 
@@ -421,12 +465,25 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
     dense_rec = h.get("dense", [])
     if not isinstance(layers_rec, list) or not isinstance(dense_rec, list) or len(layers_rec) > MAX_LAYERS:
         r.fail("header has no valid layer list")
+    plans, seen = [], set()
+    for i, rec in enumerate(layers_rec):
+        plan = _plan_layer(r, rec, shapes, i)
+        if plan["name"] in seen or (plan["bias_name"] and plan["bias_name"] in seen):
+            r.fail(f"layer {plan['name']!r}: stored twice")
+        seen.update(k for k in (plan["name"], plan["bias_name"]) if k)
+        plans.append(plan)
+    # every Huffman stream of the file in one vectorised pass
+    streams = [s for p in plans for s in p["streams"]]
+    try:
+        decoded = huffman.decode_many(streams)
+    except huffman.HuffmanError as e:
+        r.fail(f"{[n for p in plans for n in p['names']][e.index]}: {e}")
     tensors: dict[str, np.ndarray] = {}
     layers = []
-    for i, rec in enumerate(layers_rec):
-        layer, w = decode_layer(r, rec, shapes, i)
-        if layer.name in tensors or (layer.bias_name and layer.bias_name in tensors):
-            r.fail(f"layer {layer.name!r}: stored twice")
+    k = 0
+    for plan in plans:
+        layer, w = _finish_layer(r, plan, decoded[k:k + len(plan["streams"])])
+        k += len(plan["streams"])
         tensors[layer.name] = w
         if layer.bias_name:
             tensors[layer.bias_name] = layer.bias
@@ -473,10 +530,8 @@ def load_sqz(path: str | os.PathLike):
     ('small', False, True)
     """
     import torch
-    from ..models import SqueezeNet
     h, tensors, _ = read_sqz(path)
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model = SqueezeNet(h["_config"])
+    model = _skeleton(h["_config"], "cpu")   # no random init: every tensor comes from the file
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
                           assign=True)
     model.classes = h.get("classes")
