@@ -24,6 +24,27 @@ from ..io import atomic_write, atomic_write_text, save
 STATE_FORMAT = "squeezenet-train-state"
 STATE_VERSION = "1"
 STATE_FILE = "train_state.safetensors"
+METRICS_FILE = "metrics.jsonl"
+#: Every file a training run writes into its folder (and ``train --overwrite`` removes).
+RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", STATE_FILE, METRICS_FILE)
+
+
+def clear_run(out_dir: Path) -> list[str]:
+    """Remove the files of an earlier run from ``out_dir`` (:data:`RUN_FILES` and their stale
+    temps), nothing else; returns the names removed."""
+    from ..io import clean_stale_temps
+    from ..errors import OutputError
+    removed = []
+    for name in RUN_FILES:
+        p = Path(out_dir) / name
+        clean_stale_temps(p)
+        try:
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                removed.append(name)
+        except OSError as e:
+            raise OutputError(p, f"cannot remove ({e.strerror or e})") from None
+    return removed
 
 
 def save_model_checkpoint(model, out_dir: Path, name: str, info: dict[str, Any]) -> Path:
