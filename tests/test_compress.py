@@ -239,8 +239,11 @@ def test_compress_cli(tmp_path, cli):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     args = ("compress", tmp_path / "m.safetensors", "--data", "digits", "--finetune-epochs", "0",
             "--calibration-images", "8", "--bits", "4", "-o", tmp_path / "v.sqz")
-    code, _, err = cli(*args[:4], "--unlabeled", photos, *args[4:])
+    code, stdout, err = cli(*args[:4], "--unlabeled", photos, *args[4:])
     assert code == 0, err
+    # named once (one warning line) and counted at the end, as train and eval do
+    assert sum("skipped unreadable image" in l and "broken.jpg" in l for l in err.splitlines()) == 1, err
+    assert "skipped 1 unreadable image(s) in --unlabeled" in stdout
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.jpg").write_bytes(b"garbage")
