@@ -342,6 +342,11 @@ def test_target_size_refit_after_final_encode(tmp_path, monkeypatch):
         PL.compress_model(tiny(3), data, make_loader(data, 32), cfg, tmp_path / "u.sqz",
                           log=lambda *a: None)
     assert not (tmp_path / "u.sqz").exists()
+    before = (tmp_path / "t.sqz").read_bytes()       # an earlier output: never replaced by a failed run
+    monkeypatch.setattr(PL, "MAX_REFITS", 1)
+    with pytest.raises(ConfigError, match="after 1 refits"):
+        PL.compress_model(tiny(3), data, make_loader(data, 32), cfg, tmp_path / "t.sqz", log=lambda *a: None)
+    assert (tmp_path / "t.sqz").read_bytes() == before
 
 
 def test_prune_more_drops_smallest():

@@ -516,29 +516,35 @@ def tune_centroids(s: CompressState) -> None:
           + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
 
 
-def _write(s: CompressState) -> dict:
-    return S.save_quantized(s.model, s.layers, s.out_path, s.cfg.gap_bits,
+def _write(s: CompressState, path=None) -> dict:
+    return S.save_quantized(s.model, s.layers, path or s.out_path, s.cfg.gap_bits,
                             metadata={"compressed_from_params": s.n_params})
 
 
 def encode(s: CompressState) -> None:
     """Huffman-code the model into the ``.sqz``; over ``target_size`` (the size was estimated
     before retraining), drop the smallest shared weights and write again; reload the file from
-    disk and evaluate it. The "huffman (.sqz)" row."""
+    disk and evaluate it. The "huffman (.sqz)" row.
+
+    Trial encodings under a target size go to a scratch file: the output path is written once,
+    with the file that fits, so a failure leaves whatever was there before untouched."""
+    import tempfile
+
     from .sqz import load_sqz
     cfg = s.cfg
-    info = _write(s)
     if cfg.target_size:
-        while info["bytes"] > cfg.target_size:
-            if s.refits >= MAX_REFITS:
-                Path(s.out_path).unlink(missing_ok=True)
-                raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
-                                  f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
-            s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
-            Q.load_layers(s.model, s.layers)
-            s.refits += 1
-            info = _write(s)
-            s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
+        with tempfile.TemporaryDirectory(prefix="squeezenet-refit-") as d:
+            info = _write(s, Path(d) / "try.sqz")
+            while info["bytes"] > cfg.target_size:
+                if s.refits >= MAX_REFITS:
+                    raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
+                                      f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
+                s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
+                Q.load_layers(s.model, s.layers)
+                s.refits += 1
+                info = _write(s, Path(d) / "try.sqz")
+                s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
+    info = _write(s)
     s.written = info
     final = s.metrics["huffman (.sqz)"] = s.evaluate(load_sqz(s.out_path))
     s.add_row("huffman (.sqz)", "Deep Compression", bits_label(s.bits), info["bytes"], final,
