@@ -150,6 +150,19 @@ def test_a_set_in_a_folder_with_subfolders_is_written_file_by_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
 
+def test_a_set_where_files_cannot_be_hard_linked_is_written_file_by_file(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    sio.atomic_write_files(out, {"a": "old"})
+    (out / "notes.txt").write_text("mine")
+
+    def no_links(*a, **k):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(sio.os, "link", no_links)
+    sio.atomic_write_files(out, {"a": "new"})
+    assert sorted(p.name for p in out.iterdir()) == ["a", "notes.txt"] and (out / "a").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
 def test_a_failing_writer_leaves_the_old_set(tmp_path):
     out = tmp_path / "o"
     sio.atomic_write_files(out, {"a": "old", "b": "old"})
@@ -302,3 +315,23 @@ def test_explore_storage_must_be_a_file(cli, tmp_path):
         code, _, err = cli("explore", "search", "--strategy", "random", "--trials", "1", "--study", "s",
                            "--storage", url, "--max-steps", "1")
         assert code == 2 and "no database file" in one_line(err)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):
+    """A write that runs out of room (here the file-size limit, EFBIG, as a full disk gives
+    ENOSPC) inside safetensors, which raises its own error type: one line, old file intact."""
+    import resource
+    import signal
+    out = tiny_file(tmp_path / "m.safetensors")
+    before = out.read_bytes()
+    old_sig = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_lim = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, old_lim[1]))
+    try:
+        with pytest.raises(OutputError) as e:
+            tiny_file(out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_lim)
+        signal.signal(signal.SIGXFSZ, old_sig)
+    assert str(e.value).startswith(f"{out}: cannot write") and len(str(e.value).splitlines()) == 1
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

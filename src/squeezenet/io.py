@@ -251,6 +251,28 @@ def _swappable(folder: Path) -> bool:
         return False
 
 
+def _link_others(real: Path, tmp: Path, ours: set[str]) -> set[str] | None:
+    """Hard-link (links: copy) every entry of ``real`` not in ``ours`` into ``tmp``, so that a
+    swap keeps them; None (and ``tmp`` as it was) where a file cannot be linked."""
+    kept: set[str] = set()
+    try:
+        for e in os.scandir(real):
+            if e.name in ours or _is_stale_temp(e):
+                continue
+            if e.is_symlink():
+                os.symlink(os.readlink(e.path), tmp / e.name)
+            else:
+                os.link(e.path, tmp / e.name)
+            kept.add(e.name)
+        os.chmod(tmp, stat.S_IMODE(real.stat().st_mode))
+    except OSError:   # a file system without hard links, a protected file...: one by one instead
+        for name in kept:
+            os.unlink(tmp / name)
+        return None
+    _fsync_dir(tmp)
+    return kept
+
+
 def atomic_write_files(folder: str | os.PathLike, files: dict[str, bytes | str | Callable[[str], None]],
                        remove: tuple[str, ...] = ()) -> list[Path]:
     """Write several files into ``folder`` as ONE set: a kill at any moment leaves either the
@@ -318,18 +340,8 @@ def atomic_write_files(folder: str | os.PathLike, files: dict[str, bytes | str |
             os.rename(tmp, real)
             done = True
         elif beside and _swappable(real):
-            kept = set()
-            for e in os.scandir(real):
-                if e.name in files or e.name in remove or _is_stale_temp(e):
-                    continue
-                if e.is_symlink():
-                    os.symlink(os.readlink(e.path), tmp / e.name)
-                else:
-                    os.link(e.path, tmp / e.name)
-                kept.add(e.name)
-            os.chmod(tmp, stat.S_IMODE(real.stat().st_mode))
-            _fsync_dir(tmp)
-            if _exchange(tmp, real):
+            kept = _link_others(real, tmp, set(files) | set(remove))
+            if kept is not None and _exchange(tmp, real):
                 done = True
                 for e in os.scandir(tmp):   # anything added to the folder meanwhile stays with it
                     if e.name not in kept and e.name not in files and e.name not in remove \
@@ -421,11 +433,27 @@ def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None
     >>> squeezenet.load(p).config == m.config
     True
     """
-    from safetensors.torch import save_file
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = model_metadata(model, extra)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write_safetensors(path, tensors, meta)
     return Path(path)
+
+
+def atomic_write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                             metadata: dict[str, str]) -> None:
+    """:func:`atomic_write` of a safetensors file. safetensors reports a failed write (a full
+    disk, a file-size limit) as its own error type, not an OSError: it becomes one, so the
+    caller gets the same one-line :class:`~squeezenet.errors.OutputError`."""
+    from safetensors.torch import save_file
+
+    def write(tmp):
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except Exception as e:
+            if "I/O error" in str(e) or "os error" in str(e):
+                raise OSError(first_line(e)) from None
+            raise
+    atomic_write(path, write)
 
 
 def model_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> nn.Module:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import FormatError
-from ..io import atomic_write, atomic_write_text, save
+from ..io import atomic_write_safetensors, atomic_write_text, save
 
 STATE_FORMAT = "squeezenet-train-state"
 STATE_VERSION = "1"
@@ -114,7 +114,6 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 
 def save_train_state(path: Path, model, optimizer, rngs: list, info: dict[str, Any]) -> None:
     """Write the one-file training state (see the module docstring)."""
-    from safetensors.torch import save_file
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_t, opt_meta = optimizer_to_flat(optimizer)
     tensors.update({f"optim.{k}": v for k, v in opt_t.items()})
@@ -124,7 +123,7 @@ def save_train_state(path: Path, model, optimizer, rngs: list, info: dict[str, A
         rng_meta.append(m)
     header = {"format": STATE_FORMAT, "format_version": STATE_VERSION,
               "state": json.dumps({**info, "optimizer": opt_meta, "rng": rng_meta}, default=float)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    atomic_write_safetensors(path, tensors, header)
 
 
 def load_train_state(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
