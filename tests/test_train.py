@@ -407,3 +407,15 @@ def test_torchrun_with_a_broken_image(tmp_path):
     assert "skipped 1 unreadable image(s)" in r.stdout
     rows = [json.loads(l) for l in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 4 and rows[-1]["skipped"] == 1
+
+
+@pytest.mark.slow  # two demo trainings (dataset build, validation): ~10 s on an idle machine
+def test_demo_run_twice_starts_clean(tmp_path):
+    """A second demo into the same folder replaces the first run's files: metrics.jsonl holds
+    each epoch once; files that are not training's stay."""
+    from squeezenet.train.demo import run_digits_demo
+    (tmp_path / "notes.txt").write_text("mine")
+    for _ in range(2):
+        run_digits_demo(tmp_path, epochs=1, max_steps=2, progress=False)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and (tmp_path / "notes.txt").read_text() == "mine"

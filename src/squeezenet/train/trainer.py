@@ -111,7 +111,8 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.out_dir = Path(out_dir) if out_dir else None
         if self.out_dir and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            from ..io import check_output
+            check_output(self.out_dir, folder=True)   # a file in the way, read-only: one line, now
         self.callbacks = list(callbacks)
         self.loss_fn = loss_fn or (lambda m, x, y: default_loss(m, x, y, cfg.label_smoothing))
         self.run_info: dict[str, Any] = {}   # stored with checkpoints (e.g. the CLI's data spec)
@@ -411,7 +412,6 @@ class Trainer:
         self._last_save = time.monotonic()
         if not (self.out_dir and self.is_main):
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         info = self._info(metrics)
         state = {**info, "pos": self._pos, "sums": self._sums, "train_seconds": self._train_seconds,
                  "best": self.best, "history": self.history, "lr": self.lr, "world_size": self.world_size,
