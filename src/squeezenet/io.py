@@ -396,7 +396,7 @@ def check_output(path: str | os.PathLike, inputs=(), overwrite: bool = False,
         place.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(place, f"cannot create the output folder ({_why(e)})") from None
-    probe = path / ".squeezenet-probe" if folder else path
+    probe = path / "squeezenet-probe" if folder else path
     clean_stale_temps(probe)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{probe.name}.", suffix=".tmp", dir=place)
