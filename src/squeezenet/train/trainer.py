@@ -105,7 +105,7 @@ class Trainer:
                  out_dir: str | Path | None = None, callbacks: Iterable = (),
                  loss_fn: Callable | None = None) -> None:
         self.config = cfg = config or TrainConfig()
-        self.device = self._pick_device(cfg.device)
+        self.device = self.pick_device(cfg.device)
         self.rank, self.world_size = D.setup(self.device)
         self.is_main = self.rank == 0
         self.train_data, self.val_data = train_data, val_data
@@ -178,8 +178,6 @@ class Trainer:
         elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise SqueezeNetError(f"--device {name}: MPS is not available on this machine (use cpu or auto)")
         return dev
-
-    _pick_device = pick_device
 
     def micro_batches_per_epoch(self) -> int:
         if self.train_data is None:
