@@ -239,8 +239,11 @@ def test_compress_cli(tmp_path, cli):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     args = ("compress", tmp_path / "m.safetensors", "--data", "digits", "--finetune-epochs", "0",
             "--calibration-images", "8", "--bits", "4", "-o", tmp_path / "v.sqz")
-    code, _, err = cli(*args[:4], "--unlabeled", photos, *args[4:])
+    code, stdout, err = cli(*args[:4], "--unlabeled", photos, *args[4:])
     assert code == 0, err
+    # named once (one warning line) and counted at the end, as train and eval do
+    assert sum("skipped unreadable image" in l and "broken.jpg" in l for l in err.splitlines()) == 1, err
+    assert "skipped 1 unreadable image(s) in --unlabeled" in stdout
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.jpg").write_bytes(b"garbage")
@@ -339,6 +342,11 @@ def test_target_size_refit_after_final_encode(tmp_path, monkeypatch):
         PL.compress_model(tiny(3), data, make_loader(data, 32), cfg, tmp_path / "u.sqz",
                           log=lambda *a: None)
     assert not (tmp_path / "u.sqz").exists()
+    before = (tmp_path / "t.sqz").read_bytes()       # an earlier output: never replaced by a failed run
+    monkeypatch.setattr(PL, "MAX_REFITS", 1)
+    with pytest.raises(ConfigError, match="after 1 refits"):
+        PL.compress_model(tiny(3), data, make_loader(data, 32), cfg, tmp_path / "t.sqz", log=lambda *a: None)
+    assert (tmp_path / "t.sqz").read_bytes() == before
 
 
 def test_prune_more_drops_smallest():

@@ -281,7 +281,7 @@ def test_cli_search_report_and_bad_input(cli, tmp_path):
         (["--strategy", "random", "--trials", "3", *common[:2], "--max-steps", "2", *common[4:]],
          "was created with budget.max_steps=1"),
         (["--strategy", "random", "--trials", "3", "--objective", "accuracy", *common], "objectives"),
-        (["--strategy", "random", "--trials", "0", *common], "--trials 0"),
+        (["--strategy", "random", "--trials", "0", *common], "--trials: 0"),
         (["--strategy", "random", "--trials", "3", *common[:-4], "--storage", "redis://h/0", "--study", "t"],
          "unsupported scheme 'redis'"),
     ]

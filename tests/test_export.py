@@ -148,7 +148,7 @@ def test_export_int8_flat_photo_folder(cli, tmp_path):
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--format", "onnx"), "unrecognized arguments: --format"),
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--int8", "--calibration", "{t}/empty"), "no images"),
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--int8", "--calibration", "{t}/none"), "{t}/none"),
-    (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--input-size", "4"), "too small"),
+    (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--input-size", "4"), "--input-size: 4: must be an integer in 8.."),
 ])
 def test_export_bad_input(cli, tmp_path, argv, needle):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00garbage")

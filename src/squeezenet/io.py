@@ -13,14 +13,18 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
+import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .errors import FormatError, SqueezeNetError, first_line
+from .errors import FormatError, OutputError, SqueezeNetError, first_line
 from .models.weights import load_state_dict_checked
 
 FORMAT = "squeezenet"
@@ -33,27 +37,374 @@ LOADERS: dict[str, str] = {
 }
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+# ------------------------------------------------------------------------------ writing
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)   # elsewhere: read by setting (then restore at once)
+    os.umask(mask)
+    return mask
+
+
+def _process_start() -> float:
+    """When this process started (epoch seconds): temp files older than that cannot be ours."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # field 22, starttime
+        with open("/proc/stat") as f:
+            btime = next(int(l.split()[1]) for l in f if l.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK") - 1.0   # btime is whole seconds
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+PROCESS_START = _process_start()
+#: What ``tempfile.mkstemp``/``mkdtemp`` put between our prefix and suffix (8 characters).
+_TEMP_TAIL = r"\.[a-z0-9_]{8}\.tmp"
+
+
+_ANY_TEMP = re.compile(r"\..+" + _TEMP_TAIL)
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    return re.compile(re.escape(f".{name}") + _TEMP_TAIL)
+
+
+def clean_stale_temps(path: str | os.PathLike) -> int:
+    """Remove the temp files (and temp folders) that an :func:`atomic_write` or
+    :func:`atomic_write_files` of ``path`` killed by SIGKILL left beside it
+    (``.NAME.XXXXXXXX.tmp``). Only that exact pattern, and only entries older than this
+    process, so a concurrent writer's temp is never touched. Returns how many were removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    pattern, n = _temp_pattern(path.name), 0
+    places = [path.parent] + ([path] if path.is_dir() and not path.is_symlink() else [])
+    for place in places:
+        try:
+            entries = list(os.scandir(place))
+        except OSError:
+            continue
+        for e in entries:
+            if not pattern.fullmatch(e.name):
+                continue
+            try:
+                st = e.stat(follow_symlinks=False)
+                if st.st_mtime >= PROCESS_START:
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path)
+                else:
+                    os.unlink(e.path)
+                n += 1
+            except OSError:
+                pass   # not ours to fight over: it stays
+    return n
+
+
+def _is_stale_temp(entry: os.DirEntry) -> bool:
+    """A temp file of any of our writes, left by a run killed before this process started."""
+    try:
+        return bool(_ANY_TEMP.fullmatch(entry.name)) and entry.stat(follow_symlinks=False).st_mtime < PROCESS_START
+    except OSError:
+        return False
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or first_line(e)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every platform opens folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: str) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _existing_kind(path: Path) -> str | None:
+    """None if ``path`` is absent or a regular file (or a link to one), else what it is."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(path, f"cannot use as output ({_why(e)})") from None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder"
+    return "not a regular file (a device, FIFO or socket)"
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(path.parent, f"cannot create the output folder ({_why(e)})") from None
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file.
+
+    The temp file ``.NAME.XXXXXXXX.tmp`` sits beside ``path``; it is fsynced, given the mode a
+    new file gets under the umask (``0o666 & ~umask``), then renamed. Stale temps of ``path``
+    left by a killed earlier run are removed first (:func:`clean_stale_temps`). An OS error
+    (read-only folder, a folder or device at ``path``, a full disk, a failed fsync) is an
+    :class:`~squeezenet.errors.OutputError` naming the path.
+    """
+    path = Path(path)
+    kind = _existing_kind(path)
+    if kind:
+        raise OutputError(path, f"is {kind}; give a file path to write")
+    _make_parent(path)
+    clean_stale_temps(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(path, f"cannot write ({_why(e)})") from None
     os.close(fd)
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        _fsync_file(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(path, f"cannot write ({_why(e)})") from None
+    finally:
+        if os.path.lexists(tmp):
             os.unlink(tmp)
-        raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    def w(tmp):
-        Path(tmp).write_text(text)
-    atomic_write(path, w)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def check_file_name(name: str, what: str = "name") -> str:
+    """``name`` if it is a plain file name (no folder part, not ``.``/``..``, not absolute,
+    not hidden), else a one-line :class:`~squeezenet.errors.ConfigError`: nothing named from
+    the command line may land outside the folder it is meant for."""
+    from .errors import ConfigError
+    bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
+           or "\0" in name or os.path.isabs(name) or (os.altsep and os.altsep in name))
+    if bad:
+        raise ConfigError(f"{what} {name!r}: must be a plain file name (no folder, '..' or absolute path)")
+    return name
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``). False where
+    the platform or file system cannot; raises OSError for other failures."""
+    import ctypes
+    import errno
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swappable(folder: Path) -> bool:
+    """Whether ``folder`` may be replaced by a new folder as a whole: it holds only regular
+    files and links (no sub-folders, which are never moved), and is not the working folder
+    (or one above it), which a shell may be sitting in."""
+    cwd = Path.cwd().resolve()
+    if cwd == folder or folder in cwd.parents:
+        return False
+    try:
+        return all(e.is_file(follow_symlinks=False) or e.is_symlink() for e in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def _link_others(real: Path, tmp: Path, ours: set[str]) -> set[str] | None:
+    """Hard-link (links: copy) every entry of ``real`` not in ``ours`` into ``tmp``, so that a
+    swap keeps them; None (and ``tmp`` as it was) where a file cannot be linked."""
+    kept: set[str] = set()
+    try:
+        for e in os.scandir(real):
+            if e.name in ours or _is_stale_temp(e):
+                continue
+            if e.is_symlink():
+                os.symlink(os.readlink(e.path), tmp / e.name)
+            else:
+                os.link(e.path, tmp / e.name)
+            kept.add(e.name)
+        os.chmod(tmp, stat.S_IMODE(real.stat().st_mode))
+    except OSError:   # a file system without hard links, a protected file...: one by one instead
+        for name in kept:
+            os.unlink(tmp / name)
+        return None
+    _fsync_dir(tmp)
+    return kept
+
+
+def atomic_write_files(folder: str | os.PathLike, files: dict[str, bytes | str | Callable[[str], None]],
+                       remove: tuple[str, ...] = ()) -> list[Path]:
+    """Write several files into ``folder`` as ONE set: a kill at any moment leaves either the
+    complete old set or the complete new one, never a mix.
+
+    ``files`` maps plain file names to their content (bytes, text, or ``write(tmp_path)``);
+    ``remove`` names files of an older set that the new set does not have (they go with it).
+    Every file is written into a temp folder ``.FOLDER.XXXXXXXX.tmp`` beside ``folder`` and
+    fsynced; files already in ``folder`` that are not part of the set are hard-linked into it
+    (the same files, untouched); then one ``renameat2(RENAME_EXCHANGE)`` swaps the two folders
+    and the old one is removed. A new ``folder`` is one plain rename. Where the swap cannot be
+    made (a folder holding sub-folders, the working folder, a platform without the call) the
+    files are renamed into place one by one, each still atomic. OS errors are one-line
+    :class:`~squeezenet.errors.OutputError` s; stale temp folders of ``folder`` left by a kill
+    are removed first. Returns the paths written.
+
+    >>> import tempfile, os
+    >>> d = os.path.join(tempfile.mkdtemp(), "out")
+    >>> [p.name for p in atomic_write_files(d, {"a.txt": "new", "b.bin": b"\\x00"})]
+    ['a.txt', 'b.bin']
+    >>> sorted(os.listdir(d)), open(os.path.join(d, "a.txt")).read()
+    (['a.txt', 'b.bin'], 'new')
+    """
+    folder = Path(folder)
+    for name in list(files) + list(remove):
+        check_file_name(name, "output file name")
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(folder, "is a file, not a folder; give a folder to write into")
+        real = folder.resolve()     # a link to a folder: the folder it points at is replaced
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(folder, f"cannot use as output folder ({_why(e)})") from None
+    _make_parent(real)
+    clean_stale_temps(real)
+    beside = True
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent))
+    except OSError as e:
+        if not real.is_dir():
+            raise OutputError(folder, f"cannot write ({_why(e)})") from None
+        beside = False   # a writable folder in a read-only one: temp folder inside, files one by one
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".tmp", dir=real))
+        except OSError as e2:
+            raise OutputError(folder, f"cannot write ({_why(e2)})") from None
+    mask = _umask()
+    done = False
+    try:
+        for name, content in files.items():
+            target = str(tmp / name)
+            if callable(content):
+                content(target)
+            elif isinstance(content, str):
+                Path(target).write_text(content, encoding="utf-8")
+            else:
+                Path(target).write_bytes(content)
+            _fsync_file(target)
+            os.chmod(target, 0o666 & ~mask)
+        exists = real.is_dir()
+        if beside and not exists:
+            os.chmod(tmp, 0o777 & ~mask)
+            _fsync_dir(tmp)
+            os.rename(tmp, real)
+            done = True
+        elif beside and _swappable(real):
+            kept = _link_others(real, tmp, set(files) | set(remove))
+            if kept is not None and _exchange(tmp, real):
+                done = True
+                for e in os.scandir(tmp):   # anything added to the folder meanwhile stays with it
+                    if e.name not in kept and e.name not in files and e.name not in remove \
+                            and not os.path.lexists(real / e.name):
+                        os.rename(e.path, real / e.name)
+        if not done:
+            for name in files:
+                os.replace(tmp / name, real / name)
+            for name in remove:
+                if (real / name).is_file():
+                    os.unlink(real / name)
+            done = True
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(folder, f"cannot write ({_why(e)})") from None
+    finally:
+        if tmp.exists():   # after a swap: the old set; after a failure: the partial new one
+            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(real)
+    _fsync_dir(real.parent)
+    return [folder / name for name in files]
+
+
+def check_output(path: str | os.PathLike, inputs=(), overwrite: bool = False,
+                 folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written: refuse an output that is one of
+    ``inputs`` (the same file, also through links or hard links) unless ``overwrite``, a folder
+    where a file belongs (or a file where a folder belongs), a device or FIFO, and a place
+    where no file can be created (read-only, no space for a name). Creates the missing parent
+    folders (``folder=True``: the folder itself). One-line
+    :class:`~squeezenet.errors.OutputError` naming the path."""
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise OutputError(path, "is a file, not a folder; give a folder to write into")
+    else:
+        kind = _existing_kind(path)
+        if kind:
+            raise OutputError(path, f"is {kind}; give a file path to write")
+        if not overwrite and path.exists():
+            for inp in inputs:
+                try:
+                    same = inp is not None and os.path.samefile(path, inp)
+                except OSError:
+                    same = False
+                if same:
+                    raise OutputError(path, f"is the input {inp}: writing it would destroy the input; "
+                                            f"give another output path (or --overwrite to replace it)")
+    place = path if folder else path.parent
+    try:
+        place.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(place, f"cannot create the output folder ({_why(e)})") from None
+    probe = path / "squeezenet-probe" if folder else path
+    clean_stale_temps(probe)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{probe.name}.", suffix=".tmp", dir=place)
+    except OSError as e:
+        raise OutputError(path, f"cannot write here ({_why(e)})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
 
 
 def model_metadata(model: nn.Module, extra: dict[str, Any] | None = None) -> dict[str, str]:
@@ -82,11 +433,27 @@ def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None
     >>> squeezenet.load(p).config == m.config
     True
     """
-    from safetensors.torch import save_file
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = model_metadata(model, extra)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write_safetensors(path, tensors, meta)
     return Path(path)
+
+
+def atomic_write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                             metadata: dict[str, str]) -> None:
+    """:func:`atomic_write` of a safetensors file. safetensors reports a failed write (a full
+    disk, a file-size limit) as its own error type, not an OSError: it becomes one, so the
+    caller gets the same one-line :class:`~squeezenet.errors.OutputError`."""
+    from safetensors.torch import save_file
+
+    def write(tmp):
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except Exception as e:
+            if "I/O error" in str(e) or "os error" in str(e):
+                raise OSError(first_line(e)) from None
+            raise
+    atomic_write(path, write)
 
 
 def model_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> nn.Module:

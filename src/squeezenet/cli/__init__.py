@@ -78,13 +78,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
+        return code
     except SqueezeNetError as e:
         sys.stderr.write(f"squeezenet {args.command}: error: {first_line(e)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("squeezenet: interrupted\n")
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``squeezenet inspect --json | head``): stop quietly
+    with 141 (128 + SIGPIPE), what a shell reports for tools killed by SIGPIPE."""
+    import os
+    try:   # later flushes (at exit) must not raise again: point stdout at /dev/null
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
 
 
 def run() -> None:

@@ -6,7 +6,36 @@ import json
 import sys
 from typing import Any
 
-from ..errors import SqueezeNetError
+from ..errors import Range, SqueezeNetError
+
+
+def number(kind: type = int, lo: float | None = None, hi: float | None = None, **range_kw):
+    """argparse ``type`` for a numeric flag checked by :class:`~squeezenet.errors.Range` (the
+    check the config dataclasses use): ``--threads -2`` is ``argument --threads: -2: must be an
+    integer >= 1`` and exit 2, before anything is loaded.
+
+    >>> number(int, 1)("3"), number(float, 0, lo_open=True)("1e-3")
+    (3, 0.001)
+    """
+    rng = Range(lo, hi, integer=kind is int, **range_kw)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {rng.describe()}") from None
+        why = rng.problem(value)
+        if why:
+            raise argparse.ArgumentTypeError(f"{text}: {why}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def input_size(text: str) -> int:
+    """argparse ``type`` of ``--input-size``: 8..MAX_INPUT_SIZE, refused before a tensor is made."""
+    from ..models.registry import MAX_INPUT_SIZE
+    return number(int, 8, MAX_INPUT_SIZE)(text)
 
 
 def model_name(value: str) -> str:

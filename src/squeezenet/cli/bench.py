@@ -1,7 +1,7 @@
 """``squeezenet bench``: inference speed of every engine against torchvision eager."""
 from __future__ import annotations
 
-from ._common import add_parser
+from ._common import add_parser, input_size, number
 
 EXAMPLES = """  squeezenet bench                                  # squeezenet1_1, batch 1 and 32, 2 threads
   squeezenet bench --model squeezenet1_0 --threads 1 --json
@@ -18,6 +18,9 @@ def _batches(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{value!r}: give batch sizes like 1,32") from None
     if not out or min(out) < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: batch sizes must be >= 1")
+    from ..runtime.bench import MAX_BATCH
+    if max(out) > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{value!r}: batch sizes must be <= {MAX_BATCH:,}")
     return out
 
 
@@ -32,14 +35,14 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
     p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
                    "smallest)")
-    p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
-    p.add_argument("--input-size", type=int, default=None, help="input side (default: the model's own)")
+    p.add_argument("--threads", type=number(int, 1), default=2, help="threads for every engine (default 2)")
+    p.add_argument("--input-size", type=input_size, default=None, help="input side (default: the model's own)")
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
                    help="comma list from torchvision, eager, auto, onnxruntime, onnxruntime_int8, "
                         "channels_last, torchscript, compile")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
-    p.add_argument("--iters", type=int, default=6, help="calls per engine per round at the smallest batch")
-    p.add_argument("--sgemm-size", type=int, default=2048, help="side of the sgemm that measures the floor")
+    p.add_argument("--rounds", type=number(int, 1), default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--iters", type=number(int, 1), default=6, help="calls per engine per round at the smallest batch")
+    p.add_argument("--sgemm-size", type=number(int, 16, 16384), default=2048, help="side of the sgemm that measures the floor")
     p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess",
                    help="peak memory per engine in its own process (default) or cheaply in this one")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -52,12 +55,6 @@ def run(args) -> int:
     from ._common import model_or_file, print_json
     if args.weights and args.model:
         raise SqueezeNetError("give a model file or --model NAME, not both")
-    if args.threads < 1:
-        raise SqueezeNetError(f"--threads {args.threads}: must be >= 1")
-    if args.rounds < 1 or args.iters < 1 or args.sgemm_size < 16:
-        raise SqueezeNetError("--rounds and --iters must be >= 1, --sgemm-size >= 16")
-    if args.input_size is not None and args.input_size < 8:
-        raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     known = DEFAULT_ENGINES + EXTRA_ENGINES
     bad = [e for e in engines if e not in known]

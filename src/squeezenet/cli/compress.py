@@ -1,7 +1,7 @@
 """``squeezenet compress``: Deep Compression of a trained model into a ``.sqz`` file."""
 from __future__ import annotations
 
-from ._common import add_parser, print_json
+from ._common import add_parser, number, print_json
 
 EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -o digits.sqz
   squeezenet compress m.safetensors --data cifar10 --prune paper --bits 6 --json -o m.sqz
@@ -56,9 +56,11 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-o", "--output", required=True, help="output .sqz file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow -o to be the input model file (it is replaced by its compression)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +69,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
     import torch
-    from ..io import load
+    from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
     from ..data import build_dataset, make_loader, preset_for
@@ -81,6 +83,7 @@ def run(args) -> int:
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
                          svd_energy=args.svd, calibration_images=args.calibration_images)
+    check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
@@ -108,12 +111,17 @@ def run(args) -> int:
                             score_loader=score, log=log)
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
+    skipped = {name: len(getattr(ds, "skipped", None) or {})
+               for name, ds in (("--data", val), ("--data train", train), ("--unlabeled", unlabeled))}
+    report["skipped"] = {k: v for k, v in skipped.items() if v}
     if args.json:
         report["fractions"] = {k: round(v, 4) for k, v in report["fractions"].items()}
         print_json(report)
     else:
         print(format_report(report, Path(args.weights).stem))
         print(f"wrote {args.output} ({report['rows'][-1]['bytes']:,} bytes) in {report['seconds']:.0f} s")
+    for where, n in report["skipped"].items():
+        log(f"skipped {n} unreadable image(s) in {where} (listed above)")
     return 0
 
 

@@ -5,7 +5,7 @@ Trains the small-image SqueezeNet on digits, compresses it with Deep Compression
 """
 from __future__ import annotations
 
-from ._common import add_parser
+from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet demo                       # writes runs/demo/
   squeezenet demo --out /tmp/demo --skip-compress
@@ -16,7 +16,7 @@ def register(sub) -> None:
     p = add_parser(sub, "demo", "train on the built-in digits, compress to .sqz, reload and evaluate",
                    EXAMPLES)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch threads (default: all cores)")
     p.add_argument("--skip-compress", action="store_true", help="only train and evaluate")
     p.set_defaults(func=run)
 

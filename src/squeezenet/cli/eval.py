@@ -1,7 +1,7 @@
 """``squeezenet eval``: top-1 / top-5 accuracy of any model file on a dataset."""
 from __future__ import annotations
 
-from ._common import add_parser, print_json
+from ._common import add_parser, number, print_json
 from ._infer import ENGINES_HELP
 
 EXAMPLES = """  squeezenet eval runs/digits/best.safetensors --data digits
@@ -21,9 +21,9 @@ def register(sub) -> None:
     p.add_argument("--split", choices=["train", "test"], default="test", help="split of --data (default test)")
     p.add_argument("--classes", default=None, help="class list file (model index order), e.g. synsets.txt")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--batch-size", type=number(int, 1), default=100, help="images per batch (default 100)")
+    p.add_argument("--workers", type=number(int, 0), default=0, help="data-loading processes (default 0)")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
     p.add_argument("--json", action="store_true", help="print JSON (keys top1, top5, count, images_per_s, ...)")

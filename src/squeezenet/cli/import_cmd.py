@@ -35,12 +35,15 @@ def register(sub) -> None:
                    help="class ids in model index order (e.g. ImageNet synsets.txt)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output model file (.safetensors; .sqz for --from deep-compression)")
+    p.add_argument("--overwrite", action="store_true", help="allow OUT to be one of the input files")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..data import read_class_list
     from ..interop.importers import import_to_file
+    from ..io import check_output
+    check_output(args.output, inputs=[*args.src, args.classes], overwrite=args.overwrite)
     classes = read_class_list(args.classes) if args.classes else None
     out = import_to_file(args.source, args.src, args.output, classes)
     print(f"wrote {out}")

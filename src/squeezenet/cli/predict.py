@@ -1,7 +1,7 @@
 """``squeezenet predict``: the top classes of images, with probabilities."""
 from __future__ import annotations
 
-from ._common import add_parser, print_json
+from ._common import add_parser, number, print_json
 from ._infer import ENGINES_HELP
 
 EXAMPLES = """  squeezenet predict squeezenet1_1.safetensors ../shared/fixtures/photos/chelsea.png \\
@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--labels", default=None,
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
-    p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
+    p.add_argument("--top", type=number(int, 1), default=5, help="how many classes per image (default 5)")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)

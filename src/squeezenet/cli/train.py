@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..train.recipes import INITS, RECIPES
-from ._common import add_parser
+from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small --epochs 20
   squeezenet train --data cifar10 --out runs/c10 --batch-norm --epochs 15 --batch-size 128 --lr 2e-3 \\
@@ -17,7 +17,8 @@ Defaults are the paper's solver: SGD momentum 0.9, weight decay 2e-4, lr 0.04 de
 linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5. A config file
 (YAML/JSON, fields of TrainConfig) sets any of them; flags win over the file.
 Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
-and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues.
+and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
+unless --resume continues its run or --overwrite starts again (removing those files only).
 """
 
 # flag -> (TrainConfig field, type, help)
@@ -71,8 +72,11 @@ def register(sub) -> None:
                         "data), lsuv (unit variance on a real batch)")
     p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT holds an earlier run: remove its checkpoints, sidecars and metrics.jsonl "
+                        "(nothing else) and start again")
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, field, typ, hlp in CONFIG_FLAGS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=hlp)
@@ -96,12 +100,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import build_dataset, check_preset, preset_for
     from ..errors import SqueezeNetError
+    from ..io import check_output
     from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
     from ..train import distributed as D
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise SqueezeNetError("--resume continues the run in --out, --overwrite starts it again: give one")
     overrides = _config_overrides(args)
     saved = None
     if args.resume:
@@ -131,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         raise SqueezeNetError("--data is required")
     if preset:
         check_preset(preset)
+    Trainer.pick_device(config.device)     # cuda:99 on this machine: refused before any work
+    _check_out(out, args)
+    check_output(out, folder=True)        # writable, before any data is read
 
     torch.manual_seed(config.seed)
     model = _build_model(args, saved, data, preset)
@@ -180,8 +190,39 @@ def run(args: argparse.Namespace) -> int:
             print(f"final train loss {history[-1]['train_loss']:.4f}")
     if skipped:
         print(f"skipped {skipped} unreadable image(s) (listed above)")
-    print(f"wrote {out / 'best.safetensors'}, {out / 'last.safetensors'}, {out / 'metrics.jsonl'}")
+    written = [str(out / n) for n in ("best.safetensors", "last.safetensors", "metrics.jsonl") if (out / n).is_file()]
+    if written:   # only what is there: a resumed run that had nothing left to do wrote nothing new
+        print(f"wrote {', '.join(written)}")
     return 0
+
+
+def _check_out(out, args) -> None:
+    """A non-empty --out belongs to an earlier run (or to someone else): continue it with
+    --resume, or start again with --overwrite, which removes only the files training writes."""
+    from ..errors import OutputError, SqueezeNetError
+    from ..train import distributed as D
+    from ..train.checkpoint import RUN_FILES, clear_run
+    if args.resume:
+        return
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "is a file, not a folder; give a folder for the run")
+    try:
+        entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
+    except OSError as e:
+        raise OutputError(out, f"cannot list ({e.strerror or e})") from None
+    if not entries:
+        return
+    if not args.overwrite:
+        ours = [n for n in RUN_FILES if n in entries]
+        shown = (ours or entries)[:3]
+        more = f" and {len(entries) - len(shown)} more" if len(entries) > len(shown) else ""
+        raise SqueezeNetError(f"{out}: not empty (holds {', '.join(shown)}{more}); add --resume to continue "
+                              f"that run, or --overwrite to start again (removes its checkpoints and "
+                              f"metrics.jsonl only), or give another --out")
+    if D.env_world()[0] == 0:   # under torchrun, rank 0 alone clears the folder
+        removed = clear_run(out)
+        if removed:
+            print(f"--overwrite: removed {', '.join(removed)} from {out}", flush=True)
 
 
 def _default_model_name(args, data, preset=None) -> str | None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import os
 import time
 from collections.abc import Mapping
@@ -53,8 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from ..train.config import OPTIMIZERS
+from ..errors import ConfigError, Range, check_fields
+from ..train.config import MAX_SEED, OPTIMIZERS
 from . import prune as P
 from . import quantize as Q
 from . import sizing as S
@@ -65,16 +64,30 @@ from .report import ALEXNET_BYTES, bits_label, table_row
 MAX_REFITS = 12
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+#: A kept fraction (of a layer's weights, of the spectral energy): in (0, 1].
+KEPT = Range(0, 1, lo_open=True)
+_BITS = Range(1, 16, integer=True)
 
-
-def _is_num(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+#: The accepted range of every numeric field of :class:`CompressConfig` (checked when it is made).
+RANGES = {
+    "gap_bits": Range(1, 8, integer=True),
+    "target_size": Range(1000, integer=True, optional=True, note="bytes (a model needs more)"),
+    "finetune_epochs": Range(0),
+    "max_steps": Range(1, integer=True, optional=True, note="(None: no cap)"),
+    "lr": Range(0, lo_open=True),
+    "temperature": Range(0, lo_open=True),
+    "centroid_lr": Range(0, lo_open=True, optional=True, note="(None: lr)"),
+    "batch_size": Range(1, integer=True),
+    "weight_decay": Range(0),
+    "max_drop": Range(0, 1, note="(a top-1 fraction)"),
+    "svd_energy": Range(0, 1, lo_open=True, optional=True, note="(a spectral energy fraction)"),
+    "seed": Range(0, MAX_SEED, integer=True),
+    "calibration_images": Range(0, integer=True, note="(0: no error compensation)"),
+}
 
 
 def _kept_ok(v) -> bool:
-    return _is_num(v) and 0.0 < v <= 1.0
+    return KEPT.problem(v) is None
 
 
 @dataclass
@@ -119,36 +132,14 @@ class CompressConfig:
             bad("prune", "use paper, uniform:F or a {layer: F} mapping (F, the kept fraction, "
                          "in (0, 1]), or auto")
         b = self.bits
-        if not (b is None or (_is_int(b) and 1 <= b <= 16)
-                or (isinstance(b, Mapping) and b and all(_is_int(v) and 1 <= v <= 16 for v in b.values()))):
+        if not (b is None or _BITS.problem(b) is None
+                or (isinstance(b, Mapping) and b and all(_BITS.problem(v) is None for v in b.values()))):
             bad("bits", "must be an integer in 1..16 or a {layer: bits} mapping")
         if self.init not in Q.INITS:
             bad("init", f"must be one of {', '.join(Q.INITS)}")
-        if not (_is_int(self.gap_bits) and 1 <= self.gap_bits <= 8):
-            bad("gap_bits", "must be an integer in 1..8")
-        if self.target_size is not None and not (_is_int(self.target_size) and self.target_size >= 1000):
-            bad("target_size", "must be an integer number of bytes >= 1,000 (too small to hold a model)")
-        if not (_is_num(self.finetune_epochs) and self.finetune_epochs >= 0):
-            bad("finetune_epochs", "must be a finite number >= 0")
-        if self.max_steps is not None and not (_is_int(self.max_steps) and self.max_steps >= 1):
-            bad("max_steps", "must be an integer >= 1 (None: no cap)")
-        for name in ("lr", "temperature") + (("centroid_lr",) if self.centroid_lr is not None else ()):
-            if not (_is_num(getattr(self, name)) and getattr(self, name) > 0):
-                bad(name, "must be a finite number > 0")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-        if not (_is_int(self.batch_size) and self.batch_size >= 1):
-            bad("batch_size", "must be an integer >= 1")
-        if not (_is_num(self.weight_decay) and self.weight_decay >= 0):
-            bad("weight_decay", "must be a finite number >= 0")
-        if not (_is_num(self.max_drop) and 0 <= self.max_drop <= 1):
-            bad("max_drop", "must be a top-1 fraction in [0, 1]")
-        if self.svd_energy is not None and not _kept_ok(self.svd_energy):
-            bad("svd_energy", "must be a spectral energy fraction in (0, 1]")
-        if not (_is_int(self.seed) and self.seed >= 0):
-            bad("seed", "must be an integer >= 0")
-        if not (_is_int(self.calibration_images) and self.calibration_images >= 0):
-            bad("calibration_images", "must be an integer >= 0 (0: no error compensation)")
+        check_fields(self, "compress config", RANGES)
 
 
 def _prune_spec_ok(spec) -> bool:
@@ -525,29 +516,35 @@ def tune_centroids(s: CompressState) -> None:
           + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
 
 
-def _write(s: CompressState) -> dict:
-    return S.save_quantized(s.model, s.layers, s.out_path, s.cfg.gap_bits,
+def _write(s: CompressState, path=None) -> dict:
+    return S.save_quantized(s.model, s.layers, path or s.out_path, s.cfg.gap_bits,
                             metadata={"compressed_from_params": s.n_params})
 
 
 def encode(s: CompressState) -> None:
     """Huffman-code the model into the ``.sqz``; over ``target_size`` (the size was estimated
     before retraining), drop the smallest shared weights and write again; reload the file from
-    disk and evaluate it. The "huffman (.sqz)" row."""
+    disk and evaluate it. The "huffman (.sqz)" row.
+
+    Trial encodings under a target size go to a scratch file: the output path is written once,
+    with the file that fits, so a failure leaves whatever was there before untouched."""
+    import tempfile
+
     from .sqz import load_sqz
     cfg = s.cfg
-    info = _write(s)
     if cfg.target_size:
-        while info["bytes"] > cfg.target_size:
-            if s.refits >= MAX_REFITS:
-                Path(s.out_path).unlink(missing_ok=True)
-                raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
-                                  f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
-            s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
-            Q.load_layers(s.model, s.layers)
-            s.refits += 1
-            info = _write(s)
-            s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
+        with tempfile.TemporaryDirectory(prefix="squeezenet-refit-") as d:
+            info = _write(s, Path(d) / "try.sqz")
+            while info["bytes"] > cfg.target_size:
+                if s.refits >= MAX_REFITS:
+                    raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
+                                      f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
+                s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
+                Q.load_layers(s.model, s.layers)
+                s.refits += 1
+                info = _write(s, Path(d) / "try.sqz")
+                s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
+    info = _write(s)
     s.written = info
     final = s.metrics["huffman (.sqz)"] = s.evaluate(load_sqz(s.out_path))
     s.add_row("huffman (.sqz)", "Deep Compression", bits_label(s.bits), info["bytes"], final,

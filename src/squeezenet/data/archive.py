@@ -5,6 +5,10 @@ no devices; then tarfile's ``data`` filter extracts (a second line of defence). 
 unpacked once into ``$SQUEEZENET_CACHE`` (default ``~/.cache/squeezenet``) under a key made of
 the archive's name, size and modification time, via a temporary folder renamed into place, so
 an interrupted unpack never leaves a half-filled cache entry.
+
+The cache is only an optimisation: where it cannot be written (read-only home, a file in the
+way, a full disk) :func:`writable_cache_dir` warns once and archives are unpacked into a
+private temporary folder removed at exit.
 """
 from __future__ import annotations
 
@@ -23,6 +27,54 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 def cache_dir() -> Path:
     """The cache root: ``$SQUEEZENET_CACHE`` or ``~/.cache/squeezenet``."""
     return Path(os.environ.get("SQUEEZENET_CACHE") or Path.home() / ".cache" / "squeezenet")
+
+
+_WRITABLE: dict[str, bool] = {}
+
+
+def writable_cache_dir() -> Path | None:
+    """The cache root if a file can be created in it (it is made if missing), else None after
+    ONE warning line per process naming the folder and the reason: callers then work without
+    the cache (measure again, decode again, unpack into a temporary folder)."""
+    import sys
+    root = cache_dir()
+    key = str(root)
+    if key not in _WRITABLE:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=root)
+            os.close(fd)
+            os.unlink(probe)
+            _WRITABLE[key] = True
+        except OSError as e:
+            _WRITABLE[key] = False
+            sys.stderr.write(f"squeezenet: warning: cache folder {root} is not writable "
+                             f"({e.strerror or e}); working without a cache (set SQUEEZENET_CACHE "
+                             f"to a writable folder to keep unpacked data and measurements)\n")
+    return root if _WRITABLE[key] else None
+
+
+def cache_write_failed(path: Path, e: OSError) -> None:
+    """A cache write failed after the probe succeeded (disk full...): warn once, carry on."""
+    import sys
+    key = str(cache_dir())
+    if _WRITABLE.get(key, True):
+        _WRITABLE[key] = False
+        sys.stderr.write(f"squeezenet: warning: cannot write the cache file {path} "
+                         f"({getattr(e, 'strerror', None) or e}); working without a cache\n")
+
+
+_PRIVATE: list[Path] = []
+
+
+def _private_cache() -> Path:
+    """A temporary cache folder for this process only, removed at exit."""
+    if not _PRIVATE:
+        import atexit
+        d = Path(tempfile.mkdtemp(prefix="squeezenet-cache-"))
+        atexit.register(shutil.rmtree, d, True)
+        _PRIVATE.append(d)
+    return _PRIVATE[0]
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -60,7 +112,15 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
     dest = root / f"{stem}-{key}"
     if (dest / ".complete").is_file():
         return dest
-    root.mkdir(parents=True, exist_ok=True)
+    if cache is None and writable_cache_dir() is None:
+        root = _private_cache()
+        dest = root / f"{stem}-{key}"
+        if (dest / ".complete").is_file():
+            return dest
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FormatError(root, f"cannot create the folder to unpack {archive.name} into ({e.strerror or e})") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=root))
     try:
         try:

@@ -287,7 +287,7 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
     from PIL import Image
 
     from ..io import atomic_write
-    from .archive import cache_dir
+    from .archive import cache_dir, cache_write_failed, writable_cache_dir
     h = hashlib.sha256()
     for path, _ in samples:
         st = os.stat(path)
@@ -311,12 +311,16 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         arr[i] = np.asarray(img).transpose(2, 0, 1)
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    if writable_cache_dir() is None:   # warned once; decoding again next time is the cost
+        return arr
 
     def write(tmp):   # a file object: np.save would append ".npy" to a path
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
-    atomic_write(entry, write)
+    try:
+        atomic_write(entry, write)
+    except OSError as e:   # a full disk, ...: the cache is only an optimisation
+        cache_write_failed(entry, e)
     return arr
 
 
@@ -399,6 +403,44 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
 
 # ---------------------------------------------------------------------------------- loading
 
+@dataclass(frozen=True)
+class Replaced:
+    """A readable sample standing in for the unreadable ones before it (``skipped``: their
+    ``(path, reason)``), so that a batch keeps its size; see :class:`ReplaceUnreadable`."""
+
+    sample: Any
+    skipped: tuple
+
+
+class ReplaceUnreadable(Dataset):
+    """``dataset`` with every unreadable image replaced by the next readable sample (index
+    ``i + 1``, ``i + 2``, ... wrapping around), instead of being dropped from its batch.
+
+    Distributed training uses it: each rank's batch then keeps the same shape whatever images
+    that rank meets, so no rank runs fewer or smaller steps than the others. The replaced images
+    are still recorded on the dataset (one warning line each, counted in ``skipped``) by
+    :class:`Loader`, through :func:`collate_skipping`. A dataset without one readable image is a
+    one-line :class:`~squeezenet.errors.FormatError`.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        n = len(self.dataset)
+        bad = []
+        for k in range(n):
+            item = self.dataset[(i + k) % n]
+            if not isinstance(item, Skipped):
+                return Replaced(item, tuple(bad)) if bad else item
+            bad.append((item.path, item.reason))
+        raise FormatError(getattr(base_dataset(self.dataset), "root", "the training data"),
+                          f"none of its {n} images is readable")
+
+
 class _Batch(list):
     """[images, targets] plus the paths of samples dropped from this batch (crosses workers)."""
 
@@ -406,11 +448,20 @@ class _Batch(list):
 
 
 def collate_skipping(samples: Sequence[Any]):
+    """Collate ``samples``, leaving out :class:`Skipped` markers and unwrapping
+    :class:`Replaced` samples; ``batch.skipped`` lists every unreadable image met."""
     from torch.utils.data import default_collate
-    good = [s for s in samples if not isinstance(s, Skipped)]
-    bad = tuple((s.path, s.reason) for s in samples if isinstance(s, Skipped))
+    good, bad = [], []
+    for s in samples:
+        if isinstance(s, Skipped):
+            bad.append((s.path, s.reason))
+        elif isinstance(s, Replaced):
+            good.append(s.sample)
+            bad.extend(s.skipped)
+        else:
+            good.append(s)
     batch = _Batch(default_collate(good)) if good else _Batch()
-    batch.skipped = bad
+    batch.skipped = tuple(bad)
     return batch
 
 

@@ -54,6 +54,12 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise SqueezeNetError(f"storage {redact(url)}: unsupported scheme {scheme!r} "
                               "(use sqlite:///FILE or postgresql://USER@HOST:PORT/DB)")
+    if scheme == "sqlite":
+        db = url.split("://", 1)[1][1:] if url.split("://", 1)[1].startswith("/") else ""
+        if db.split("?", 1)[0] in ("", ":memory:") or db.startswith("file::memory:"):
+            raise SqueezeNetError(f"storage {url}: no database file (an in-memory SQLite database "
+                                  f"would lose every trial when the process ends); use sqlite:///FILE "
+                                  f"or a file path")
     if scheme == "postgres":  # SQLAlchemy only knows the long name
         url = "postgresql" + url[len("postgres"):]
     if url.startswith("postgresql://"):

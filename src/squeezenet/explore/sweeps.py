@@ -59,26 +59,21 @@ def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None 
 
 
 def write_sweep(rows: list[dict], out_dir, param: str, fixed: dict, budget: Budget) -> tuple[Path, Path]:
-    from ..io import atomic_write_text
+    """``sweep_<param>.csv`` and ``.png`` in ``out_dir``, written together as one set."""
+    from ..io import atomic_write_files
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     csv_path, png_path = out / f"sweep_{param}.csv", out / f"sweep_{param}.png"
-    atomic_write_text(csv_path, buf.getvalue())
     fixed_s = ", ".join(f"{k}={v}" for k, v in fixed.items() if k != param)
     title = (f"{param} sweep on {budget.data} ({fixed_s})\n"
              f"budget: {_budget_text(budget)}")
-    write_bytes(png_path, scatter_png([r for r in rows if "top1" in r], "value", title,
-                                      label_fmt=lambda r: f"{param}={r['value']}", line=True))
+    png = scatter_png([r for r in rows if "top1" in r], "value", title,
+                      label_fmt=lambda r: f"{param}={r['value']}", line=True)
+    atomic_write_files(out, {csv_path.name: buf.getvalue(), png_path.name: png})
     return csv_path, png_path
-
-
-def write_bytes(path, data: bytes) -> None:
-    from ..io import atomic_write
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _budget_text(b: Budget) -> str:

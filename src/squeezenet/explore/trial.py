@@ -13,7 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import SqueezeNetError
+from ..errors import Range, SqueezeNetError, check_fields
+from ..train.config import MAX_SEED
 from ..train.recipes import RECIPES
 
 #: The recipe trials train with (``optimizer="adamw"``): the digits demo's.
@@ -47,8 +48,24 @@ class Budget:
     seed: int = 0                     # weight init, data order and subset choice
     batch_norm: bool = False          # networks with BatchNorm (not the paper's; trains faster)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "budget", BUDGET_RANGES)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: The accepted range of every numeric field of :class:`Budget` (checked when it is made).
+BUDGET_RANGES = {
+    "epochs": Range(0, lo_open=True),
+    "max_steps": Range(1, integer=True, optional=True),
+    "batch_size": Range(1, integer=True),
+    "lr": Range(0, lo_open=True, optional=True),
+    "dropout": Range(0, 1, hi_open=True),
+    "train_subset": Range(1, integer=True, optional=True),
+    "test_subset": Range(1, integer=True, optional=True),
+    "seed": Range(0, MAX_SEED, integer=True),
+}
 
 
 class OverBudget(SqueezeNetError):

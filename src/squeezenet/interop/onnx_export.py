@@ -81,8 +81,9 @@ def to_onnx_bytes(model: nn.Module, input_size: int | tuple[int, int] | None = N
         raise SqueezeNetError(f"--opset {opset}: this exporter writes opset 17 or newer")
     size = input_size or default_input_size(model)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if min(h, w) < 8:
-        raise SqueezeNetError(f"input size {h}x{w}: too small (need >= 8)")
+    from ..models.registry import MAX_INPUT_SIZE
+    if min(h, w) < 8 or max(h, w) > MAX_INPUT_SIZE:
+        raise SqueezeNetError(f"input size {h}x{w}: each side must be in 8..{MAX_INPUT_SIZE}")
     m = dense_eval_copy(model)
     c = in_channels or getattr(getattr(model, "config", None), "in_channels", 3)
     x = torch.zeros(1, c, h, w)

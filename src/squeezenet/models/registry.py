@@ -16,6 +16,12 @@ from torch import nn
 from ..errors import SqueezeNetError
 
 
+#: The largest square input side any command builds a tensor for (``--input-size``): a
+#: squeezenet1_0 at 2048x2048 needs ~0.4 GB for conv1's output at batch 1; 100,000 would ask
+#: for ~120 GB before the first layer.
+MAX_INPUT_SIZE = 2048
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str

@@ -64,13 +64,16 @@ def _read_cache() -> dict:
 
 
 def _write_cache(key: str, entry: dict) -> None:
+    from ..data.archive import cache_write_failed, writable_cache_dir
     from ..io import atomic_write_text
+    if writable_cache_dir() is None:
+        return   # a read-only home must not stop inference (warned once); we measure again next time
     d = _read_cache()
     d[key] = entry
     try:
         atomic_write_text(cache_dir() / CACHE_FILE, json.dumps(d, indent=1, sort_keys=True))
-    except OSError:
-        pass  # a read-only home must not stop inference; we just measure again next time
+    except OSError as e:
+        cache_write_failed(cache_dir() / CACHE_FILE, e)
 
 
 def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],

@@ -188,6 +188,12 @@ def isolated_memory(model: nn.Module, engines: Sequence[str], shape, batch: int,
     return out
 
 
+#: The largest batch a benchmark runs, and the most input pixels in one batch (1,024 images at
+#: 224x224, ~0.6 GB of fp32 input before any activation): refused before a tensor is made.
+MAX_BATCH = 1024
+MAX_BATCH_PIXELS = 1024 * 224 * 224
+
+
 def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] = (1, 32),
                   threads: int = 2, engines: Sequence[str] = DEFAULT_ENGINES,
                   input_size: int | tuple[int, int] | None = None, rounds: int = 5, iters: int = 6,
@@ -218,6 +224,12 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         raise SqueezeNetError(f"memory={memory!r}: choose inprocess or subprocess")
     if not batches or min(batches) < 1:
         raise SqueezeNetError(f"batch sizes {list(batches)}: need one or more sizes >= 1")
+    shape = input_shape(model, input_size)
+    big = max(batches)
+    if big > MAX_BATCH or big * shape[1] * shape[2] > MAX_BATCH_PIXELS:
+        raise SqueezeNetError(f"batch {big} at {shape[1]}x{shape[2]}: over the benchmark's bound "
+                              f"({MAX_BATCH:,} images, {MAX_BATCH_PIXELS:,} input pixels per batch); "
+                              f"use a smaller --batch or --input-size")
     torch.set_num_threads(threads)
     model = dense_eval_copy(model)
     shape = input_shape(model, input_size)

@@ -53,6 +53,9 @@ def input_shape(model: nn.Module, input_size=None) -> tuple[int, int, int]:
     if input_size is None:
         input_size = default_input_size(model)
     h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    from ..models.registry import MAX_INPUT_SIZE
+    if not all(1 <= int(v) <= MAX_INPUT_SIZE for v in (h, w)):
+        raise SqueezeNetError(f"input size {h}x{w}: each side must be an integer in 1..{MAX_INPUT_SIZE}")
     return int(c), int(h), int(w)
 
 

@@ -21,6 +21,9 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
                     **overrides) -> dict:
     """Train ``squeezenet_small`` on digits, write checkpoints to ``out_dir``, return test metrics.
 
+    Each demo starts clean: an earlier run's checkpoints and ``metrics.jsonl`` in ``out_dir``
+    are replaced (nothing else there is touched), so metrics never list an epoch twice.
+
     Returns ``top1``, ``top5`` (fractions, on the 360 held-out digits), ``count``, ``epochs``,
     ``seconds`` (wall time of training + evaluation), ``checkpoint`` (the final model file).
     """
@@ -28,15 +31,17 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
 
     from ..data import build_dataset, make_loader
     from ..evaluate import evaluate
-    from ..io import load
+    from ..io import check_output, load
     from ..models import create_model
+    from .checkpoint import clear_run
     from .init import init_weights
     from .trainer import Trainer
 
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    out = Path(out_dir)
+    out = check_output(out_dir, folder=True)   # writable, before the work
+    clear_run(out)
     recipe = RECIPES["digits"]
     cfg = recipe.train_config(**{"progress": progress, **overrides})
     torch.manual_seed(cfg.seed)

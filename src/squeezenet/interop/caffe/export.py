@@ -13,6 +13,10 @@ from . import pb
 from .parse import array_to_blob
 
 
+#: The class list written beside the prototxt (one id per line, model index order).
+CLASSES_FILE = "classes.txt"
+
+
 def squeezenet_to_netparameter(model, with_weights: bool, input_size: int | None = None):
     """A Caffe ``NetParameter`` for our SqueezeNet (DeepScale layer names, deploy form)."""
     from ...data.transforms import PRESETS
@@ -105,7 +109,11 @@ def squeezenet_to_netparameter(model, with_weights: bool, input_size: int | None
 
 def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
                  input_size: int | None = None) -> tuple[Path, Path]:
-    """Write ``deploy.prototxt`` and ``<name>.caffemodel`` for a SqueezeNet into ``out_dir``.
+    """Write ``deploy.prototxt`` and ``<name>.caffemodel`` for a SqueezeNet into ``out_dir``,
+    with ``classes.txt`` when the model has a class list, as one set
+    (:func:`squeezenet.io.atomic_write_files`: a kill leaves the old set or the new one, never
+    a new prototxt beside an old caffemodel). ``name`` is a plain file name: a folder part,
+    ``..`` or an absolute path is a one-line error (nothing is written outside ``out_dir``).
 
     >>> import squeezenet, tempfile, torch
     >>> from squeezenet.interop.caffe import export_caffe, import_caffe
@@ -117,21 +125,24 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     True
     """
     from google.protobuf import text_format
-    from ...io import atomic_write, atomic_write_text
+    from ...io import atomic_write_files, check_file_name
     from ...models import SqueezeNet
+    check_file_name(name, "--name")
     if not isinstance(model, SqueezeNet):
         raise SqueezeNetError(f"export-caffe needs a SqueezeNet, got {type(model).__name__}")
     if getattr(model.config, "batch_norm", False):
         raise SqueezeNetError("export-caffe: models with --batch-norm are not exported to Caffe (the "
                               "released SqueezeNets have no BatchNorm); use `squeezenet export` (ONNX)")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     deploy = squeezenet_to_netparameter(model, with_weights=False, input_size=input_size)
     full = squeezenet_to_netparameter(model, with_weights=True, input_size=input_size)
     proto_path, weights_path = out_dir / "deploy.prototxt", out_dir / f"{name}.caffemodel"
     header = (f"# SqueezeNet exported by squeezenet (config: {model.config.to_dict()})\n"
               f"# preprocessing: {getattr(model, 'preprocess', None) or 'unspecified'}\n")
-    atomic_write_text(proto_path, header + text_format.MessageToString(deploy))
-    data = full.SerializeToString()
-    atomic_write(weights_path, lambda tmp: Path(tmp).write_bytes(data))
+    files = {proto_path.name: header + text_format.MessageToString(deploy),
+             weights_path.name: full.SerializeToString()}
+    classes = getattr(model, "classes", None)
+    if classes:
+        files[CLASSES_FILE] = "\n".join(map(str, classes)) + "\n"
+    atomic_write_files(out_dir, files, remove=() if classes else (CLASSES_FILE,))
     return proto_path, weights_path
