@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, FormatError, SqueezeNetError, first_line, open_input, read_input
-from .models.weights import load_state_dict_checked
+from .models.weights import check_shapes, load_state_dict_checked
 
 FORMAT = "squeezenet"
 FORMAT_VERSION = "1"
@@ -319,16 +319,7 @@ def load_safetensors(path: str | os.PathLike) -> nn.Module:
         if side is not None:
             meta, source, encoded = {**side, **meta}, path.with_suffix(".json"), False
     h = header_fields(meta, source, encoded)
-    need = state_shapes(h["config"])
-    missing = [k for k in need if k not in shapes]
-    unexpected = [k for k in shapes if k not in need]
-    if missing or unexpected:
-        parts = ([f"missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}"] if missing else []) + \
-                ([f"unexpected {', '.join(unexpected[:3])}{'...' if len(unexpected) > 3 else ''}"] if unexpected else [])
-        raise FormatError(path, "weights do not fit the model: " + "; ".join(parts))
-    for k, shape in need.items():
-        if shapes[k] != shape:
-            raise FormatError(path, f"{k}: shape {shapes[k]} in file, model needs {shape}")
+    check_shapes(shapes, state_shapes(h["config"]), path)
     tensors, _ = read_safetensors(path)
     model = SqueezeNet(h["config"])
     model.classes, model.preprocess, model.metadata = h["classes"], h["preprocess"], h["extra"]
@@ -342,7 +333,7 @@ def load(path: str | os.PathLike) -> nn.Module:
     The model carries ``classes`` and ``preprocess`` from the file.
     """
     path = Path(path)
-    open_input(path, "model file").close()   # exists, and is a regular file (not a FIFO or device)
+    open_input(path, "file").close()   # exists, and is a regular file (not a FIFO or device)
     target = LOADERS.get(path.suffix.lower())
     if target is None:
         raise FormatError(path, f"unknown model file type {path.suffix!r} "

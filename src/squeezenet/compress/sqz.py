@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, first_line
+from ..errors import ConfigError, FormatError, first_line, read_input
+from ..io import parse_json
+from ..models.classes import check_classes
 from . import huffman
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
@@ -38,6 +40,7 @@ VERSION = 1
 PREAMBLE = struct.Struct("<8sHHIII")
 
 # sane limits, checked before anything is allocated
+MAX_FILE = 1 << 30             # the file (the largest model config allowed is 256 MiB dense)
 MAX_HEADER = 16 << 20          # decompressed JSON header
 MAX_LAYERS = 4096
 MAX_NUMEL = 1 << 27            # weights in one tensor
@@ -247,9 +250,7 @@ class _Reader:
     def __init__(self, path: str | os.PathLike, data: bytes | None = None):
         self.path = Path(path)
         if data is None:
-            if not self.path.is_file():
-                raise FormatError(self.path, "no such file")
-            data = self.path.read_bytes()
+            data = read_input(self.path, "file", MAX_FILE)
         self.data = data
         if len(data) < PREAMBLE.size:
             self.fail(f"{len(data)} bytes: too short for a .sqz file")
@@ -273,9 +274,9 @@ class _Reader:
             raw = d.decompress(data[PREAMBLE.size:start], hraw + 1)
             if len(raw) != hraw or not d.eof or d.unconsumed_tail or d.unused_data:
                 raise ValueError("length mismatch")
-            self.header = json.loads(raw.decode("utf-8"))
-        except (zlib.error, ValueError, UnicodeDecodeError) as e:
+        except (zlib.error, ValueError) as e:
             self.fail(f"corrupt header ({e})")
+        self.header = parse_json(raw, self.path, "header")   # bounded nesting, one-line errors
         if not isinstance(self.header, dict) or self.header.get("format") != "squeezenet-sqz":
             self.fail("header is not a squeezenet-sqz header")
 
@@ -326,7 +327,6 @@ def _stream(r: _Reader, rec, what: str, count: int) -> tuple[tuple, int]:
 def _check_config(r: _Reader, cfg) -> Any:
     """The header's model config, checked (types, ranges, size) by the one config checker,
     and its tensor shapes."""
-    from ..errors import ConfigError
     from ..models.squeezenet import SqueezeNetConfig, state_shapes
     if not isinstance(cfg, dict):
         r.fail("header has no model config")
@@ -458,10 +458,11 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
     if missing:
         r.fail(f"no weights for {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}")
     classes = h.get("classes")
-    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
-        r.fail("classes must be a list of strings")
-    if classes is not None and len(classes) != config.num_classes:
-        r.fail(f"{len(classes)} classes for a model with {config.num_classes} outputs")
+    if classes is not None:
+        try:
+            check_classes(classes, config.num_classes)
+        except ConfigError as e:
+            r.fail(f"bad class list ({first_line(e)})")
     h["_config"] = config
     return h, tensors, layers
 

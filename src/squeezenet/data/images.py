@@ -32,7 +32,7 @@ def check_image_size(width: int, height: int) -> str | None:
         return f"{width}x{height} image: empty"
     if max(width, height) > MAX_ASPECT * min(width, height):
         long, short = max(width, height), min(width, height)
-        return f"{width}x{height} image: aspect ratio {long / short:.4g}:1 is over the {MAX_ASPECT}:1 limit"
+        return f"{width}x{height} image: aspect ratio {long / short:.0f}:1 is over the {MAX_ASPECT}:1 limit"
     if max(width, height) > MAX_IMAGE_SIDE:
         return f"{width}x{height} image: a side over the {MAX_IMAGE_SIDE:,}-pixel limit"
     if width * height > MAX_IMAGE_PIXELS:

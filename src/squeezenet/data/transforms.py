@@ -112,7 +112,8 @@ def check_model_input(model, preset: str, source=None) -> None:
     try:
         config.output_side(size)
     except ConfigError as e:
-        msg = f"{first_line(e)} (the {preset} preset's input)"
+        msg = first_line(e)
+        msg = f"the {preset} preset's {msg[2:]}" if msg.startswith("a ") else msg
         if source is None:
             raise ConfigError(msg) from None
         raise FormatError(source, msg) from None
