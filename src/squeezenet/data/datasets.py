@@ -397,6 +397,7 @@ def _resolve_folder(path: Path, split: str) -> Path:
     """The class-folder root for ``split`` inside ``path`` (a folder or an archive); archives
     inside archives are followed at most :data:`~squeezenet.data.archive.MAX_NESTED_ARCHIVES`
     deep."""
+    given = path
     for _ in range(MAX_NESTED_ARCHIVES + 1):
         if is_archive(path):
             path = content_root(unpack(path))
@@ -411,7 +412,8 @@ def _resolve_folder(path: Path, split: str) -> Path:
             break
         path = inner
     else:
-        raise FormatError(path, f"archives nested over {MAX_NESTED_ARCHIVES} deep; refusing to unpack further")
+        raise FormatError(given, f"archives nested over {MAX_NESTED_ARCHIVES} deep (the next: {path.name}); "
+                                 f"refusing to unpack further")
     if any((path / n).exists() for n in ("data_batch_1", "test_batch", "batches.meta")):
         raise SqueezeNetError(
             f"{path}: this is torchvision's pickled CIFAR-10 (cifar-10-batches-py); it is not read "

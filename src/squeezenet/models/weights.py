@@ -93,6 +93,10 @@ def read_torchvision_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tens
         if v.numel() > MAX_PARAMS:
             raise FormatError(path, f"{k}: shape {tuple(v.shape)}, {v.numel():,} values (over the {MAX_PARAMS:,} "
                                     f"limit of a model)")
+        stored = v.untyped_storage().nbytes() // max(1, v.element_size())
+        if v.numel() > stored:   # an expanded view: the values are not in the file
+            raise FormatError(path, f"{k}: shape {tuple(v.shape)} views {stored:,} stored values (a repeating view, "
+                                    f"not a saved tensor)")
     return sd
 
 
