@@ -111,15 +111,17 @@ def read_yaml(path: str | os.PathLike | None = None, text: str | bytes | None = 
         text = text.decode("utf-8")
     except UnicodeDecodeError as e:
         raise FormatError(source, f"not UTF-8 text (byte {e.start})") from None
-    loader = _bounded_loader()(text)
+    loader = None
     try:
+        loader = _bounded_loader()(text)   # checks the characters already
         return loader.get_single_data()
     except _YamlRefused as e:
         raise FormatError(source, f"not valid YAML: {e}") from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as e:
         raise FormatError(source, f"not valid YAML: {first_line(e, 200)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _YamlRefused(Exception):
