@@ -29,7 +29,7 @@ UNPACK_SLACK_BYTES = 64 << 20     # unpacked bytes allowed beyond UNPACK_RATIO x
 UNPACK_RATIO = 16                 # image archives barely compress (JPEG, PNG): a bomb compresses 1000:1
 UNPACK_SLACK_FILES = 10_000       # members allowed beyond one per UNPACK_BYTES_PER_FILE of archive
 UNPACK_BYTES_PER_FILE = 256
-MAX_MEMBER_DEPTH = 32             # folders in a member's path
+MAX_MEMBER_DEPTH = 32             # components of a member's path
 MAX_NESTED_ARCHIVES = 3           # archives inside archives (``data/ -> test.tar.gz -> ...``)
 
 
@@ -64,7 +64,7 @@ def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
     if not (m.isfile() or m.isdir()) or m.issparse():
         raise FormatError(archive, f"member {name!r} is not a regular file or folder; refusing to unpack")
     if len(p.parts) > MAX_MEMBER_DEPTH:
-        raise FormatError(archive, f"member {name[:80]!r}... is {len(p.parts)} folders deep (limit "
+        raise FormatError(archive, f"member {name[:60]!r}... has {len(p.parts)} path components (limit "
                                    f"{MAX_MEMBER_DEPTH}); refusing to unpack")
 
 

@@ -76,6 +76,8 @@ def read_image(path: str | os.PathLike):
                 return img.convert("RGB")   # decodes; a truncated file fails here
         except UnidentifiedImageError:
             problem = "not an image file PIL can read"
+        except Image.DecompressionBombError as e:   # PIL's own bound (2 x 89 M pixels), met in its header
+            problem = f"over the {MAX_IMAGE_PIXELS:,}-pixel limit ({first_line(e, 60)}...)"
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
             problem = first_line(e, 200)
     raise UnreadableImage(path, problem)
