@@ -1,8 +1,9 @@
 """The one image reader: every image a command reads (datasets, ``predict``, ``eval``, int8
 calibration, the preloaded 32x32 sets) is opened by :func:`read_image`.
 
-It reads regular files only (a FIFO or device named ``x.jpg`` is refused, never waited on),
-and checks the size in the image's header before any pixel is decoded: each side at most
+It reads regular files only (a FIFO or device named ``x.jpg`` is refused, never waited on)
+of at most :data:`MAX_IMAGE_BYTES`, into memory (so a length read from the file cannot make
+PIL allocate more than the file holds), and checks the size in the image's header before any pixel is decoded: each side at most
 :data:`MAX_IMAGE_SIDE`, at most :data:`MAX_IMAGE_PIXELS` pixels, and a long side at most
 :data:`MAX_ASPECT` times the short one. The last bound also bounds the resize every preset
 does first (short side to 256 pixels: at most 256 x 256 x MAX_ASPECT pixels after it), so a
@@ -10,13 +11,15 @@ does first (short side to 256 pixels: at most 256 x 256 x MAX_ASPECT pixels afte
 """
 from __future__ import annotations
 
+import io
 import os
 
-from ..errors import FormatError, first_line, open_input
+from ..errors import FormatError, first_line, read_input
 
 MAX_IMAGE_SIDE = 1 << 15          # 32,768 pixels
 MAX_IMAGE_PIXELS = 1 << 26        # 67 megapixels decoded (about 200 MB as RGB)
 MAX_ASPECT = 64                   # long side / short side
+MAX_IMAGE_BYTES = 1 << 28         # the file (256 MiB)
 
 
 def check_image_size(width: int, height: int) -> str | None:
@@ -64,8 +67,8 @@ def read_image(path: str | os.PathLike):
     squeezenet.data.images.UnreadableImage: ...tall.png: unreadable image (1x50000 image: aspect ratio 50000:1 is over the 64:1 limit)
     """
     from PIL import Image, UnidentifiedImageError
-    try:
-        f = open_input(path, "image")
+    try:   # the bytes, in memory: PIL may read(n) with n from the file (a PNG chunk declaring 2 GB)
+        f = io.BytesIO(read_input(path, "image", MAX_IMAGE_BYTES))
     except FormatError as e:
         raise UnreadableImage(path, e.problem) from None
     with f:
