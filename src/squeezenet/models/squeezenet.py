@@ -123,8 +123,8 @@ class SqueezeNetConfig:
             raise ConfigError(f"stem={self.stem!r}: must be one of {', '.join(STEMS)}")
         if not isinstance(self.bypass, str) or self.bypass not in BYPASS:
             raise ConfigError(f"bypass={self.bypass!r}: must be one of {', '.join(BYPASS)}")
-        _count("num_classes", self.num_classes)
-        _count("in_channels", self.in_channels)
+        object.__setattr__(self, "num_classes", _count("num_classes", self.num_classes))
+        object.__setattr__(self, "in_channels", _count("in_channels", self.in_channels))
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
                 or not (0.0 <= self.dropout < 1.0)):
             raise ConfigError(f"dropout={self.dropout!r}: must be in [0, 1)")
