@@ -75,18 +75,15 @@ def open_input(path, what: str = "file"):
 def read_input(path, what: str = "file", limit: int | None = None) -> bytes:
     """The bytes of a regular file (see :func:`open_input`), refused with one line when it is
     over ``limit`` bytes (checked before reading)."""
+    import os
     with open_input(path, what) as f:
-        import os
         size = os.fstat(f.fileno()).st_size
         if limit is not None and size > limit:
             raise FormatError(path, f"{what} of {size:,} bytes is over the {limit:,}-byte limit")
-        try:
-            data = f.read() if limit is None else f.read(limit + 1)
+        try:   # read(n) allocates n bytes first: n is the size the file has, never the limit
+            return f.read(size)
         except OSError as e:
             raise FormatError(path, f"cannot read {what} ({e.strerror or first_line(e)})") from None
-    if limit is not None and len(data) > limit:   # grew while being read
-        raise FormatError(path, f"{what} is over the {limit:,}-byte limit")
-    return data
 
 
 def _kind(mode: int) -> str:
