@@ -812,32 +812,41 @@ def worker(name: str, cases: int, seed: int, tmp: Path, mem_mb: int, timeout: fl
 
 def run_all(readers: list[str], cases: int, seed: int = 0, mem_mb: int = 1024, timeout: float = 20.0,
             tmp: Path | None = None, log=print) -> list[dict]:
-    """Every reader in its own memory-limited worker process; a worker that dies (killed for
-    memory, a crash) counts its remaining cases as failures."""
+    """Every reader in its own memory-limited worker process (:func:`_run_worker`)."""
     import tempfile
     rows = []
     base = Path(tmp or tempfile.mkdtemp(prefix="sqz-fuzz-"))
-    for name in readers:
-        out_file = base / f"{name}.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--cases", str(cases),
-               "--seed", str(seed), "--mem-mb", str(mem_mb), "--timeout", str(timeout), "--tmp", str(base / name),
-               "--result", str(out_file)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=cases * timeout + 600)
-        if out_file.is_file():
-            row = json.loads(out_file.read_text())
-        else:
-            row = {"reader": name, "tried": cases, "refused": 0, "failures": cases,
-                   "examples": [f"worker died (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"],
-                   "seconds": round(time.perf_counter() - t0, 1)}
-        rows.append(row)
-        if log:
-            log(f"{name}: {row['tried']} cases, {row['failures']} failures ({row['seconds']} s)"
-                + (f" [{row['skipped']}]" if row.get("skipped") else ""))
-        shutil.rmtree(base / name, ignore_errors=True)
+    try:
+        for name in readers:
+            rows.append(_run_worker(name, cases, seed, mem_mb, timeout, base, log))
+    finally:
+        if tmp is None:
+            shutil.rmtree(base, ignore_errors=True)
     return rows
+
+
+def _run_worker(name: str, cases: int, seed: int, mem_mb: int, timeout: float, base: Path, log) -> dict:
+    """One reader in a worker process (see :func:`worker`); a worker that dies counts all its
+    cases as failures."""
+    out_file = base / f"{name}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--cases", str(cases),
+           "--seed", str(seed), "--mem-mb", str(mem_mb), "--timeout", str(timeout), "--tmp", str(base / name),
+           "--result", str(out_file)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=cases * timeout + 600)
+    if out_file.is_file():
+        row = json.loads(out_file.read_text())
+    else:
+        row = {"reader": name, "tried": cases, "refused": 0, "failures": cases,
+               "examples": [f"worker died (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"],
+               "seconds": round(time.perf_counter() - t0, 1)}
+    if log:
+        log(f"{name}: {row['tried']} cases, {row['failures']} failures ({row['seconds']} s)"
+            + (f" [{row['skipped']}]" if row.get("skipped") else ""))
+    shutil.rmtree(base / name, ignore_errors=True)
+    return row
 
 
 def table(rows: list[dict]) -> str:

@@ -7,19 +7,16 @@ in ``tests/test_interop_fuzz.py`` (engine: ``tests/fuzz_readers.py``).
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
