@@ -34,7 +34,7 @@ def test_empty_message_train_config(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise yaml.YAMLError()
     monkeypatch.setattr(yaml.SafeLoader, "get_single_data", boom)   # under squeezenet.io.read_yaml
-    with pytest.raises(FormatError, match=r"not valid YAML: YAMLError"):
+    with pytest.raises(FormatError, match=r"cannot parse config \(not valid YAML: YAMLError\)"):
         TrainConfig.from_file(p)
 
 

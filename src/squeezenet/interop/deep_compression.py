@@ -107,7 +107,7 @@ def read_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None)
     path = Path(path)
     if prototxt is not None:
         check_prototxt(prototxt)
-    data = read_input(path, ".net file", MAX_NET_BYTES)
+    data = read_input(path, "file", MAX_NET_BYTES)
     buf = np.frombuffer(data, dtype=np.uint8)
     size = buf.size
     specs = _layer_specs()

@@ -105,8 +105,10 @@ class TrainConfig:
         path = Path(path)
         if not path.exists():
             raise FormatError(path, "config file not found")
-        # the bounded readers: size, nesting, aliases and UTF-8 checked, one-line errors
-        data = read_json(path, "config file") if path.suffix.lower() == ".json" else read_yaml(path)
+        try:   # the bounded readers: size, nesting, aliases and UTF-8 checked
+            data = read_json(path, "JSON") if path.suffix.lower() == ".json" else read_yaml(path)
+        except FormatError as e:
+            raise FormatError(path, f"cannot parse config ({e.problem})") from None
         data = data or {}
         if not isinstance(data, dict):
             raise FormatError(path, "config must be a mapping of field: value")
