@@ -155,7 +155,7 @@ def scan_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[st
         except OSError as e:
             raise FormatError(d, f"cannot list folder ({e.strerror or first_line(e)})") from None
         files = []
-        for e in entries:
+        for e in entries:   # the entry types come with the listing (d_type): a stat only for links
             try:
                 if e.is_symlink():
                     try:
@@ -171,17 +171,18 @@ def scan_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[st
                         else:
                             _warn(f"not following folder link {e.path} -> {real} (outside {top})")
                         continue
+                    regular = stat.S_ISREG(mode)
                 elif e.is_dir(follow_symlinks=False):
                     if recursive:
                         stack.append(e.path)
                     continue
                 else:
-                    mode = e.stat(follow_symlinks=False).st_mode
+                    regular = e.is_file(follow_symlinks=False)
             except OSError:
                 continue
             if not e.name.lower().endswith(IMG_EXTENSIONS):
                 continue
-            if stat.S_ISREG(mode):
+            if regular:
                 files.append(e.name)
             else:
                 odd[e.path] = "not a regular file"   # a FIFO, device or socket: never opened
