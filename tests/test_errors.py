@@ -33,8 +33,8 @@ def test_empty_message_train_config(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise yaml.YAMLError()
-    monkeypatch.setattr(yaml, "safe_load", boom)
-    with pytest.raises(FormatError, match=r"cannot parse config \(YAMLError\)"):
+    monkeypatch.setattr(yaml.SafeLoader, "get_single_data", boom)   # under squeezenet.io.read_yaml
+    with pytest.raises(FormatError, match=r"cannot parse config \(not valid YAML: YAMLError\)"):
         TrainConfig.from_file(p)
 
 
@@ -47,7 +47,7 @@ def test_empty_message_space_yaml(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise yaml.YAMLError()
-    monkeypatch.setattr(yaml, "safe_load", boom)
+    monkeypatch.setattr(yaml.SafeLoader, "get_single_data", boom)   # under squeezenet.io.read_yaml
     with pytest.raises(FormatError, match=r"not valid YAML: YAMLError"):
         load_space(p)
 

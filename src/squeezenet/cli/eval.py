@@ -33,7 +33,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..data import build_dataset, check_preset, make_loader, preset_for
+    from ..data import build_dataset, check_model_input, check_preset, make_loader, preset_for
     from ..errors import SqueezeNetError
     from ..evaluate import evaluate
     from ..io import load
@@ -45,6 +45,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
     preset = check_preset(args.preprocess) if args.preprocess else preset_for(model, args.data)
+    check_model_input(model, preset, args.weights)
     classes = args.classes or getattr(model, "classes", None)
     ds = build_dataset(args.data, args.split, preset=preset, classes=classes, strict=args.strict)
     n_out = getattr(model, "num_classes", None)

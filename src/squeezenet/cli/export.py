@@ -73,7 +73,12 @@ def run(args) -> int:
                 yield x
         data = quantize_int8(data, calib(), method=args.calibration_method,
                              reduce_range=not args.full_range)
-        note = f", int8 from {len(idx)} calibration images ({fp32_size:,} bytes as fp32)"
+        from ..data import base_dataset
+        owner = base_dataset(ds)
+        picked = {owner.samples[i][0] for i in idx} if hasattr(owner, "samples") else set()
+        bad = len(picked & set(getattr(owner, "skipped", {})))
+        note = (f", int8 from {len(idx) - bad} calibration images"
+                f"{f' ({bad} unreadable skipped)' if bad else ''} ({fp32_size:,} bytes as fp32)")
     atomic_write_bytes(args.output, data)
     print(f"wrote {args.output}: {name} at {size}x{size}, {len(data):,} bytes{note}")
     if args.check:

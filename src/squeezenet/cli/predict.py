@@ -46,10 +46,9 @@ def label_names(model, labels_path) -> list[str] | None:
 
 def run(args) -> int:
     import torch
-    from PIL import Image
 
-    from ..data import check_preset, get_transform, preset_for
-    from ..errors import FormatError, SqueezeNetError, first_line
+    from ..data import check_model_input, check_preset, get_transform, preset_for, read_image
+    from ..errors import SqueezeNetError
     from ..io import load
     from ._infer import forward_for
 
@@ -57,19 +56,10 @@ def run(args) -> int:
         raise SqueezeNetError(f"--top {args.top}: must be >= 1")
     model = load(args.weights)
     preset = check_preset(args.preprocess) if args.preprocess else preset_for(model)
+    check_model_input(model, preset, args.weights)
     names = label_names(model, args.labels)
     tf = get_transform(preset, train=False)
-    batch = []
-    for path in args.images:
-        try:
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img = img.convert("RGB")
-        except FileNotFoundError:
-            raise FormatError(path, "no such image file") from None
-        except Exception as e:
-            raise FormatError(path, f"unreadable image ({first_line(e)})") from None
-        batch.append(tf(img))
+    batch = [tf(read_image(path)) for path in args.images]
     x = torch.stack(batch)
     fwd = forward_for(model, args.engine) or model
     with torch.inference_mode():

@@ -20,7 +20,6 @@ anything is allocated; every problem is a :class:`~squeezenet.errors.FormatError
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import struct
@@ -31,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, first_line
+from ..errors import ConfigError, FormatError, first_line, read_input
+from ..io import parse_json
+from ..models.classes import check_classes
 from . import huffman
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
@@ -39,10 +40,10 @@ VERSION = 1
 PREAMBLE = struct.Struct("<8sHHIII")
 
 # sane limits, checked before anything is allocated
+MAX_FILE = 1 << 30             # the file (the largest model config allowed is 256 MiB dense)
 MAX_HEADER = 16 << 20          # decompressed JSON header
 MAX_LAYERS = 4096
 MAX_NUMEL = 1 << 27            # weights in one tensor
-MAX_PARAMS = 1 << 28           # weights in the whole model (checked on the config)
 MAX_ALPHABET = 1 << 16
 MAX_DIM = 1 << 20
 
@@ -249,9 +250,7 @@ class _Reader:
     def __init__(self, path: str | os.PathLike, data: bytes | None = None):
         self.path = Path(path)
         if data is None:
-            if not self.path.is_file():
-                raise FormatError(self.path, "no such file")
-            data = self.path.read_bytes()
+            data = read_input(self.path, "file", MAX_FILE)
         self.data = data
         if len(data) < PREAMBLE.size:
             self.fail(f"{len(data)} bytes: too short for a .sqz file")
@@ -275,9 +274,9 @@ class _Reader:
             raw = d.decompress(data[PREAMBLE.size:start], hraw + 1)
             if len(raw) != hraw or not d.eof or d.unconsumed_tail or d.unused_data:
                 raise ValueError("length mismatch")
-            self.header = json.loads(raw.decode("utf-8"))
-        except (zlib.error, ValueError, UnicodeDecodeError) as e:
+        except (zlib.error, ValueError) as e:
             self.fail(f"corrupt header ({e})")
+        self.header = parse_json(raw, self.path, "header")   # bounded nesting, one-line errors
         if not isinstance(self.header, dict) or self.header.get("format") != "squeezenet-sqz":
             self.fail("header is not a squeezenet-sqz header")
 
@@ -326,59 +325,16 @@ def _stream(r: _Reader, rec, what: str, count: int) -> tuple[tuple, int]:
 
 
 def _check_config(r: _Reader, cfg) -> Any:
-    from ..errors import SqueezeNetError
-    from ..models import SqueezeNetConfig
+    """The header's model config, checked (types, ranges, size) by the one config checker,
+    and its tensor shapes."""
+    from ..models.squeezenet import SqueezeNetConfig, state_shapes
     if not isinstance(cfg, dict):
         r.fail("header has no model config")
-    fires = cfg.get("fires", [])
-    nums = [cfg.get("num_classes", 1), cfg.get("in_channels", 3)]
-    nums += [v for f in (fires if isinstance(fires, list) else []) for v in (f if isinstance(f, list) else [])]
-    if (not isinstance(fires, list) or len(fires) > 64
-            or not all(isinstance(v, int) and 0 < v <= MAX_DIM for v in nums)):
-        r.fail("model config has absurd sizes")
     try:
         config = SqueezeNetConfig.from_dict(cfg)
-        shapes = _shapes(json.dumps(config.to_dict(), sort_keys=True))
-    except (SqueezeNetError, TypeError, ValueError, KeyError) as e:
+    except ConfigError as e:
         r.fail(f"bad model config ({first_line(e)})")
-    n = sum(int(np.prod(s)) for s in shapes.values())
-    if n > MAX_PARAMS:
-        r.fail(f"model config has {n} parameters, over the {MAX_PARAMS} limit")
-    return config, dict(shapes)
-
-
-@functools.lru_cache(maxsize=32)
-def _shapes(config_json: str) -> dict[str, tuple]:
-    """Tensor shapes of a config's model, built on the meta device (no memory, cached)."""
-    from ..models import SqueezeNetConfig
-    meta = _skeleton(SqueezeNetConfig.from_dict(json.loads(config_json)))
-    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-
-
-def _skeleton(config, device: str = "meta"):
-    """The model of ``config``, its ``torch.nn.init`` calls skipped (tensors uninitialised).
-
-    Every tensor is about to come from the file, so initialising is wasted work; worse, on the
-    meta device ``normal_`` runs through a Python decomposition that imports ``torch._dynamo``
-    (about 1.5 s of CPU, once per process). On the CPU the tensors are allocated but never
-    written (no memory is touched), which is quicker than the meta device's dispatch.
-    """
-    import torch
-    from torch.overrides import TorchFunctionMode
-    from ..models import SqueezeNet
-
-    class _SkipInit(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if getattr(func, "__module__", None) == "torch.nn.init":
-                return args[0] if args else kwargs.get("tensor")
-            return func(*args, **kwargs)
-
-    if device == "cpu":
-        with _SkipInit():
-            return SqueezeNet(config)
-    with torch.device(device), _SkipInit():
-        return SqueezeNet(config)
+    return config, dict(state_shapes(config))
 
 
 def _plan_layer(r: _Reader, rec, shapes: dict, i: int) -> dict:
@@ -502,10 +458,11 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
     if missing:
         r.fail(f"no weights for {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}")
     classes = h.get("classes")
-    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
-        r.fail("classes must be a list of strings")
-    if classes is not None and len(classes) != config.num_classes:
-        r.fail(f"{len(classes)} classes for a model with {config.num_classes} outputs")
+    if classes is not None:
+        try:
+            check_classes(classes, config.num_classes)
+        except ConfigError as e:
+            r.fail(f"bad class list ({first_line(e)})")
     h["_config"] = config
     return h, tensors, layers
 
@@ -530,8 +487,9 @@ def load_sqz(path: str | os.PathLike):
     ('small', False, True)
     """
     import torch
+    from ..models.squeezenet import skeleton
     h, tensors, _ = read_sqz(path)
-    model = _skeleton(h["_config"], "cpu")   # no random init: every tensor comes from the file
+    model = skeleton(h["_config"], "cpu")   # no random init: every tensor comes from the file
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
                           assign=True)
     model.classes = h.get("classes")

@@ -1,10 +1,16 @@
 """Unpack image archives (.tar.gz) safely into a cache folder outside the repository.
 
-Every member is checked before anything is written: no absolute paths, no ``..``, no links,
-no devices; then tarfile's ``data`` filter extracts (a second line of defence). Archives are
-unpacked once into ``$SQUEEZENET_CACHE`` (default ``~/.cache/squeezenet``) under a key made of
-the archive's name, size and modification time, via a temporary folder renamed into place, so
-an interrupted unpack never leaves a half-filled cache entry.
+The archive is read once, as a stream. Every member is checked before it is written: no
+absolute paths, no ``..``, no links, no devices, no sparse files, at most
+:data:`MAX_MEMBER_DEPTH` folders deep; then tarfile's ``data`` filter extracts it (a second
+line of defence). The unpacked bytes and the number of members are capped from the
+archive's own size (:func:`unpack_limits`: a gzip bomb is refused from the size its member
+headers declare, before its data is written), and the compressed stream is read to its end,
+so gzip's CRC-32 and length (bz2's and xz's checks likewise) are verified: a corrupt archive
+is an error, never used. Archives are unpacked once into ``$SQUEEZENET_CACHE`` (default
+``~/.cache/squeezenet``) under a key made of the archive's name, size and modification time,
+via a temporary folder renamed into place, so an interrupted or refused unpack never leaves
+a half-filled cache entry.
 
 The cache is only an optimisation: where it cannot be written (read-only home, a file in the
 way, a full disk) :func:`writable_cache_dir` warns once and archives are unpacked into a
@@ -19,9 +25,26 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from ..errors import FormatError
+from ..errors import FormatError, first_line, open_input
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+#: Caps on what an archive may unpack to (see :func:`unpack_limits`).
+UNPACK_SLACK_BYTES = 64 << 20     # unpacked bytes allowed beyond UNPACK_RATIO x the archive's size
+UNPACK_RATIO = 16                 # image archives barely compress (JPEG, PNG): a bomb compresses 1000:1
+UNPACK_SLACK_FILES = 10_000       # members allowed beyond one per UNPACK_BYTES_PER_FILE of archive
+UNPACK_BYTES_PER_FILE = 256
+MAX_MEMBER_DEPTH = 32             # components of a member's path
+MAX_NESTED_ARCHIVES = 3           # archives inside archives (``data/ -> test.tar.gz -> ...``)
+
+
+def unpack_limits(archive_bytes: int) -> tuple[int, int]:
+    """(most bytes, most members) an archive of ``archive_bytes`` bytes may unpack to.
+
+    >>> unpack_limits(1 << 20)     # a 1 MiB archive: 80 MiB, 14,096 members
+    (83886080, 14096)
+    """
+    return (UNPACK_SLACK_BYTES + UNPACK_RATIO * archive_bytes,
+            UNPACK_SLACK_FILES + archive_bytes // UNPACK_BYTES_PER_FILE)
 
 
 def cache_dir() -> Path:
@@ -90,8 +113,53 @@ def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
         raise FormatError(archive, f"member {name!r} escapes the target folder; refusing to unpack")
     if m.issym() or m.islnk():
         raise FormatError(archive, f"member {name!r} is a link ({m.linkname!r}); refusing to unpack")
-    if not (m.isfile() or m.isdir()):
+    if not (m.isfile() or m.isdir()) or m.issparse():
         raise FormatError(archive, f"member {name!r} is not a regular file or folder; refusing to unpack")
+    if len(p.parts) > MAX_MEMBER_DEPTH:
+        raise FormatError(archive, f"member {name[:60]!r}... has {len(p.parts)} path components (limit "
+                                   f"{MAX_MEMBER_DEPTH}); refusing to unpack")
+
+
+def _decompressor(archive: Path, raw):
+    """A reader of the archive's decompressed stream, picked by its magic bytes."""
+    head = raw.peek(6)[:6] if hasattr(raw, "peek") else b""
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head[:3] == b"BZh":
+        import bz2
+        return bz2.BZ2File(raw, "rb")
+    if head[:6] == b"\xfd7zXZ\x00":
+        import lzma
+        return lzma.LZMAFile(raw, "rb")
+    return raw
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    """Stream ``archive``'s members into ``dest``, each checked and counted before it is written,
+    then read the compressed stream to its end (its checksum is verified there)."""
+    with open_input(archive, "archive") as f:
+        size = os.fstat(f.fileno()).st_size
+        max_bytes, max_files = unpack_limits(size)
+        stream = _decompressor(archive, f)
+        total = files = 0
+        with tarfile.open(fileobj=stream, mode="r|") as tf:
+            for m in tf:
+                _check_member(archive, m)
+                files += 1
+                total += m.size if m.isfile() else 0
+                if files > max_files or total > max_bytes:
+                    what = (f"over {max_files:,} members" if files > max_files
+                            else f"over {max_bytes:,} bytes (member {m.name[:80]!r} declares {m.size:,})")
+                    raise FormatError(archive, f"unpacks to {what}: the cap for a {size:,}-byte archive is "
+                                               f"{max_bytes:,} bytes and {max_files:,} members (a compression bomb?); "
+                                               f"unpack it yourself and give the folder if you trust it")
+                if m.isdir():
+                    (dest / m.name).mkdir(parents=True, exist_ok=True)
+                else:
+                    tf.extract(m, dest, set_attrs=False, filter="data")
+        while stream.read(1 << 20):   # to the end: gzip checks its CRC-32 and length only there
+            pass
 
 
 def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
@@ -99,8 +167,7 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
     ``unpack("../shared/data/cifar10/test.tar.gz")`` -> ``~/.cache/squeezenet/test-<key>/``.
     """
     archive = Path(archive)
-    if not archive.is_file():
-        raise FormatError(archive, "no such file")
+    open_input(archive, "archive").close()   # exists and is a regular file
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     stem = archive.name
@@ -124,13 +191,9 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=root))
     try:
         try:
-            with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()
-                for m in members:
-                    _check_member(archive, m)
-                tf.extractall(tmp, members=members, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise FormatError(archive, f"not a readable tar archive ({e})") from None
+            _extract(archive, tmp)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as e:   # BadGzipFile is an OSError
+            raise FormatError(archive, f"not a readable tar archive ({first_line(e, 200)})") from None
         (tmp / ".complete").write_text(str(archive.resolve()) + "\n")
         try:
             os.replace(tmp, dest)

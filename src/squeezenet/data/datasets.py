@@ -10,6 +10,7 @@ the dataset (``dataset.skipped``: path -> reason) with one warning line per file
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import FormatError, SqueezeNetError, first_line
-from .archive import content_root, is_archive, unpack
+from ..errors import ConfigError, FormatError, SqueezeNetError, first_line
+from ..models.classes import check_classes
+from .archive import MAX_NESTED_ARCHIVES, content_root, is_archive, unpack
+from .images import UnreadableImage, read_image
 from .transforms import PRESETS, check_preset, digits_train_transform, get_transform
 
 SPLITS = ("train", "test")
@@ -66,8 +69,10 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
     """Class ids in model index order: the first word of each non-empty line.
 
     The one class-list reader: reads both ``synsets.txt`` (``n01440764``) and
-    ``synset_words.txt`` (``n01440764 tench, Tinca tinca``); a missing, non-UTF-8, empty or
-    repeating list is a one-line :class:`~squeezenet.errors.FormatError` naming the file.
+    ``synset_words.txt`` (``n01440764 tench, Tinca tinca``); a missing, special, oversized,
+    non-UTF-8, empty or repeating list is a one-line :class:`~squeezenet.errors.FormatError`
+    naming the file (the ids go through the one class-list check,
+    :func:`squeezenet.models.classes.check_classes`).
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
@@ -75,40 +80,35 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
     >>> read_class_list(p)
     ['n01440764', 'n01443537']
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such class list file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise FormatError(path, "class list is not UTF-8 text") from None
-    except OSError as e:
-        raise FormatError(path, f"cannot read class list ({first_line(e)})") from None
+    from ..io import read_text
+    lines = read_text(path, "class list file").splitlines()
     classes = [l.split()[0] for l in lines if l.strip()]
     if not classes:
         raise FormatError(path, "class list is empty")
-    dup = sorted({c for c in classes if classes.count(c) > 1}) if len(set(classes)) != len(classes) else []
-    if dup:
-        raise FormatError(path, f"class list has duplicate ids: {', '.join(dup[:3])}")
-    return classes
+    try:
+        return check_classes(classes)
+    except ConfigError as e:
+        if "twice" in str(e):
+            dup = sorted({c for c in classes if classes.count(c) > 1})
+            raise FormatError(path, f"class list has duplicate ids: {', '.join(dup[:3])}") from None
+        raise FormatError(path, f"bad class list ({first_line(e)})") from None
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """Human-readable labels, one per line (``synset_words.txt``: id then names)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "labels file not found")
-    return [l.strip() for l in path.read_text().splitlines() if l.strip()]
+    """Human-readable labels, one per line (``synset_words.txt``: id then names); a missing,
+    special, oversized or binary file is a one-line :class:`~squeezenet.errors.FormatError`."""
+    from ..io import read_text
+    return [l.strip() for l in read_text(path, "labels file").splitlines() if l.strip()]
 
 
 def as_class_list(classes) -> list[str] | None:
     """``classes`` as a list of names: None stays None, a path is read with
-    :func:`read_class_list`, any other sequence is taken as is."""
+    :func:`read_class_list`, any other sequence goes through the one class-list check."""
     if classes is None:
         return None
     if isinstance(classes, (str, os.PathLike)):
         return read_class_list(classes)
-    return [str(c) for c in classes]
+    return check_classes([str(c) for c in classes])
 
 
 @dataclass(frozen=True)
@@ -119,28 +119,110 @@ class Skipped:
     reason: str
 
 
+def _warn(message: str) -> None:
+    sys.stderr.write(f"squeezenet: warning: {message}\n")
+
+
+def _inside(real: str, tree: str) -> bool:
+    return real == tree or real.startswith(tree.rstrip(os.sep) + os.sep)
+
+
+def scan_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(image files under ``top``, {path: why it is not read} for image-named entries that are
+    not regular files), in torchvision ``ImageFolder``'s order (folders by path, files by name).
+
+    The walk is linear and cannot hang: it lists regular files only (a FIFO or device named
+    ``x.jpg`` is reported, never opened), visits each real folder once (a link loop such as
+    ``up -> ..`` is detected), and never follows a folder link out of ``top``'s real folder
+    (one warning line each).
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    top = str(top)
+    tree = os.path.realpath(top)
+    seen: set[tuple[int, int]] = set()
+    folders: list[tuple[str, list[str]]] = []
+    odd: dict[str, str] = {}
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise FormatError(d, f"cannot list folder ({e.strerror or first_line(e)})") from None
+        files = []
+        for e in entries:   # the entry types come with the listing (d_type): a stat only for links
+            try:
+                if e.is_symlink():
+                    try:
+                        mode = os.stat(e.path).st_mode
+                    except OSError:
+                        continue   # a broken link
+                    if stat.S_ISDIR(mode):
+                        if not recursive:
+                            continue
+                        real = os.path.realpath(e.path)
+                        if _inside(real, tree):
+                            stack.append(e.path)
+                        else:
+                            _warn(f"not following folder link {e.path} -> {real} (outside {top})")
+                        continue
+                    regular = stat.S_ISREG(mode)
+                elif e.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(e.path)
+                    continue
+                else:
+                    regular = e.is_file(follow_symlinks=False)
+            except OSError:
+                continue
+            if not e.name.lower().endswith(IMG_EXTENSIONS):
+                continue
+            if regular:
+                files.append(e.name)
+            else:
+                odd[e.path] = "not a regular file"   # a FIFO, device or socket: never opened
+        folders.append((d, files))
+    return [os.path.join(d, f) for d, files in sorted(folders) for f in files], odd
+
+
 class ImageFolderDataset(Dataset):
-    """A folder of class folders (ImageNet layout), via torchvision's ``ImageFolder``.
+    """A folder of class folders (ImageNet layout), listed by :func:`scan_images`.
 
     With ``classes`` (a list or a class-list file such as ``synsets.txt``), targets are indices
     into that list and the folder may hold any subset of it; a folder name that is not in the
     list is an error naming it. Without, classes are the sorted folder names. Example:
     ``ImageFolderDataset("val/", classes="../shared/fixtures/imagenet/synsets.txt")``.
+    Image-named entries that are not regular files are skipped and counted (``skipped``).
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
                  classes=None, strict: bool = False, flat: bool = False) -> None:
-        from torchvision.datasets import ImageFolder
-        from torchvision.datasets.folder import IMG_EXTENSIONS
         root = Path(root)
         wanted = as_class_list(classes)
-        folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
+        real_root = os.path.realpath(root)
+        folders = []
+        try:
+            entries = sorted(root.iterdir())
+        except OSError as e:
+            raise FormatError(root, f"cannot list folder ({e.strerror or first_line(e)})") from None
+        for e in entries:
+            if e.name.startswith(".") or not e.is_dir():
+                continue
+            if _inside(real_root, os.path.realpath(e)):   # e.g. up -> .. : the class would hold the dataset
+                _warn(f"not following folder link {e} -> {os.path.realpath(e)} (it holds {root})")
+                continue
+            folders.append(e.name)
         if not folders and flat:   # unlabeled images straight in the folder: one class
-            samples = [(str(e), 0) for e in sorted(root.iterdir())
-                       if e.is_file() and e.suffix.lower() in IMG_EXTENSIONS and not e.name.startswith(".")]
-            if not samples:
+            paths, odd = scan_images(root, recursive=False)
+            if not paths:
                 raise FormatError(root, "no images found (expected image files or class folders)")
-            self._init(root, samples, ["unlabeled"], transform, strict)
+            samples = [(p, 0) for p in paths if not os.path.basename(p).startswith(".")]
+            self._init(root, samples, ["unlabeled"], transform, strict, odd)
             return
         if not folders:
             raise FormatError(root, "no class folders found (expected one folder of images per class)")
@@ -155,20 +237,17 @@ class ImageFolderDataset(Dataset):
         else:
             wanted = folders
             mapping = {f: i for i, f in enumerate(folders)}
-
-        class _Folder(ImageFolder):
-            def find_classes(self, directory):  # keep the model's index order
-                return sorted(mapping), mapping
-        try:
-            # only the file list is kept: the local class would not pickle for spawned workers
-            samples = _Folder(str(root), allow_empty=True).samples
-        except (FileNotFoundError, OSError) as e:
-            raise FormatError(root, str(e)) from None
+        samples, odd = [], {}
+        for f in sorted(mapping):
+            paths, bad = scan_images(root / f)
+            samples += [(p, mapping[f]) for p in paths]
+            odd.update(bad)
         if not samples:
             raise FormatError(root, "no images found in the class folders")
-        self._init(root, samples, wanted, transform, strict)
+        self._init(root, samples, wanted, transform, strict, odd)
 
-    def _init(self, root: Path, samples: list[tuple[str, int]], classes, transform, strict) -> None:
+    def _init(self, root: Path, samples: list[tuple[str, int]], classes, transform, strict,
+              odd: dict[str, str]) -> None:
         self.root = root
         self.samples: list[tuple[str, int]] = samples
         self.targets = [t for _, t in self.samples]
@@ -176,6 +255,10 @@ class ImageFolderDataset(Dataset):
         self.transform = transform
         self.strict = strict
         self.skipped: dict[str, str] = {}
+        for path, reason in odd.items():   # image-named FIFOs, devices...: never opened
+            if strict:
+                raise UnreadableImage(path, reason)
+            self.record_skipped(path, reason)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -183,15 +266,11 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int):
         path, target = self.samples[i]
         try:
-            from PIL import Image
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img = img.convert("RGB")  # forces a full decode: truncated files fail here
-        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-            reason = first_line(e)
+            img = read_image(path)   # bounded, regular files only; a full decode
+        except UnreadableImage as e:
             if self.strict:
-                raise FormatError(path, f"unreadable image ({reason})") from None
-            return Skipped(path, reason)
+                raise
+            return Skipped(path, e.reason)
         if self.transform is not None:
             img = self.transform(img)
         return img, target
@@ -255,7 +334,7 @@ class PreloadedSmallDataset(Dataset):
 
     def __init__(self, folder: ImageFolderDataset, augment: bool, hflip: bool = True) -> None:
         self.root, self.samples, self.targets = folder.root, folder.samples, folder.targets
-        self.classes, self.strict, self.skipped = folder.classes, folder.strict, {}
+        self.classes, self.strict, self.skipped = folder.classes, folder.strict, dict(folder.skipped)
         self.augment, self.hflip = augment, hflip
         self.images = torch.from_numpy(_decode_small_cached(folder.samples))  # N x 3 x 32 x 32 uint8
         if augment:   # reflect-padded once (N x 3 x 40 x 40 uint8): a sample is then a crop view
@@ -302,12 +381,7 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
             pass   # a damaged cache entry is rebuilt
     arr = np.empty((len(samples), 3, 32, 32), dtype=np.uint8)
     for i, (path, _) in enumerate(samples):
-        try:
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img = img.convert("RGB")
-        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-            raise FormatError(path, f"unreadable image ({first_line(e)})") from None
+        img = read_image(path)   # FormatError: the caller falls back to the skipping folder dataset
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         arr[i] = np.asarray(img).transpose(2, 0, 1)
@@ -325,17 +399,26 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
 
 
 def _resolve_folder(path: Path, split: str) -> Path:
-    """The class-folder root for ``split`` inside ``path`` (a folder or an archive)."""
-    if is_archive(path):
-        path = content_root(unpack(path))
-    if not path.is_dir():
-        raise FormatError(path, "no such folder or archive (expected digits, cifar10, a folder of "
-                                "class folders, or a .tar.gz of them)")
-    if (path / f"{split}").is_dir():
-        return content_root(path / split)
-    for suf in (".tar.gz", ".tgz", ".tar"):
-        if (path / f"{split}{suf}").is_file():
-            return _resolve_folder(path / f"{split}{suf}", split)
+    """The class-folder root for ``split`` inside ``path`` (a folder or an archive); archives
+    inside archives are followed at most :data:`~squeezenet.data.archive.MAX_NESTED_ARCHIVES`
+    deep."""
+    given = path
+    for _ in range(MAX_NESTED_ARCHIVES + 1):
+        if is_archive(path):
+            path = content_root(unpack(path))
+        if not path.is_dir():
+            raise FormatError(path, "no such folder or archive (expected digits, cifar10, a folder of "
+                                    "class folders, or a .tar.gz of them)")
+        if (path / f"{split}").is_dir():
+            return content_root(path / split)
+        inner = next((path / f"{split}{suf}" for suf in (".tar.gz", ".tgz", ".tar")
+                      if (path / f"{split}{suf}").is_file()), None)
+        if inner is None:
+            break
+        path = inner
+    else:
+        raise FormatError(given, f"archives nested over {MAX_NESTED_ARCHIVES} deep (the next: {path.name}); "
+                                 f"refusing to unpack further")
     if any((path / n).exists() for n in ("data_batch_1", "test_batch", "batches.meta")):
         raise SqueezeNetError(
             f"{path}: this is torchvision's pickled CIFAR-10 (cifar-10-batches-py); it is not read "

@@ -100,6 +100,25 @@ def check_preset(preset: str) -> str:
     return preset
 
 
+def check_model_input(model, preset: str, source=None) -> None:
+    """A one-line error (naming ``source``, the model's file) when ``model``'s config cannot
+    take ``preset``'s input: its stem or pooling would shrink it to nothing
+    (:meth:`squeezenet.models.SqueezeNetConfig.output_side`)."""
+    from ..errors import FormatError, first_line
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "output_side"):
+        return
+    size = PRESETS[check_preset(preset)].input_size
+    try:
+        config.output_side(size)
+    except ConfigError as e:
+        msg = first_line(e)
+        msg = f"the {preset} preset's {msg[2:]}" if msg.startswith("a ") else msg
+        if source is None:
+            raise ConfigError(msg) from None
+        raise FormatError(source, msg) from None
+
+
 def get_transform(preset: str, train: bool = False, hflip: bool = True) -> Callable:
     """The PIL-image -> tensor transform of a preset, for training or evaluation.
 

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import as_class_list
-from ..errors import FormatError
+from ..errors import FormatError, read_input
 
 #: Caffe names of the 26 conv layers of the Deep-Compression prototxt, in forward order.
 CAFFE_NAMES = (["conv1"] + [f"fire{i}/{n}" for i in range(2, 10)
                             for n in ("conv1x1_1", "conv1x1_2", "conv3x3_2")] + ["conv_final"])
 ARCH = "squeezenet1_0_caffe"
 GAP_BITS = 4
+MAX_NET_BYTES = 64 << 20   # the released file is 0.48 MB; the layout's largest is about 6 MB
 
 
 @dataclass
@@ -71,10 +72,7 @@ def _layer_specs() -> list[tuple[str, str, tuple, str]]:
 def prototxt_convs(path: str | os.PathLike) -> list[tuple[str, int]]:
     """(name, num_output) of every Convolution layer of a deploy prototxt, in file order."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise FormatError(path, f"cannot read prototxt ({e.strerror})") from None
+    text = read_input(path, "prototxt", 16 << 20).decode("utf-8", errors="replace")
     out = []
     for block in re.split(r"\blayers?\s*\{", text)[1:]:
         ty = re.search(r'type:\s*"?(\w+)"?', block)
@@ -109,9 +107,8 @@ def read_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None)
     path = Path(path)
     if prototxt is not None:
         check_prototxt(prototxt)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
-    buf = np.fromfile(path, dtype=np.uint8)
+    data = read_input(path, "file", MAX_NET_BYTES)
+    buf = np.frombuffer(data, dtype=np.uint8)
     size = buf.size
     specs = _layer_specs()
     nl = len(specs)
@@ -146,6 +143,9 @@ def read_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None)
         if last >= numel:
             raise FormatError(path, f"layer {caffe}: positions run to {last}, past the "
                                     f"{numel} weights of shape {shape}")
+        if not (np.isfinite(codebook).all() and np.isfinite(bias).all()):
+            raise FormatError(path, f"layer {caffe}: non-finite values (NaN or infinity) in its "
+                                    f"{'codebook' if not np.isfinite(codebook).all() else 'bias'}")
         layers.append(NetLayer(key, caffe, shape, bits, codebook, bias, codes, gaps))
     if off != size:
         raise FormatError(path, f"{size - off} trailing bytes after the last layer "

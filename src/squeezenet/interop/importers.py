@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..data.datasets import read_class_list as read_classes  # noqa: F401  (the one class-list reader)
 from ..errors import SqueezeNetError
+from ..models.classes import check_classes
 
 SOURCES = ("caffe", "deep-compression", "onnx-zoo", "torchvision")
 #: preprocessing preset each source's weights were trained with
@@ -70,9 +71,9 @@ def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] 
         model = model_from_torchvision_checkpoint(_one(srcs, source, ".pth file"))
     if classes is not None:
         n = model.config.num_classes
-        if len(classes) != n:
+        if isinstance(classes, (list, tuple)) and len(classes) != n:
             raise SqueezeNetError(f"the class list has {len(classes)} ids, the model has {n} outputs")
-        model.classes = list(classes)
+        model.classes = check_classes(classes, n)   # the one class-list check
     if getattr(model, "preprocess", None) is None:
         model.preprocess = PRESETS[source]
     meta = dict(getattr(model, "metadata", {}) or {})

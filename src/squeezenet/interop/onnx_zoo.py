@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import FormatError, SqueezeNetError
+from ..errors import FormatError, SqueezeNetError, read_input
 
 PREPROCESS = "torchvision"
 ARCH = "squeezenet1_1"
 PREFIX = "squeezenet0_conv"
 NUM_CONVS = 26
 _MAX_HEADER = 1 << 16
+MAX_NPY_BYTES = 1 << 30
 
 
 def read_npy(path: str | os.PathLike) -> np.ndarray:
@@ -38,9 +39,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     [0.0, 1.0, 2.0]
     """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
-    data = path.read_bytes()
+    data = read_input(path, ".npy file", MAX_NPY_BYTES)
     if len(data) < 10 or data[:6] != b"\x93NUMPY":
         raise FormatError(path, "not a .npy file (bad magic)")
     major = data[6]
@@ -60,7 +59,8 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
         dtype = np.dtype(descr)
     except Exception as e:  # SyntaxError, KeyError, TypeError, ValueError ...
         raise FormatError(path, f"corrupt .npy header ({type(e).__name__})") from None
-    if not (isinstance(shape, tuple) and all(isinstance(d, int) and 0 <= d < (1 << 40) for d in shape)):
+    if not (isinstance(shape, tuple) and len(shape) <= 32
+            and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < (1 << 40) for d in shape)):
         raise FormatError(path, f"corrupt .npy header (shape {shape!r})")
     if dtype.hasobject or dtype.kind not in "fiub" or not isinstance(fortran, bool):
         raise FormatError(path, f"unsupported .npy dtype {descr!r} (need a plain numeric array)")

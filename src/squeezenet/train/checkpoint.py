@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import FormatError
-from ..io import atomic_write_safetensors, atomic_write_text, save
+from ..io import atomic_write, atomic_write_safetensors, atomic_write_text, parse_json, save
 
 STATE_FORMAT = "squeezenet-train-state"
 STATE_VERSION = "1"
@@ -134,10 +134,11 @@ def load_train_state(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], di
         raise FormatError(path, "not a squeezenet training-state file")
     if meta.get("format_version") != STATE_VERSION:
         raise FormatError(path, f"training-state version {meta.get('format_version')!r} is not supported")
-    try:
-        info = json.loads(meta["state"])
-    except (KeyError, ValueError) as e:
-        raise FormatError(path, f"bad training-state header ({e})") from None
+    if not isinstance(meta.get("state"), str):
+        raise FormatError(path, "bad training-state header (no state)")
+    info = parse_json(meta["state"], path, "training-state header")
+    if not isinstance(info, dict):
+        raise FormatError(path, "bad training-state header (not a JSON object)")
     groups: dict[str, Any] = {"model": {}, "optim": {}, "rng": {}}
     for k, v in tensors.items():
         head, rest = k.split(".", 1)

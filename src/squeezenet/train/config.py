@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,17 +113,14 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
         """Read a YAML or JSON mapping of fields; ``overrides`` (non-None) win."""
+        from ..io import read_json, read_yaml
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FormatError(path, "config file not found")
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(path.read_text())
-            else:
-                import yaml
-                data = yaml.safe_load(path.read_text())
-        except Exception as e:  # yaml.YAMLError, ValueError
-            raise FormatError(path, f"cannot parse config ({first_line(e)})") from None
+        try:   # the bounded readers: size, nesting, aliases and UTF-8 checked
+            data = read_json(path, "JSON") if path.suffix.lower() == ".json" else read_yaml(path)
+        except FormatError as e:
+            raise FormatError(path, f"cannot parse config ({e.problem})") from None
         data = data or {}
         if not isinstance(data, dict):
             raise FormatError(path, "config must be a mapping of field: value")

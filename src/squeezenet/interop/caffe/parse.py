@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import FormatError, SqueezeNetError, first_line
+from ...errors import FormatError, SqueezeNetError, first_line, read_input
 from . import pb
+
+#: the largest files read (SqueezeNet's prototxt is 10 kB, its caffemodel 5 MB)
+MAX_PROTOTXT_BYTES = 16 << 20
+MAX_CAFFEMODEL_BYTES = 1 << 30
 
 #: Layer types CaffeNet runs.
 SUPPORTED = ("Convolution", "Pooling", "ReLU", "Dropout", "Concat", "Eltwise", "InnerProduct",
@@ -78,10 +82,8 @@ def read_prototxt(path: str | os.PathLike) -> Any:
     ['Input', 'Convolution', 'ReLU']
     """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_input(path, "file", MAX_PROTOTXT_BYTES).decode("utf-8")
     except UnicodeDecodeError as e:
         raise FormatError(path, f"not a text prototxt (byte {e.start} is not UTF-8)") from None
     return parse_prototxt(text, path)
@@ -95,9 +97,7 @@ def read_caffemodel(path: str | os.PathLike) -> Any:
     """
     from google.protobuf.message import DecodeError
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
-    data = path.read_bytes()
+    data = read_input(path, "file", MAX_CAFFEMODEL_BYTES)
     net = pb.NetParameter()
     try:
         net.ParseFromString(data)
