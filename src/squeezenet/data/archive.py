@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -94,9 +95,13 @@ def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
         raise FormatError(archive, f"member {name!r} is not a regular file or folder; refusing to unpack")
 
 
-def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
+def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None,
+           progress: bool = True) -> Path:
     """Unpack ``archive`` (once) into the cache and return the unpacked folder, e.g.
     ``unpack("../shared/data/cifar10/test.tar.gz")`` -> ``~/.cache/squeezenet/test-<key>/``.
+
+    The first time (it can take a minute) says so on stderr, with a tqdm bar of the files
+    unless ``progress=False``.
     """
     archive = Path(archive)
     if not archive.is_file():
@@ -122,13 +127,16 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
     except OSError as e:
         raise FormatError(root, f"cannot create the folder to unpack {archive.name} into ({e.strerror or e})") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=root))
+    if progress:
+        sys.stderr.write(f"squeezenet: unpacking {archive} into {dest} (once: later runs reuse it)...\n")
+        sys.stderr.flush()
     try:
         try:
             with tarfile.open(archive, "r:*") as tf:
                 members = tf.getmembers()
                 for m in members:
                     _check_member(archive, m)
-                tf.extractall(tmp, members=members, filter="data")
+                tf.extractall(tmp, members=_counted(members, progress), filter="data")
         except (tarfile.TarError, EOFError, OSError) as e:
             raise FormatError(archive, f"not a readable tar archive ({e})") from None
         (tmp / ".complete").write_text(str(archive.resolve()) + "\n")
@@ -142,6 +150,18 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _counted(members: list, progress: bool):
+    """``members`` one by one, with a tqdm bar on stderr when ``progress``."""
+    if not progress:
+        yield from members
+        return
+    from tqdm import tqdm
+    with tqdm(total=len(members), desc="unpacking", unit="file", leave=False, dynamic_ncols=True) as bar:
+        for m in members:
+            yield m
+            bar.update(1)
 
 
 def content_root(folder: Path) -> Path:
