@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ._common import SMOKE_ENV, apply_smoke
+    capped = apply_smoke(args)
+    if capped:
+        sys.stderr.write(f"squeezenet: {SMOKE_ENV} is set: a smoke run ({', '.join(capped)}); "
+                         f"its figures mean nothing\n")
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
