@@ -23,18 +23,18 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def tiny_model_file(tmp_path_factory):
     """A small SqueezeNet for digits (untrained: these tests check plumbing, not accuracy)."""
     torch.manual_seed(0)
     m = squeezenet.create_model("squeezenet_small", meta=TINY)
-    return squeezenet.save(m.eval(), tmp_path_factory.mktemp("trained") / "m.safetensors")
+    return squeezenet.save(m.eval(), tmp_path_factory.mktemp("tiny") / "m.safetensors")
 
 
 @pytest.fixture
-def tiny_digits_model(trained):
+def tiny_digits_model(tiny_model_file):
     def make(tmp_path, names=True, classes=True, preprocess="small"):
-        """The trained model with (or without) its class list and names, saved in ``tmp_path``."""
-        m = squeezenet.load(trained)
+        """The model with (or without) its class list and names, saved in ``tmp_path``."""
+        m = squeezenet.load(tiny_model_file)
         m.classes = [str(i) for i in range(10)] if classes else None
         m.preprocess = preprocess
         if names and classes:
@@ -224,6 +224,20 @@ def test_sweep_says_up_front_which_values_make_no_network(cli, tmp_path):
                          "--test-subset", "32", "--out", tmp_path)
     assert code == 0, err
     assert err.splitlines()[0].startswith("pct_3x3=0.01: not a network")
+
+
+def test_smoke_env_caps_budgets_in_one_place(monkeypatch):
+    import argparse
+    from squeezenet.cli._common import apply_smoke
+    ns = lambda: argparse.Namespace(epochs=15, max_steps=None, batch=[1, 32], limit=None, trials=20, lr=2e-3)
+    monkeypatch.delenv("SQUEEZENET_SMOKE", raising=False)
+    a = ns()
+    assert apply_smoke(a) == [] and a.epochs == 15 and a.max_steps is None
+    monkeypatch.setenv("SQUEEZENET_SMOKE", "1")
+    a = ns()
+    said = apply_smoke(a)
+    assert (a.epochs, a.max_steps, a.batch, a.limit, a.trials, a.lr) == (1, 2, [1, 8], 40, 2, 2e-3)
+    assert "--max-steps 2" in said and "--batch 1,8" in said
 
 
 # ------------------------------------------------------------------ 6. README figures

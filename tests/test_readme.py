@@ -127,8 +127,8 @@ def test_readme_runs_top_to_bottom(tmp_path):
         if b.needs_download:
             timings.append((b.line, "skipped (needs a download)"))
             continue
-        if b.kind == "shell":
-            argv, stdin = ["bash", "-c", "set -euo pipefail\n" + b.code], None
+        if b.kind == "shell":   # -x with the block's elapsed seconds: the log says what ran how long
+            argv, stdin = ["bash", "-c", "PS4='+ [${SECONDS}s] '\nset -xeuo pipefail\n" + b.code], None
         else:
             argv, stdin = [sys.executable, "-"], b.code
         t = time.perf_counter()
@@ -137,7 +137,7 @@ def test_readme_runs_top_to_bottom(tmp_path):
         timings.append((b.line, f"{time.perf_counter() - t:.0f} s"))
         print(f"README.md:{b.line} ({b.kind}): exit {r.returncode} in {timings[-1][1]}", flush=True)
         if r.returncode != 0:
-            tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
+            tail = "\n".join(l[-300:] for l in (r.stdout + r.stderr).strip().splitlines()[-25:])
             pytest.fail(f"README.md:{b.line}: the {b.kind} block failed (exit {r.returncode}):\n{b.code}\n"
                         f"--- last output ---\n{tail}")
     print("README blocks:", ", ".join(f"line {l}: {t}" for l, t in timings))

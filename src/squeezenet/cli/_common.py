@@ -70,11 +70,13 @@ def model_or_file(value: str):
 
 
 #: ``SQUEEZENET_SMOKE=1``: every command runs on a tiny budget (what tests/test_readme.py uses
-#: to run the README's commands as written in minutes). Option dest -> cap; a cap lowers a
-#: larger value, and fills in an option left unset where marked ``set`` (no limit by default).
+#: to run the README's commands as written in minutes). Option dest -> (cap, fill): the cap
+#: lowers a larger value (each value of a list) and, where ``fill``, sets an option left unset
+#: (which means "no limit").
 SMOKE_ENV = "SQUEEZENET_SMOKE"
 SMOKE_CAPS: dict[str, tuple[int | float, bool]] = {
     "epochs": (1, False),               # train, explore
+    "batch_size": (16, False),          # train, compress (retraining), eval, explore
     "max_steps": (2, True),             # train, demo, compress (per retraining stage), explore
     "trials": (2, False),               # explore search
     "train_subset": (256, True),        # explore
@@ -85,6 +87,7 @@ SMOKE_CAPS: dict[str, tuple[int | float, bool]] = {
     "rounds": (1, False),               # bench
     "iters": (2, False),                # bench
     "sgemm_size": (256, False),         # bench
+    "batch": (8, False),                # bench: each batch size in the list
 }
 
 
@@ -104,7 +107,10 @@ def apply_smoke(args) -> list[str]:
         if not hasattr(args, dest):
             continue
         v = getattr(args, dest)
-        if (v is None and fill) or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap):
+        if isinstance(v, list) and v and all(isinstance(x, int) for x in v) and max(v) > cap:
+            setattr(args, dest, sorted({min(x, cap) for x in v}))
+            changed.append(f"--{dest.replace('_', '-')} {','.join(map(str, getattr(args, dest)))}")
+        elif (v is None and fill) or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap):
             setattr(args, dest, cap)
             changed.append(f"--{dest.replace('_', '-')} {cap}")
     if getattr(args, "memory", None) == "subprocess":   # bench: a process per engine is slow to start

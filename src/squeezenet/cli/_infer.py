@@ -16,13 +16,23 @@ def is_onnx(path) -> bool:
 
 def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None):
     """A model file through ``squeezenet.load``, or an ``.onnx`` file as a
-    :class:`squeezenet.runtime.onnx_model.OnnxModel` (``preprocess``/``classes`` fill in what its
+    :class:`squeezenet.runtime.onnx_model.OnnxModel`; ``classes`` (a class-list file) replaces
+    the model's class list, ``preprocess`` an .onnx file's preset (or fills in what its
     metadata lacks)."""
     if is_onnx(path):
         from ..runtime.onnx_model import load_onnx
         return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads)
     from ..io import load
-    return load(path)
+    model = load(path)
+    if classes is not None:   # the model's class list from a file (ids, and names if it has them)
+        from ..data import read_class_names
+        from ..errors import SqueezeNetError
+        ids, names = read_class_names(classes)
+        if len(ids) != model.num_classes:
+            raise SqueezeNetError(f"{classes}: {len(ids)} classes, but {path} has {model.num_classes} outputs "
+                                  f"(--classes lists the model's classes in output order)")
+        model.classes, model.class_names = ids, names
+    return model
 
 
 def forward_for(model, engine: str, log=None) -> Callable | None:

@@ -23,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--labels", default=None,
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")
     p.add_argument("--classes", default=None,
-                   help="class list for an .onnx file without one in its metadata (model index order)")
+                   help="class list file in model output order (ids, and names as in synset_words.txt): "
+                        "for a model or .onnx file without one")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes per image (default 5)")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)

@@ -8,7 +8,8 @@ torch.Size([4, 3, 32, 32])
 """
 from .archive import cache_dir, unpack
 from .datasets import (BUILTIN, DigitsDataset, ImageFolderDataset, Loader, Skipped, as_class_list, base_dataset,
-                       class_folder_names, classes_for_scoring, dataset_label, index_classes, spread_subset,
+                       class_folder_names, classes_for_scoring, dataset_label, index_classes, spread_indices,
+                       spread_subset,
                        build_dataset, make_loader, preset_for, read_class_list, read_class_names, read_labels,
                        shared_dir)
 from .transforms import INPUT_SIZE, PRESETS, Preset, check_preset, digits_train_transform, get_transform
@@ -17,4 +18,4 @@ __all__ = ["build_dataset", "make_loader", "get_transform", "PRESETS", "INPUT_SI
            "DigitsDataset", "ImageFolderDataset", "Loader", "Skipped", "base_dataset", "read_class_list", "read_class_names",
            "read_labels", "shared_dir", "cache_dir", "unpack", "BUILTIN", "Preset", "preset_for", "as_class_list",
            "digits_train_transform", "class_folder_names", "classes_for_scoring", "index_classes",
-           "dataset_label", "spread_subset"]
+           "dataset_label", "spread_indices", "spread_subset"]

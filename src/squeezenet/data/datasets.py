@@ -444,6 +444,17 @@ def dataset_label(spec: str | os.PathLike, split: str) -> str:
     return spec_s
 
 
+def spread_indices(n: int, count: int | None = None) -> list[int]:
+    """``count`` indices spread evenly over ``range(n)`` (deterministic; all if None or more).
+
+    >>> spread_indices(10, 4)
+    [0, 2, 5, 7]
+    """
+    if count is None or count >= n:
+        return list(range(n))
+    return [int(k * n / count) for k in range(count)]
+
+
 def spread_subset(ds: Dataset, count: int | None) -> Dataset:
     """``count`` items spread evenly over ``ds`` (deterministic; all of it when None or more).
 
@@ -454,7 +465,7 @@ def spread_subset(ds: Dataset, count: int | None) -> Dataset:
     if count is None or count >= n:
         return ds
     from torch.utils.data import Subset
-    sub = Subset(ds, [int(k * n / count) for k in range(count)])
+    sub = Subset(ds, spread_indices(n, count))
     sub.classes = getattr(ds, "classes", None)
     return sub
 
