@@ -128,7 +128,8 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None,
         raise FormatError(root, f"cannot create the folder to unpack {archive.name} into ({e.strerror or e})") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=root))
     if progress:
-        sys.stderr.write(f"squeezenet: unpacking {archive} into {dest} (once: later runs reuse it)...\n")
+        kept = "for this run only" if _PRIVATE and root == _PRIVATE[0] else "once: later runs reuse it"
+        sys.stderr.write(f"squeezenet: unpacking {archive} into {dest} ({kept})...\n")
         sys.stderr.flush()
     try:
         try:
