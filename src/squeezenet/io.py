@@ -704,6 +704,9 @@ def load(path: str | os.PathLike) -> nn.Module:
     path = Path(path)
     open_input(path, "file").close()   # exists, and is a regular file (not a FIFO or device)
     target = LOADERS.get(path.suffix.lower())
+    if path.suffix.lower() == ".onnx":
+        raise FormatError(path, "an ONNX file: 'squeezenet eval', 'predict' and 'bench' run it with ONNX Runtime; "
+                                "this needs a model file (.safetensors or .sqz, e.g. the one it was exported from)")
     if target is None:
         raise FormatError(path, f"unknown model file type {path.suffix!r} "
                                 f"(known: {', '.join(sorted(LOADERS))}; use 'squeezenet import' for Caffe, "

@@ -71,12 +71,30 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the subcommand ``args`` came from (``squeezenet explore sweep`` ->
+    the ``sweep`` parser), so that a bad flag is matched against that command's own flags."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if not name or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # reported by the subcommand's parser: its usage line, close matches among its flags
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ._common import SMOKE_ENV, apply_smoke
+    capped = apply_smoke(args)
+    if capped:
+        sys.stderr.write(f"squeezenet: {SMOKE_ENV} is set: a smoke run ({', '.join(capped)}); "
+                         f"its figures mean nothing\n")
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
@@ -85,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"squeezenet {args.command}: error: {first_line(e)}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("squeezenet: interrupted\n")
+        sys.stderr.write(f"\nsqueezenet {args.command}: interrupted\n")
         return 130
     except BrokenPipeError:
         return _closed_pipe()

@@ -67,3 +67,53 @@ def model_or_file(value: str):
     if Path(value).suffix:
         return load(value), Path(value).name
     raise SqueezeNetError(unknown_model_message(value) + " (or give a model file)")
+
+
+#: ``SQUEEZENET_SMOKE=1``: every command runs on a tiny budget (what tests/test_readme.py uses
+#: to run the README's commands as written in minutes). Option dest -> (cap, fill): the cap
+#: lowers a larger value (each value of a list) and, where ``fill``, sets an option left unset
+#: (which means "no limit").
+SMOKE_ENV = "SQUEEZENET_SMOKE"
+SMOKE_CAPS: dict[str, tuple[int | float, bool]] = {
+    "epochs": (1, False),               # train, explore
+    "batch_size": (16, False),          # train, compress (retraining), eval, explore
+    "max_steps": (2, True),             # train, demo, compress (per retraining stage), explore
+    "trials": (2, False),               # explore search
+    "train_subset": (256, True),        # explore
+    "test_subset": (64, True),          # explore
+    "limit": (40, True),                # eval, compress: images scored
+    "calibration_images": (16, False),  # compress
+    "calibration_count": (8, False),    # export --int8
+    "rounds": (1, False),               # bench
+    "iters": (2, False),                # bench
+    "sgemm_size": (256, False),         # bench
+    "batch": (8, False),                # bench: each batch size in the list
+}
+
+
+def smoke() -> bool:
+    """Whether ``SQUEEZENET_SMOKE`` asks for a smoke run (the one place it is read)."""
+    import os
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def apply_smoke(args) -> list[str]:
+    """Cap ``args`` by :data:`SMOKE_CAPS` under ``SQUEEZENET_SMOKE=1``; returns what changed
+    (``--max-steps 2``...), [] otherwise."""
+    if not smoke():
+        return []
+    changed = []
+    for dest, (cap, fill) in SMOKE_CAPS.items():
+        if not hasattr(args, dest):
+            continue
+        v = getattr(args, dest)
+        if isinstance(v, list) and v and all(isinstance(x, int) for x in v) and max(v) > cap:
+            setattr(args, dest, sorted({min(x, cap) for x in v}))
+            changed.append(f"--{dest.replace('_', '-')} {','.join(map(str, getattr(args, dest)))}")
+        elif (v is None and fill) or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap):
+            setattr(args, dest, cap)
+            changed.append(f"--{dest.replace('_', '-')} {cap}")
+    if getattr(args, "memory", None) == "subprocess":   # bench: a process per engine is slow to start
+        args.memory = "inprocess"
+        changed.append("--memory inprocess")
+    return changed

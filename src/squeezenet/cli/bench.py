@@ -7,6 +7,10 @@ EXAMPLES = """  squeezenet bench                                  # squeezenet1_
   squeezenet bench --model squeezenet1_0 --threads 1 --json
   squeezenet bench runs/imagenet/best.safetensors --batch 1,8
   squeezenet bench --engines torchvision,eager,channels_last,torchscript,onnxruntime
+  squeezenet bench m-int8.onnx --batch 1,8     # an exported file (ONNX Runtime) vs torchvision
+
+An .onnx file is timed as engine "onnx_file" against torchvision eager of the architecture
+its metadata names (squeezenet export writes it; the peer's weights are random).
 """
 
 
@@ -31,7 +35,7 @@ DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_i
 def register(sub) -> None:
     p = add_parser(sub, "bench", "latency, throughput, memory and distance from the compute floor of "
                                  "each inference engine vs torchvision", EXAMPLES)
-    p.add_argument("weights", nargs="?", default=None, help="a model file (default: --model)")
+    p.add_argument("weights", nargs="?", default=None, help="a model file or an exported .onnx (default: --model)")
     p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
     p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
                    "smallest)")
@@ -53,6 +57,7 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     from ..runtime.bench import DEFAULT_ENGINES, EXTRA_ENGINES, run_benchmark
     from ._common import model_or_file, print_json
+    from ._infer import is_onnx
     if args.weights and args.model:
         raise SqueezeNetError("give a model file or --model NAME, not both")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -63,13 +68,17 @@ def run(args) -> int:
         hint = [c for b in bad for c in difflib.get_close_matches(b, known, n=1, cutoff=0.4)]
         raise SqueezeNetError(f"--engines: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}"
                               + (f"; did you mean {', '.join(hint)}?" if hint else ""))
-    if args.weights:
+    extra = None
+    if args.weights and is_onnx(args.weights):
+        model, name, extra = _onnx_file(args, engines)
+        engines = [e for e in engines if e in ("torchvision", "eager")]
+    elif args.weights:
         model, name = model_or_file(args.weights)
     else:
         model, name = model_or_file(args.model or "squeezenet1_1")
     r = run_benchmark(model, name, batches=args.batch, threads=args.threads, engines=engines,
                       input_size=args.input_size, rounds=args.rounds, iters=args.iters,
-                      sgemm_n=args.sgemm_size, memory=args.memory)
+                      sgemm_n=args.sgemm_size, memory=args.memory, extra=extra)
     if args.json:
         print_json(r)
         return 0
@@ -92,3 +101,25 @@ def run(args) -> int:
     if "auto" in r["engines"]:
         print(f"auto picked: {r['engines']['auto'].get('picked')}")
     return 0
+
+
+def _onnx_file(args, engines):
+    """(peer-shaped model, name, {"onnx_file": session callable}) for ``bench FILE.onnx``."""
+    from pathlib import Path
+
+    from ..errors import FormatError, SqueezeNetError
+    from ..models import SqueezeNet
+    from ..runtime.onnx_model import load_onnx
+    onnx_model = load_onnx(args.weights, threads=args.threads, need_preprocess=False)
+    if onnx_model.config is None:
+        raise FormatError(args.weights, "no squeezenet config in its metadata (not written by 'squeezenet export'); "
+                                        "bench times it against torchvision's SqueezeNet of that config")
+    side = onnx_model.input_shape[2] if len(onnx_model.input_shape) == 4 else None
+    if args.input_size is None and isinstance(side, int):
+        args.input_size = side
+    bad = [e for e in engines if e not in ("torchvision", "eager")]
+    if args.engines != ",".join(DEFAULT_ENGINES) and bad:
+        raise SqueezeNetError(f"--engines {','.join(bad)}: with an .onnx file only torchvision and eager "
+                              f"(random weights, for timing) run beside the file")
+    label = "onnx_file"
+    return SqueezeNet(onnx_model.config).eval(), Path(args.weights).name, {label: onnx_model}

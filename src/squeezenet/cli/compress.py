@@ -57,6 +57,10 @@ def register(sub) -> None:
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
     p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
+    p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
+                   help="evaluate on only N images of --data spread evenly over its test split "
+                        "(quicker, noisier figures)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (on stderr) while retraining")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-o", "--output", required=True, help="output .sqz file")
     p.add_argument("--overwrite", action="store_true",
@@ -72,7 +76,7 @@ def run(args) -> int:
     from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import build_dataset, make_loader, preset_for
+    from ..data import build_dataset, classes_for_scoring, make_loader, preset_for, spread_subset
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
@@ -82,20 +86,23 @@ def run(args) -> int:
                          max_steps=args.max_steps,
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
-                         svd_energy=args.svd, calibration_images=args.calibration_images)
+                         svd_energy=args.svd, calibration_images=args.calibration_images,
+                         progress=not args.no_progress)
     check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
     preset = preset_for(model, args.data)
-    classes = args.classes or getattr(model, "classes", None)
-    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    val = build_dataset(args.data, "test", preset=preset, classes=classes)
+    classes = classes_for_scoring(args.data, "test", args.classes or getattr(model, "classes", None),
+                                  model=str(args.weights))
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    val_all = build_dataset(args.data, "test", preset=preset, classes=classes)
+    val = spread_subset(val_all, args.limit)
     val_loader = make_loader(val, args.batch_size)
     train = None
     if args.unlabeled is None:
         train = build_dataset(args.data, "train", preset=preset, classes=classes)
-        if _same_images(train, val) and (args.finetune_epochs > 0 or args.max_steps):
+        if _same_images(train, val_all) and (args.finetune_epochs > 0 or args.max_steps):
             raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")

@@ -155,7 +155,14 @@ def run(args: argparse.Namespace) -> int:
                 raise SqueezeNetError(f"{args.model} has {model.num_classes} outputs but the data has "
                                       f"{len(train_ds.classes)} classes")
             model = _build_model(args, None, data, preset, num_classes=len(train_ds.classes))
+        if model.classes != list(train_ds.classes):
+            model.class_names = None   # names of other ids
         model.classes, model.preprocess = list(train_ds.classes), preset
+        if classes and not isinstance(classes, list):   # a class-list file: keep its names too
+            from ..data import read_class_names
+            ids, names = read_class_names(classes)
+            if names and ids == model.classes:
+                model.class_names = names
         if not (args.model and Path(args.model).suffix):
             from ..train.init import init_weights
             init_weights(model, args.init or RECIPES[args.recipe].init, train_ds)
@@ -243,6 +250,7 @@ def _build_model(args, saved, data, preset, num_classes=None):
     if saved is not None:
         m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
         m.classes, m.preprocess = saved["model"]["classes"], saved["model"]["preprocess"]
+        m.class_names = saved["model"].get("class_names")
         return m
     kwargs = {}
     if args.bypass:

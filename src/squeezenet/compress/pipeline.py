@@ -123,6 +123,7 @@ class CompressConfig:
     seed: int = 0                   # seed for data order and k-means random init
     calibration_images: int = 256   # images (labels unused) for error-compensated quantization
                                     # (GPTQ-style, a scored alternative to plain k-means); 0 = off
+    progress: bool = True           # tqdm bars (stderr) while retraining
 
     def __post_init__(self) -> None:
         def bad(name, why):
@@ -140,6 +141,8 @@ class CompressConfig:
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         check_fields(self, "compress config", RANGES)
+        if not isinstance(self.progress, bool):
+            bad("progress", "must be True or False")
 
 
 def _prune_spec_ok(spec) -> bool:
@@ -188,8 +191,8 @@ def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), los
     tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
                      accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9, optimizer=cfg.optimizer,
                      weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
-                     progress=False, device="cpu")
-    out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn).fit()
+                     progress=cfg.progress, device="cpu")
+    out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn, log_epochs=False).fit()
     model.eval()
     return out
 
@@ -500,7 +503,7 @@ def tune_centroids(s: CompressState) -> None:
     quant = s.metrics["quantized"]
     untuned = Candidate("untuned", quant.get("top1", 0), layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
     layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
-                              cfg.batch_size, s.loss_fn, cfg.seed)
+                              cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress)
     tuned_metrics = s.evaluate(s.model)
     tuned = Candidate("tuned", tuned_metrics.get("top1", 0), layers=layers)
     best = keep_better([tuned, untuned])
@@ -566,34 +569,40 @@ def svd_baseline(s: CompressState) -> None:
 @dataclass(frozen=True)
 class Stage:
     """One step of the pipeline: ``run(state)`` when ``when(state)`` holds; its seconds add
-    up under ``timing`` in the report (several stages may share one key)."""
+    up under ``timing`` in the report (several stages may share one key). ``doing`` is the
+    line logged as it starts."""
 
     name: str
     run: Callable[[CompressState], None]
     timing: str
     when: Callable[[CompressState], bool] | None = None
+    doing: str = ""
 
 
 #: The pipeline, in order. A new step is a function over :class:`CompressState` slotted in here
 #: (or passed to :func:`compress_model` as ``stages``).
 STAGES: tuple[Stage, ...] = (
-    Stage("dense", measure_dense, "dense_eval"),
-    Stage("fractions", choose_fractions, "choose"),
-    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size)),
-    Stage("prune", prune, "prune_retrain"),
-    Stage("retrain", retrain_pruned, "prune_retrain"),
-    Stage("quantize", quantize, "quantize"),
-    Stage("centroids", tune_centroids, "quantize", when=lambda s: s.retrains),
-    Stage("encode", encode, "huffman"),
-    Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy)),
+    Stage("dense", measure_dense, "dense_eval", doing="evaluating the uncompressed model"),
+    Stage("fractions", choose_fractions, "choose", doing="choosing the kept fraction of each layer"),
+    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size),
+          doing="choosing sparsity and bits that fit the target size"),
+    Stage("prune", prune, "prune_retrain", doing="pruning the smallest weights"),
+    Stage("retrain", retrain_pruned, "prune_retrain", doing="retraining under the pruning masks"),
+    Stage("quantize", quantize, "quantize", doing="k-means weight sharing"),
+    Stage("centroids", tune_centroids, "quantize", when=lambda s: s.retrains,
+          doing="fine-tuning the shared centroids"),
+    Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
+    Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),
 )
 
 
 def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressState:
-    """Run ``stages`` in order over ``s``, timing each."""
-    for st in stages:
+    """Run ``stages`` in order over ``s``, timing each; one log line as each starts."""
+    todo = [st for st in stages if st.when is None or st.when(s)]
+    for i, st in enumerate(todo, 1):
         if st.when is not None and not st.when(s):
             continue
+        s.log(f"[{i}/{len(todo)}] {st.name}: {st.doing or st.name}...")
         t = time.time()
         st.run(s)
         s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t

@@ -175,8 +175,9 @@ def unshare_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> dict[str
 
 def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps: int,
                    lr: float = 1e-4, batch_size: int = 64, loss_fn=None,
-                   seed: int = 0) -> dict[str, QuantLayer]:
+                   seed: int = 0, progress: bool = False) -> dict[str, QuantLayer]:
     """Fine-tune the shared centroids only (everything else frozen); returns the new layers.
+    ``progress`` shows a tqdm bar of the steps on stderr.
 
     Each centroid's gradient is the sum of its members' gradients (autograd through the
     gather, see :func:`share_weights`). A plain SGD step on that sum is badly scaled: a
@@ -198,6 +199,10 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
         loader = make_loader(data, batch_size, shuffle=True, seed=seed)
         model.train()
         done = 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, desc="centroids", unit="step", leave=False, dynamic_ncols=True)
         while done < steps:
             for x, y in loader:
                 if loss_fn is not None:
@@ -208,8 +213,12 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
                 loss.backward()
                 opt.step()
                 done += 1
+                if bar is not None:
+                    bar.update(1)
                 if done >= steps:
                     break
+        if bar is not None:
+            bar.close()
     finally:
         layers = unshare_weights(model, layers)
         for p in frozen:

@@ -47,16 +47,20 @@ def format_report(report: dict, name: str = "model") -> str:
 
     >>> print(format_report({"rows": [{"stage": "dense", "approach": "none", "bits": 32,
     ...   "bytes": 4_000_000, "ratio_vs_fp32": 1.0, "ratio_vs_alexnet": 61.1, "top1": 0.5,
+    ...   "top5": 0.8}]}).splitlines()[0])
+    model       stage             approach                   bits        size        bytes   vs fp32 vs AlexNet   top-1  top-5
+    >>> print(format_report({"rows": [{"stage": "dense", "approach": "none", "bits": 32,
+    ...   "bytes": 4_000_000, "ratio_vs_fp32": 1.0, "ratio_vs_alexnet": 61.1, "top1": 0.5,
     ...   "top5": 0.8}]}).splitlines()[2])
-    model       dense             none                         32     4.00 MB    4,000,000      1.0x     61.1x   50.0%  80.0%
+    model       dense             none                         32     4.00 MB    4,000,000      1.0x      61.1x   50.0%  80.0%
     """
     head = (f"{'model':<12}{'stage':<18}{'approach':<26}{'bits':>5}{'size':>12}{'bytes':>13}"
-            f"{'vs fp32':>10}{'vs AlexNet':>10}{'top-1':>8}{'top-5':>7}")
+            f"{'vs fp32':>10}{'vs AlexNet':>11}{'top-1':>8}{'top-5':>7}")
     lines = [head, "-" * len(head)]
     for r in report["rows"]:
         lines.append(f"{name[:11]:<12}{r['stage']:<18}{r['approach']:<26}{r['bits']!s:>5}"
                      f"{_size(r['bytes']):>12}{r['bytes']:>13,}{r['ratio_vs_fp32']:>9.1f}x"
-                     f"{r['ratio_vs_alexnet']:>9.1f}x{_pct(r['top1']):>8}{_pct(r['top5']):>7}")
+                     f"{r['ratio_vs_alexnet']:>10.1f}x{_pct(r['top1']):>8}{_pct(r['top5']):>7}")
     lines.append(f"AlexNet reference: {ALEXNET_PARAMS:,} parameters x 4 bytes = {ALEXNET_BYTES / 1e6:.1f} MB "
                  f"(the paper's 240 MB row)")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -135,16 +136,18 @@ def _decompressor(archive: Path, raw):
     return raw
 
 
-def _extract(archive: Path, dest: Path) -> None:
+def _extract(archive: Path, dest: Path, progress: bool = False) -> None:
     """Stream ``archive``'s members into ``dest``, each checked and counted before it is written,
-    then read the compressed stream to its end (its checksum is verified there)."""
+    then read the compressed stream to its end (its checksum is verified there). ``progress``
+    shows a tqdm bar of the archive's bytes read on stderr."""
     with open_input(archive, "archive") as f:
         size = os.fstat(f.fileno()).st_size
         max_bytes, max_files = unpack_limits(size)
         stream = _decompressor(archive, f)
         total = files = 0
-        with tarfile.open(fileobj=stream, mode="r|") as tf:
+        with tarfile.open(fileobj=stream, mode="r|") as tf, _bar(size, progress) as bar:
             for m in tf:
+                bar.update(f.tell() - bar.n)
                 _check_member(archive, m)
                 files += 1
                 total += m.size if m.isfile() else 0
@@ -162,9 +165,13 @@ def _extract(archive: Path, dest: Path) -> None:
             pass
 
 
-def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
+def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None,
+           progress: bool = True) -> Path:
     """Unpack ``archive`` (once) into the cache and return the unpacked folder, e.g.
     ``unpack("../shared/data/cifar10/test.tar.gz")`` -> ``~/.cache/squeezenet/test-<key>/``.
+
+    The first time (it can take a minute) says so on stderr, with a tqdm bar of the files
+    unless ``progress=False``.
     """
     archive = Path(archive)
     open_input(archive, "archive").close()   # exists and is a regular file
@@ -189,9 +196,13 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
     except OSError as e:
         raise FormatError(root, f"cannot create the folder to unpack {archive.name} into ({e.strerror or e})") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=root))
+    if progress:
+        kept = "for this run only" if _PRIVATE and root == _PRIVATE[0] else "once: later runs reuse it"
+        sys.stderr.write(f"squeezenet: unpacking {archive} into {dest} ({kept})...\n")
+        sys.stderr.flush()
     try:
         try:
-            _extract(archive, tmp)
+            _extract(archive, tmp, progress)
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:   # BadGzipFile is an OSError
             raise FormatError(archive, f"not a readable tar archive ({first_line(e, 200)})") from None
         (tmp / ".complete").write_text(str(archive.resolve()) + "\n")
@@ -205,6 +216,13 @@ def unpack(archive: str | os.PathLike, cache: str | os.PathLike | None = None) -
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _bar(total: int, progress: bool):
+    """A tqdm bar over ``total`` archive bytes on stderr (disabled unless ``progress``)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc="unpacking", unit="B", unit_scale=True, leave=False, dynamic_ncols=True,
+                disable=not progress)
 
 
 def content_root(folder: Path) -> Path:

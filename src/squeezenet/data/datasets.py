@@ -73,6 +73,7 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
     non-UTF-8, empty or repeating list is a one-line :class:`~squeezenet.errors.FormatError`
     naming the file (the ids go through the one class-list check,
     :func:`squeezenet.models.classes.check_classes`).
+    :func:`read_class_names` also returns the human-readable names.
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
@@ -80,18 +81,36 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
     >>> read_class_list(p)
     ['n01440764', 'n01443537']
     """
+    return read_class_names(path)[0]
+
+
+def read_class_names(path: str | os.PathLike) -> tuple[list[str], list[str] | None]:
+    """``(ids, names)`` of a class-list file: the first word of each non-empty line is the id,
+    the rest of the line its human-readable name (``synset_words.txt``: ``n02124075 Egyptian
+    cat``). ``names`` is None when no line has one (``synsets.txt``); a line without a name
+    gets its id. Errors as :func:`read_class_list`.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
+    >>> _ = open(p, "w").write("n01440764 tench, Tinca tinca\\nn02124075 Egyptian cat\\n")
+    >>> read_class_names(p)
+    (['n01440764', 'n02124075'], ['tench, Tinca tinca', 'Egyptian cat'])
+    """
     from ..io import read_text
     lines = read_text(path, "class list file").splitlines()
-    classes = [l.split()[0] for l in lines if l.strip()]
+    rows = [l.strip().split(None, 1) for l in lines if l.strip()]
+    classes = [r[0] for r in rows]
     if not classes:
         raise FormatError(path, "class list is empty")
     try:
-        return check_classes(classes)
+        classes = check_classes(classes)
     except ConfigError as e:
         if "twice" in str(e):
             dup = sorted({c for c in classes if classes.count(c) > 1})
             raise FormatError(path, f"class list has duplicate ids: {', '.join(dup[:3])}") from None
         raise FormatError(path, f"bad class list ({first_line(e)})") from None
+    names = [r[1].strip() if len(r) > 1 else r[0] for r in rows] if any(len(r) > 1 for r in rows) else None
+    return classes, names
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
@@ -482,6 +501,92 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
             if strict:
                 raise
     return ds
+
+
+def class_folder_names(spec: str | os.PathLike, split: str = "test") -> list[str]:
+    """The class names of a dataset spec's ``split`` as found on disk: digits' ``0``-``9``, else
+    the sorted class-folder names (an archive is unpacked into the cache first)."""
+    spec_s = str(spec)
+    if spec_s == "digits":
+        return list(DigitsDataset.classes)
+    path = shared_dir() / "data" / "cifar10" if spec_s == "cifar10" else Path(spec_s).expanduser()
+    if not path.exists():
+        return []
+    folder = _resolve_folder(path, split)
+    return sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+
+
+def dataset_label(spec: str | os.PathLike, split: str) -> str:
+    """How to name what was scored: ``cifar10/test``, ``data/test`` for a folder or archive with a
+    ``test`` split, else the folder itself (it is used whole)."""
+    spec_s = str(spec)
+    if spec_s in BUILTIN or is_archive(spec_s):
+        return f"{spec_s.rstrip('/')}/{split}"
+    p = Path(spec_s).expanduser()
+    if p.is_dir() and any((p / f"{split}{suf}").exists() for suf in ("", ".tar.gz", ".tgz", ".tar")):
+        return f"{spec_s.rstrip('/')}/{split}"
+    return spec_s
+
+
+def spread_indices(n: int, count: int | None = None) -> list[int]:
+    """``count`` indices spread evenly over ``range(n)`` (deterministic; all if None or more).
+
+    >>> spread_indices(10, 4)
+    [0, 2, 5, 7]
+    """
+    if count is None or count >= n:
+        return list(range(n))
+    return [int(k * n / count) for k in range(count)]
+
+
+def spread_subset(ds: Dataset, count: int | None) -> Dataset:
+    """``count`` items spread evenly over ``ds`` (deterministic; all of it when None or more).
+
+    >>> len(spread_subset(build_dataset("digits", "test"), 10))
+    10
+    """
+    n = len(ds)
+    if count is None or count >= n:
+        return ds
+    from torch.utils.data import Subset
+    sub = Subset(ds, spread_indices(n, count))
+    sub.classes = getattr(ds, "classes", None)
+    return sub
+
+
+def index_classes(names: Sequence[str]) -> list[str] | None:
+    """When every class folder is named by a model output index (``0``, ``7``, ``12``), the class
+    list that sends each folder to that index (other slots keep their index as name); else None.
+
+    >>> index_classes(["0", "1", "10", "2"])[:3], index_classes(["cat", "dog"])
+    (['0', '1', '2'], None)
+    """
+    if not names or not all(n.isdigit() for n in names):
+        return None
+    idx = [int(n) for n in names]
+    if len(set(idx)) != len(idx) or max(idx) > 100_000:
+        return None
+    out = [str(i) for i in range(max(idx) + 1)]
+    for n, i in zip(names, idx):
+        out[i] = n
+    return out
+
+
+def classes_for_scoring(spec: str | os.PathLike, split: str, classes, model: str = "the model") -> list[str] | str:
+    """The class list that matches the labels of ``spec`` to a model's outputs: ``classes`` (the
+    model's own or ``--classes``), else, when the class folders are named by output index, that
+    mapping. Otherwise the answer would be a silent 0 %: a one-line error asks for ``--classes``.
+    """
+    if classes is not None:
+        return classes
+    names = class_folder_names(spec, split)
+    by_index = index_classes(names)
+    if by_index is not None or not names:
+        return by_index
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    raise SqueezeNetError(f"{model} has no class list, so its outputs cannot be matched to the class folders "
+                          f"of {spec} ({shown}); give --classes FILE (the class ids in the model's output "
+                          f"order, e.g. synsets.txt)")
 
 
 # ---------------------------------------------------------------------------------- loading

@@ -41,6 +41,18 @@ def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None 
         raise SqueezeNetError("--values: give at least one value")
     space = Space({n: Param(n, (v,)) for n, v in fixed.items()}, model=model,
                   constraints={"squeeze_le_expand": False, "max_params": None})
+    invalid = {}
+    for v in values:   # say up front which values make no network at these settings
+        try:
+            space.to_meta({**fixed, param: PARAM_TYPES[param](v)})
+        except ConfigError as e:
+            invalid[v] = str(e)
+    if len(invalid) == len(values):
+        raise SqueezeNetError(f"no value of --values makes a network with {_fixed_text(fixed, param)}: "
+                              f"{next(iter(invalid.values()))}")
+    if invalid and log:
+        log(f"{param}={', '.join(map(str, invalid))}: not a network with {_fixed_text(fixed, param)} "
+            f"({next(iter(invalid.values()))}); these rows get a note instead of a figure")
     rows = []
     for v in values:
         point = {**fixed, param: PARAM_TYPES[param](v)}
@@ -58,6 +70,10 @@ def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None 
     return rows
 
 
+def _fixed_text(fixed: dict, param: str) -> str:
+    return ", ".join(f"{k}={v}" for k, v in fixed.items() if k != param)
+
+
 def write_sweep(rows: list[dict], out_dir, param: str, fixed: dict, budget: Budget) -> tuple[Path, Path]:
     """``sweep_<param>.csv`` and ``.png`` in ``out_dir``, written together as one set."""
     from ..io import atomic_write_files
@@ -67,7 +83,7 @@ def write_sweep(rows: list[dict], out_dir, param: str, fixed: dict, budget: Budg
     w.writeheader()
     w.writerows(rows)
     csv_path, png_path = out / f"sweep_{param}.csv", out / f"sweep_{param}.png"
-    fixed_s = ", ".join(f"{k}={v}" for k, v in fixed.items() if k != param)
+    fixed_s = _fixed_text(fixed, param)
     title = (f"{param} sweep on {budget.data} ({fixed_s})\n"
              f"budget: {_budget_text(budget)}")
     png = scatter_png([r for r in rows if "top1" in r], "value", title,

@@ -198,7 +198,8 @@ def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = Non
 
 def net_to_sqz(path: str | os.PathLike, out: str | os.PathLike,
                prototxt: str | os.PathLike | None = None,
-               classes: list[str] | str | os.PathLike | None = None) -> dict:
+               classes: list[str] | str | os.PathLike | None = None,
+               class_names: list[str] | None = None) -> dict:
     """Convert a ``.net`` to a ``.sqz`` losslessly (same codebooks, codes and positions,
     Huffman-coded). Returns the :func:`squeezenet.compress.sqz.write_sqz` summary.
 
@@ -216,6 +217,8 @@ def net_to_sqz(path: str | os.PathLike, out: str | os.PathLike,
     recs = [SparseLayer(name=l.name, shape=l.shape, codebook=l.codebook, codes=l.codes,
                         gaps=l.gaps, gap_bits=GAP_BITS, bias_name=b, bias=l.bias)
             for l, (_, _, _, b) in zip(layers, _layer_specs())]
+    meta = {"source": f"deep-compression:{path.name}", "arch": ARCH}
+    if class_names is not None:
+        meta["class_names"] = list(class_names)   # as SqueezeNet.class_names keeps them
     return write_sqz(out, config, recs, dense={}, classes=as_class_list(classes),
-                     preprocess="caffe",
-                     metadata={"source": f"deep-compression:{path.name}", "arch": ARCH})
+                     preprocess="caffe", metadata=meta)

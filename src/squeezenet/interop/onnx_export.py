@@ -11,7 +11,8 @@ key                    value
 ``format``             ``squeezenet``
 ``squeezenet_version`` the toolkit version that wrote the file
 ``config``             JSON of :class:`squeezenet.SqueezeNetConfig`
-``classes``            JSON list of class names (or ``null``)
+``classes``            JSON list of class ids (or ``null``)
+``class_names``        JSON list of their human-readable names (or ``null``)
 ``preprocess``         JSON: ``{"preset": name, ...}`` with the resize (short side, or
                        [h, w])/crop/scale/mean/std/channel order of a known preset
 ``input_size``         the square input side the graph was exported for
@@ -59,6 +60,7 @@ def onnx_metadata(model: nn.Module, input_size) -> dict[str, str]:
         "squeezenet_version": __version__,
         "config": json.dumps(config.to_dict() if hasattr(config, "to_dict") else None),
         "classes": json.dumps(getattr(model, "classes", None)),
+        "class_names": json.dumps(getattr(model, "class_names", None)),
         "preprocess": json.dumps(pre),
         "input_size": json.dumps(input_size),
         "input": INPUT_NAME,

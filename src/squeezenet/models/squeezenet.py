@@ -300,6 +300,30 @@ class SqueezeNet(nn.Module):
         """conv10 (``classifier.1``), kept out of the state_dict under this name."""
         return self.classifier[1]
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Human-readable names parallel to ``classes`` (``"Egyptian cat"`` for ``n02124075``),
+        kept in ``metadata["class_names"]`` so that every model file carries them; None when
+        unknown or when they do not match ``classes``.
+
+        >>> m = SqueezeNet(SqueezeNetConfig(num_classes=2))
+        >>> m.classes, m.class_names = ["n1", "n2"], ["cat", "dog"]
+        >>> m.class_names, m.metadata["class_names"]
+        (['cat', 'dog'], ['cat', 'dog'])
+        """
+        names = (self.metadata or {}).get("class_names")
+        if not isinstance(names, list) or not self.classes or len(names) != len(self.classes):
+            return None
+        return [str(n) for n in names]
+
+    @class_names.setter
+    def class_names(self, names: list[str] | None) -> None:
+        self.metadata = dict(self.metadata or {})
+        if names is None:
+            self.metadata.pop("class_names", None)
+        else:
+            self.metadata["class_names"] = [str(n) for n in names]
+
     def reset_parameters(self, init: str = "paper") -> None:
         """``paper``: Caffe's "xavier" filler (uniform, fan-in) for every conv and Gaussian
         std 0.01 for conv10, biases 0 (paper section 7). ``torchvision``: kaiming-uniform."""

@@ -9,7 +9,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -107,12 +107,14 @@ def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
 
 def compile_model(model: nn.Module, engine: str = "auto", threads: int | None = None,
                   input_size: int | tuple[int, int] | None = None,
-                  candidates: Iterable[str] = AUTO_CANDIDATES, remeasure: bool = False) -> CompiledModel:
+                  candidates: Iterable[str] = AUTO_CANDIDATES, remeasure: bool = False,
+                  log: Callable[[str], None] | None = None) -> CompiledModel:
     """The model as a fast callable ``x -> logits`` (eval mode; ``model`` is not modified).
 
     ``threads`` sets torch's thread count (process-wide) and ONNX Runtime's intra-op threads;
     ``input_size`` (default: the model's documented size) is the shape ``auto`` measures and
-    ``torchscript``/``compile`` prepare for; other sizes still work.
+    ``torchscript``/``compile`` prepare for; other sizes still work. ``log(message)`` hears
+    when ``auto`` measures (seconds, once per CPU, model and input shape).
 
     >>> import squeezenet, torch
     >>> m = squeezenet.create_model("squeezenet_small")
@@ -146,6 +148,9 @@ def compile_model(model: nn.Module, engine: str = "auto", threads: int | None = 
                                  entry.get("p50_ms"))
         except Exception:
             pass  # the cached engine no longer runs here (e.g. ORT uninstalled): measure again
+    if log is not None:
+        log(f"measuring the inference engines ({', '.join(candidates)}) on this CPU for this model, "
+            f"once (cached in {cache_dir() / CACHE_FILE})...")
     best, p50, info = choose_engine(base, shape, threads, candidates)
     _write_cache(key, {"engine": best, "p50_ms": {k: round(v, 3) for k, v in p50.items()},
                        "rejected": info["rejected"], "cpu": cpu_model(), "torch": torch.__version__,

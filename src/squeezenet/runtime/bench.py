@@ -198,7 +198,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
                   threads: int = 2, engines: Sequence[str] = DEFAULT_ENGINES,
                   input_size: int | tuple[int, int] | None = None, rounds: int = 5, iters: int = 6,
                   calibration: Iterable | None = None, sgemm_n: int = 2048,
-                  memory: str = "inprocess") -> dict:
+                  memory: str = "inprocess", extra: dict[str, Callable] | None = None) -> dict:
     """Benchmark ``engines`` on ``model``; returns a JSON-able dict with ``results`` (one row per
     engine and batch size) and ``speedup_vs_torchvision`` (engine -> peer p50 / engine p50 at
     the smallest batch).
@@ -207,6 +207,9 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     process's peak RSS while that engine runs, which undercounts memory an earlier engine freed)
     or ``subprocess`` (each engine also built and run at the largest batch in its own
     interpreter: ``engines[e]["memory"]`` holds its peak RSS and its rise over the loaded model).
+    ``extra``: more engines as ready callables (e.g. an exported ``.onnx`` file's session), timed
+    like the others; their outputs are not compared with ``model``'s (the weights may differ)
+    and their memory is measured in this process.
 
     >>> import squeezenet
     >>> r = run_benchmark(squeezenet.create_model("squeezenet_small"), batches=(1,), threads=1,
@@ -239,12 +242,14 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         macs = None
     gflops_floor = sgemm_gflops(sgemm_n)
     fns, info = build_engines(model, list(engines), shape, threads, calibration)
+    for e, fn in (extra or {}).items():
+        fns[e], info[e] = fn, {"external": True}
 
     g = torch.Generator().manual_seed(0)
     x1 = torch.randn(1, *shape, generator=g)
     ref = fns["eager"](x1) if "eager" in fns else _eager(model)(x1)
     for e, fn in fns.items():
-        info[e]["max_abs_diff_vs_eager"] = float((fn(x1) - ref).abs().max())
+        info[e]["max_abs_diff_vs_eager"] = None if e in (extra or {}) else float((fn(x1) - ref).abs().max())
 
     rows = []
     for b in sorted(set(int(v) for v in batches)):
@@ -289,7 +294,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         ort_v = None
     engines_info = {e: {k: v for k, v in m.items() if k != "peak_extra_rss_mib"} for e, m in info.items()}
     if memory == "subprocess":
-        mem = isolated_memory(model, list(fns), shape, max(batches), threads)
+        mem = isolated_memory(model, [e for e in fns if e not in (extra or {})], shape, max(batches), threads)
         for e, m in mem.items():
             engines_info[e]["memory"] = {**m, "batch": max(batches), "isolated": True}
     return {

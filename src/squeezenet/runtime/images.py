@@ -25,10 +25,8 @@ def image_dataset(spec: str | os.PathLike, preset: str | None = "torchvision", c
 
 def take(ds, count: int | None = None) -> list[int]:
     """Indices of ``count`` items spread evenly over ``ds`` (deterministic; all if None)."""
-    n = len(ds)
-    if count is None or count >= n:
-        return list(range(n))
-    return [int(k * n / count) for k in range(count)]
+    from ..data import spread_indices
+    return spread_indices(len(ds), count)
 
 
 def batches(ds, indices, batch_size: int = 16) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -52,7 +52,8 @@ def run_digits_demo(out_dir: str | Path = "runs/demo", threads: int | None = Non
     print(f"SqueezeNet (small, {sum(p.numel() for p in model.parameters()):,} params) on scikit-learn digits: "
           f"{len(train)} train / {len(test)} test images at 32x32, {cfg.epochs} epochs, "
           f"{cfg.optimizer} lr {cfg.lr}, {torch.get_num_threads()} thread(s)", flush=True)
-    Trainer(model, cfg, train, test, out_dir=out).fit()
+    # no graceful stop: the demo cannot resume, so a signal ends the whole job (the CLI says so)
+    Trainer(model, cfg, train, test, out_dir=out, stop_on_signal=False).fit()
     # The final model, not the best epoch: picking by test accuracy would flatter the figure.
     final = load(out / "last.safetensors")
     r = evaluate(final, make_loader(test, 360))

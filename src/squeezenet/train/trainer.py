@@ -96,6 +96,13 @@ class Trainer:
     ``on_train_end``. With ``out_dir``, rank 0 writes ``last``/``best`` checkpoints, the
     training state for :meth:`resume` and ``metrics.jsonl``.
 
+    ``stop_on_signal`` (default: when there is an ``out_dir`` to resume from): SIGINT/SIGTERM
+    finish the current step, save, and :meth:`fit` returns with ``interrupted`` set (a second
+    signal aborts). Without it a signal raises ``KeyboardInterrupt`` at once, so that a
+    caller with no way to resume (compression, a demo, a search trial) stops as a whole.
+    ``log_epochs=False`` keeps the per-epoch metrics line off stdout (the progress bar of
+    ``config.progress`` still shows, on stderr).
+
     Public state: ``model`` (the unwrapped module), ``optimizer``, ``step`` (optimizer steps
     done), ``epoch`` (epochs completed), ``history``, ``rank``, ``world_size``.
     """
@@ -103,13 +110,16 @@ class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig | None = None,
                  train_data: Dataset | None = None, val_data: Dataset | None = None,
                  out_dir: str | Path | None = None, callbacks: Iterable = (),
-                 loss_fn: Callable | None = None) -> None:
+                 loss_fn: Callable | None = None, stop_on_signal: bool | None = None,
+                 log_epochs: bool = True) -> None:
         self.config = cfg = config or TrainConfig()
         self.device = self.pick_device(cfg.device)
         self.rank, self.world_size = D.setup(self.device)
         self.is_main = self.rank == 0
         self.train_data, self.val_data = train_data, val_data
         self.out_dir = Path(out_dir) if out_dir else None
+        self.stop_on_signal = self.out_dir is not None if stop_on_signal is None else bool(stop_on_signal)
+        self.log_epochs = log_epochs
         if self.out_dir and self.is_main:
             from ..io import check_output
             check_output(self.out_dir, folder=True)   # a file in the way, read-only: one line, now
@@ -252,7 +262,9 @@ class Trainer:
         if cfg.progress and self.is_main:
             from tqdm import tqdm
             n_ep = math.ceil(total / self.steps_per_epoch())
-            bar = tqdm(total=M, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
+            # the micro-batches this epoch will really run: a --max-steps run stops early
+            todo = min(M, self._pos + max(0, total - self.step) * accum)
+            bar = tqdm(total=todo, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
                        unit="batch", leave=False, dynamic_ncols=True)
         self.net.train()
         pending = 0                    # micro-batches accumulated into the current step
@@ -362,7 +374,7 @@ class Trainer:
                 from ..errors import OutputError
                 raise OutputError(self.out_dir / METRICS_FILE, f"cannot write ({e.strerror or e})") from None
         self.save_checkpoint(best=is_best, metrics=metrics)
-        if self.is_main and self.config.progress:
+        if self.is_main and self.config.progress and self.log_epochs:
             vals = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
             print(vals, flush=True)
         _call(self.callbacks, "on_epoch_end", self, metrics)
@@ -416,6 +428,7 @@ class Trainer:
                  "total_steps": self.total_steps(),
                  "model": {"config": self.model.config.to_dict() if hasattr(self.model, "config") else None,
                            "classes": getattr(self.model, "classes", None),
+                           "class_names": getattr(self.model, "class_names", None),
                            "preprocess": getattr(self.model, "preprocess", None)}}
         if hasattr(self.model, "config"):
             if best:
@@ -472,7 +485,7 @@ class Trainer:
     # ------------------------------------------------------------------ signals
 
     def _install_signal_handlers(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.stop_on_signal or threading.current_thread() is not threading.main_thread():
             return {}
         old = {}
 

@@ -13,7 +13,8 @@ from . import pb
 from .parse import array_to_blob
 
 
-#: The class list written beside the prototxt (one id per line, model index order).
+#: The class list written beside the prototxt (model index order; ``id name`` lines, as
+#: ``synset_words.txt``, when the model has class names).
 CLASSES_FILE = "classes.txt"
 
 
@@ -114,6 +115,8 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     (:func:`squeezenet.io.atomic_write_files`: a kill leaves the old set or the new one, never
     a new prototxt beside an old caffemodel). ``name`` is a plain file name: a folder part,
     ``..`` or an absolute path is a one-line error (nothing is written outside ``out_dir``).
+    The prototxt's header notes the preprocessing preset and the class-list file, which
+    :func:`~.mapping.import_caffe` reads back (``parse.prototxt_notes``).
 
     >>> import squeezenet, tempfile, torch
     >>> from squeezenet.interop.caffe import export_caffe, import_caffe
@@ -137,12 +140,17 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     deploy = squeezenet_to_netparameter(model, with_weights=False, input_size=input_size)
     full = squeezenet_to_netparameter(model, with_weights=True, input_size=input_size)
     proto_path, weights_path = out_dir / "deploy.prototxt", out_dir / f"{name}.caffemodel"
+    # the notes import_caffe reads back (parse.prototxt_notes): the preset and the class list
     header = (f"# SqueezeNet exported by squeezenet (config: {model.config.to_dict()})\n"
               f"# preprocessing: {getattr(model, 'preprocess', None) or 'unspecified'}\n")
-    files = {proto_path.name: header + text_format.MessageToString(deploy),
-             weights_path.name: full.SerializeToString()}
+    files = {}
     classes = getattr(model, "classes", None)
     if classes:
-        files[CLASSES_FILE] = "\n".join(map(str, classes)) + "\n"
+        names = getattr(model, "class_names", None)
+        lines = [f"{c} {n}" if names and n != c else str(c) for c, n in zip(classes, names or classes)]
+        files[CLASSES_FILE] = "\n".join(lines) + "\n"
+        header += f"# classes: {CLASSES_FILE}\n"
+    files[proto_path.name] = header + text_format.MessageToString(deploy)
+    files[weights_path.name] = full.SerializeToString()
     atomic_write_files(out_dir, files, remove=() if classes else (CLASSES_FILE,))
     return proto_path, weights_path

@@ -195,19 +195,55 @@ def arch_name(config) -> str | None:
 
 
 def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLike,
-                 classes: list[str] | None = None):
-    """prototxt + caffemodel -> :class:`~squeezenet.models.SqueezeNet` with the ``caffe``
-    preprocessing preset (BGR, 0-255, mean subtracted), e.g.
+                 classes: list[str] | None = None, preprocess: str | None = None):
+    """prototxt + caffemodel -> :class:`~squeezenet.models.SqueezeNet`, e.g.
     ``import_caffe("deploy.prototxt", "squeezenet_v1.0.caffemodel")``; the example of
     :func:`~.export.export_caffe` runs a round trip through it.
+
+    The preprocessing preset is ``preprocess`` when given, else the one the prototxt's header
+    notes (``# preprocessing: torchvision``, written by ``export-caffe``), else ``caffe`` (BGR,
+    0-255, mean subtracted: the released Caffe files), recorded as assumed. Likewise the class
+    list: ``classes``, else the file the header notes (``# classes: classes.txt`` beside the
+    prototxt, ids and names). ``model.metadata`` says where each came from
+    (``preprocess_from``, ``classes_from``: ``given``, ``prototxt``, ``assumed``/``none``,
+    or ``missing:FILE`` when the noted class list is not there).
     """
+    from ...data import check_preset, read_class_names
+    from ...data.transforms import PRESETS
+    from .parse import prototxt_notes
     net = load_caffe(prototxt, caffemodel)
     try:
         model = to_squeezenet(net)
     except NotSqueezeNet as e:
         raise SqueezeNetError(f"{prototxt or caffemodel}: {e}") from None
-    model.classes = list(classes) if classes is not None else None
+    notes = prototxt_notes(prototxt) if prototxt else {}
+    if preprocess is not None:
+        model.preprocess, pre_from = check_preset(preprocess), "given"
+    elif notes.get("preprocessing") in PRESETS:
+        model.preprocess, pre_from = notes["preprocessing"], "prototxt"
+    else:
+        model.preprocess, pre_from = PREPROCESS, "assumed"
+    names = None
+    if classes is not None:
+        classes, cls_from = list(classes), "given"
+    elif notes.get("classes"):
+        listed = notes["classes"]
+        path = Path(prototxt).parent / listed
+        if Path(listed).name != listed or not path.is_file():
+            classes, cls_from = None, f"missing:{listed}"
+        else:
+            classes, names = read_class_names(path)
+            cls_from = "prototxt"
+            if len(classes) != model.config.num_classes:
+                raise SqueezeNetError(f"{path}: {len(classes)} classes, the model has "
+                                      f"{model.config.num_classes} outputs")
+    else:
+        cls_from = "none"
+    model.classes = classes
     model.metadata = {"source": "caffe", "prototxt": Path(prototxt).name if prototxt else None,
                       "caffemodel": Path(caffemodel).name, "arch": arch_name(model.config),
-                      "caffe_transform": net.transform or None}
+                      "caffe_transform": net.transform or None, "preprocess_from": pre_from,
+                      "classes_from": cls_from}
+    if names is not None:
+        model.class_names = names
     return model

@@ -89,6 +89,35 @@ def read_prototxt(path: str | os.PathLike) -> Any:
     return parse_prototxt(text, path)
 
 
+def prototxt_notes(path: str | os.PathLike) -> dict[str, str]:
+    """The ``# key: value`` comment lines at the top of a prototxt (before the first
+    definition), keys lower-cased: ``squeezenet export-caffe`` writes ``preprocessing`` (the
+    preset the weights expect) and ``classes`` (a class-list file beside the prototxt) there.
+    Protobuf's parser skips comments, so Caffe reads the file as before.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "deploy.prototxt")
+    >>> _ = open(path, "w").write('# preprocessing: torchvision\\n# classes: classes.txt\\nname: "x"\\n')
+    >>> prototxt_notes(path)
+    {'preprocessing': 'torchvision', 'classes': 'classes.txt'}
+    """
+    notes: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for _, line in zip(range(100), f):
+                line = line.strip()
+                if not line:
+                    continue
+                if not line.startswith("#"):
+                    break
+                key, colon, value = line.lstrip("#").partition(":")
+                if colon and key.strip() and " " not in key.strip():
+                    notes[key.strip().lower()] = value.strip()
+    except OSError:
+        pass
+    return notes
+
+
 def read_caffemodel(path: str | os.PathLike) -> Any:
     """Read a binary ``.caffemodel`` (a serialized ``NetParameter``).
 
