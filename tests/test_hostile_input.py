@@ -537,3 +537,34 @@ def test_memory_bombs_fail_fast_under_a_memory_limit(tmp_path):
     assert "aspect ratio" in out["tall.png"] and "num_classes=2200000" in out["big.safetensors"]
     assert "64 Fire modules" in out["side.safetensors"] and "aliases" in out["bomb.yaml"]
     assert "classifier.1.weight" in out["view.pth"] and "parameters, over the" in out["wide.yaml"]
+
+
+def test_engine_cache_that_is_hostile_is_measured_again(tmp_path, monkeypatch):
+    """The ``auto`` engine cache is read through the bounded JSON reader: nesting, a huge file
+    or a non-object is ignored (measured again), never a RecursionError or a MemoryError."""
+    from squeezenet.runtime import auto
+    monkeypatch.setenv("SQUEEZENET_CACHE", str(tmp_path))
+    cache = tmp_path / auto.CACHE_FILE
+    for text in [deep_json(5000), "[1, 2]", "{" * 10, '{"k": {"engine": "eager"}}' + " " * (17 << 20)]:
+        cache.write_text(text)
+        assert auto._read_cache() == {}
+    cache.write_text('{"k": {"engine": "eager"}}')
+    assert auto._read_cache() == {"k": {"engine": "eager"}}
+
+
+def test_onnx_metadata_values_are_bounded(tmp_path):
+    """A metadata value nested deeper than the JSON bound stays a string (the file is read, the
+    value not trusted); ordinary JSON values are decoded."""
+    import onnx
+    from onnx import TensorProto, helper
+    from squeezenet.interop.onnx_export import read_onnx_metadata
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    m = helper.make_model(g)
+    deep = deep_json(5000)
+    helper.set_model_props(m, {"deep": deep, "classes": '["a", "b"]'})
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    meta = read_onnx_metadata(p)
+    assert meta["classes"] == ["a", "b"] and meta["deep"] == deep

@@ -137,10 +137,11 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise FormatError(path, f"not a readable ONNX file ({first_line(e, 120)})") from None
+    from ..io import parse_json
     out: dict[str, Any] = {}
     for p in proto.metadata_props:
-        try:
-            out[p.key] = json.loads(p.value)
-        except ValueError:
+        try:   # bounded nesting, like every JSON read from a file
+            out[p.key] = parse_json(p.value, path, f"metadata {p.key!r}")
+        except FormatError:
             out[p.key] = p.value
     return out

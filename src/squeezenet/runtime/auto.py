@@ -56,10 +56,12 @@ def _auto_key(model, shape, threads, candidates) -> str:
 
 def _read_cache() -> dict:
     p = cache_dir() / CACHE_FILE
-    try:
-        d = json.loads(p.read_text())
+    from ..errors import FormatError
+    from ..io import read_json
+    try:   # bounded like every reader: a broken or hostile cache file is measured again, not trusted
+        d = read_json(p, "engine cache")
         return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, FormatError):
         return {}
 
 
