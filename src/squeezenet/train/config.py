@@ -39,6 +39,8 @@ class TrainConfig:
     warmup_steps: int = 0             # linear warm-up from 0 over this many optimizer steps
     dropout: float | None = 0.5       # dropout before conv10 (None keeps the model's)
     label_smoothing: float = 0.0      # cross-entropy label smoothing
+    freeze: str | None = None         # comma-separated layers kept fixed (features, conv1, fire2..fire9, ...)
+    head_lr_mult: float = 1.0         # conv10's lr = lr x this (fine-tuning: a new head learns faster)
     nesterov: bool = False            # Nesterov momentum
     grad_clip: float | None = None    # clip the gradient norm to this value
     channels_last: bool = False       # NHWC memory format (faster convolutions on CPU)
@@ -76,6 +78,10 @@ class TrainConfig:
             bad("dropout", "must be in [0, 1)")
         if not (0 <= self.label_smoothing < 1):
             bad("label_smoothing", "must be in [0, 1)")
+        if not (isinstance(self.head_lr_mult, (int, float)) and self.head_lr_mult > 0):
+            bad("head_lr_mult", "must be > 0")
+        if self.freeze is not None and not isinstance(self.freeze, str):
+            bad("freeze", "must be a comma-separated string of layer names")
         if self.max_steps is not None and self.max_steps < 1:
             bad("max_steps", "must be >= 1")
         if self.workers < 0 or self.checkpoint_every < 0:
