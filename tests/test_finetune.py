@@ -187,6 +187,15 @@ def test_freeze_names_and_errors():
     assert freeze(tiny_model(), "none") == [] and freeze(tiny_model(), None) == []
 
 
+def test_freezes_backbone():
+    from squeezenet.train.finetune import freezes_backbone
+    m = tiny_model(classes=3, batch_norm=True)
+    names = ",".join(["conv1"] + [f"fire{i}" for i in range(2, 10)])
+    assert freezes_backbone(m, "features") and freezes_backbone(m, names)
+    assert not freezes_backbone(m, "conv1,fire2") and not freezes_backbone(m, "features,conv10")
+    assert not freezes_backbone(m, "none")
+
+
 def test_head_lr_mult_groups_and_trainer_lr():
     m = tiny_model(classes=3)
     assert len(param_groups(m, 1.0)) == 1

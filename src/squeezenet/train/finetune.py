@@ -309,6 +309,26 @@ def resolve_freeze(model: nn.Module, names: str | Iterable[str] | None) -> list[
     return paths
 
 
+def freezes_backbone(model: nn.Module, names: str | Iterable[str] | None) -> bool:
+    """True when ``names`` freeze every parameter of ``model.features`` and none of conv10's:
+    training then only needs the backbone's features once (:func:`fit_head`), not a forward
+    pass per epoch.
+
+    >>> import squeezenet
+    >>> m = squeezenet.create_model("squeezenet_small")
+    >>> freezes_backbone(m, "features"), freezes_backbone(m, "conv1,fire2"), freezes_backbone(m, None)
+    (True, False, False)
+    """
+    paths = resolve_freeze(model, names)
+    if not paths:
+        return False
+    modules = dict(model.named_modules())
+    frozen = {id(p) for path in paths for p in modules[path].parameters()}
+    body = {id(p) for p in model.features.parameters()}
+    head = {id(p) for p in head_parameters(model)}
+    return body <= frozen and not (head & frozen)
+
+
 def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
     return nn.Module.train(self, False)
 
