@@ -73,6 +73,8 @@ def test_new_head_for_the_users_classes_and_names_reach_predict(cli, tmp_path, b
     code, stdout, err = cli("predict", out / "last.safetensors", data / "test" / "dog" / "0.png", "--top", "3")
     assert code == 0, err
     assert all(name in stdout for name in ("cat", "dog", "owl")), stdout
+    code, stdout, err = cli("train", "--out", out, "--resume", "--no-progress")   # its own classes come back
+    assert code == 0, err
 
 
 def test_subset_of_the_models_classes_keeps_their_rows(cli, tmp_path):

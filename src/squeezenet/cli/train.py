@@ -298,7 +298,8 @@ def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
     model_classes = getattr(model, "classes", None)
     if model_classes is not None and len(model_classes) != model.num_classes:
         model_classes = None
-    plan = plan_head(model_classes, data_classes, args.head or "auto", mapping)   # errors before any work
+    plan = plan_head(model_classes, data_classes, args.head or "auto", mapping,   # errors before any work
+                     num_outputs=model.num_classes)
     train_ds = build_dataset(data, "train", preset=preset, classes=data_classes, strict=args.strict,
                              train_size=config.train_size)
     counts = [0] * len(data_classes)

@@ -85,7 +85,7 @@ def mapping_from_labels(lines: Iterable[str]) -> dict[str, str | None]:
 
 
 def plan_head(model_classes: Sequence[str] | None, data_classes: Sequence[str], mode: str = "auto",
-              mapping: Mapping[str, str | None] | None = None) -> HeadPlan:
+              mapping: Mapping[str, str | None] | None = None, num_outputs: int | None = None) -> HeadPlan:
     """Decide the head for fine-tuning a model whose outputs are ``model_classes`` on data
     whose classes are ``data_classes`` (folder names, in the data's index order).
 
@@ -93,7 +93,9 @@ def plan_head(model_classes: Sequence[str] | None, data_classes: Sequence[str], 
     (e.g. :func:`mapping_from_labels` of a ``--classes`` file) maps it, case-insensitively, to
     one. ``mode``: ``auto`` keeps rows when every data class matches a different model class
     and builds a new head otherwise; ``keep`` does the same but a data class the model lacks
-    is an error naming it; ``new`` always builds a new head.
+    is an error naming it; ``new`` always builds a new head. A model without a class list whose
+    ``num_outputs`` is the data's class count keeps its head (outputs taken in the data's
+    order) unless ``mode`` is ``new``.
 
     >>> plan_head(["a", "b", "c"], ["c", "a"]).keep_rows
     (2, 0)
@@ -109,6 +111,10 @@ def plan_head(model_classes: Sequence[str] | None, data_classes: Sequence[str], 
                           f"training a classifier needs at least 2 class folders")
     n = len(data)
     if model_classes is None:
+        if mode != "new" and num_outputs == n:
+            return HeadPlan("same", tuple(data), None,
+                            f"head unchanged: the model has no class list and {n} outputs, taken as the data's "
+                            f"{n} classes in order (--head new rebuilds conv10)")
         if mode == "keep":
             raise ConfigError("--head keep: the model has no class list, so no class of the data can be "
                               "matched to its outputs; use --head new")
@@ -184,7 +190,7 @@ def transfer_head(model: nn.Module, data_classes: Sequence[str], mode: str = "au
     n_out = getattr(getattr(model, "config", None), "num_classes", None)
     if classes is not None and n_out is not None and len(classes) != n_out:
         classes = None   # a class list that does not describe the outputs matches nothing
-    plan = plan_head(classes, data_classes, mode, mapping)
+    plan = plan_head(classes, data_classes, mode, mapping, num_outputs=n_out)
     if plan.kind == "new" and features is not None:
         w = model.final_conv.weight.detach().flatten(1)
         scale = float(w.norm(dim=1).mean())
