@@ -12,6 +12,15 @@ EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small 
   squeezenet train --data photos/ --classes classes.txt --model squeezenet1_1 --out runs/p --config recipe.yaml
   squeezenet train --out runs/c10 --resume              # continue exactly where it stopped
   torchrun --nproc_per_node=2 -m squeezenet train --data digits --out runs/ddp
+  squeezenet train --model v11.safetensors --data photos/ --out runs/mine   # fine-tune on your classes
+  squeezenet train --model v11.safetensors --data photos/ --out runs/probe --freeze features
+
+Fine-tuning (--model is a model file): the recipe is finetune unless --recipe says otherwise.
+When the data's classes are not the model's, conv10 is rebuilt for them (its rows start from the
+class means of the training photos' features); when they are a subset of the model's classes
+(its ids, or names mapped to ids by a --classes file such as synset_words.txt), conv10 keeps
+their rows. One line says which; --head new|keep forces one. The output records the new
+class list (and the names of a --classes file).
 
 Defaults are the paper's solver: SGD momentum 0.9, weight decay 2e-4, lr 0.04 decreased
 linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5. A config file
@@ -42,6 +51,11 @@ CONFIG_FLAGS = [
     ("--checkpoint-every", "checkpoint_every", int, "also checkpoint every N steps (default: epoch ends)"),
     ("--checkpoint-minutes", "checkpoint_minutes", float, "also checkpoint after this many minutes (default 10)"),
     ("--device", "device", str, "auto | cpu | cuda | cuda:N (default auto)"),
+    ("--freeze", "freeze", str, "comma-separated layers kept fixed: features, conv1, fire2..fire9, conv10 or "
+                                "module paths (features: only conv10 trains, on features computed once)"),
+    ("--head-lr-mult", "head_lr_mult", float, "conv10's lr = lr x this (default 1; finetune recipe 10)"),
+    ("--train-size", "train_size", int, "side of the training crops (default: the preset's input size; "
+                                        "finetune recipe 160); scoring stays at the preset's"),
 ]
 BOOL_FLAGS = [("--channels-last", "channels_last", "NHWC memory format"),
               ("--bf16", "bf16", "bfloat16 autocast"),
@@ -70,6 +84,10 @@ def register(sub) -> None:
                    help="weight init of a new model: paper (Xavier, conv10 N(0, 0.01)), torchvision "
                         "(kaiming), alive (kaiming + conv10 bias 1: keeps conv10's ReLU alive on few-class "
                         "data), lsuv (unit variance on a real batch)")
+    p.add_argument("--head", choices=["auto", "new", "keep"], default=None,
+                   help="fine-tuning a model file: new (a fresh conv10 for the data's classes), keep (the "
+                        "data's classes are the model's: conv10 keeps their rows) or auto (default: keep "
+                        "when every class matches, else new)")
     p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
     p.add_argument("--overwrite", action="store_true",
@@ -129,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.data:
             raise SqueezeNetError("--data is required (digits, cifar10, a folder or a .tar.gz)")
         if args.recipe is None:
-            args.recipe = "small" if _default_model_name(args, args.data) == "squeezenet_small" else "paper"
+            args.recipe = ("finetune" if _is_file(args.model) else
+                           "small" if _default_model_name(args, args.data) == "squeezenet_small" else "paper")
         recipe = RECIPES[args.recipe]
         config = TrainConfig.from_file(args.config, **overrides) if args.config else recipe.train_config(**overrides)
         data, preset, classes = args.data, args.preprocess, args.classes
@@ -138,34 +157,26 @@ def run(args: argparse.Namespace) -> int:
         raise SqueezeNetError("--data is required")
     if preset:
         check_preset(preset)
+    if args.head and not (saved is None and _is_file(args.model)):
+        raise SqueezeNetError("--head applies when fine-tuning a model file (--model FILE)")
     Trainer.pick_device(config.device)     # cuda:99 on this machine: refused before any work
     _check_out(out, args)
+    existed = out.exists()
     check_output(out, folder=True)        # writable, before any data is read
-
-    torch.manual_seed(config.seed)
-    model = _build_model(args, saved, data, preset)
-    preset = preset or preset_for(model, data)
-    train_ds = build_dataset(data, "train", preset=preset, classes=classes or model.classes, strict=args.strict)
-    val_ds = None
-    if not no_val:
-        val_ds = _val_dataset(val_spec or data, preset, train_ds.classes, args.strict, explicit=bool(val_spec))
-    if saved is None:
-        if model.num_classes != len(train_ds.classes):
-            if args.model and Path(args.model).suffix:
-                raise SqueezeNetError(f"{args.model} has {model.num_classes} outputs but the data has "
-                                      f"{len(train_ds.classes)} classes")
-            model = _build_model(args, None, data, preset, num_classes=len(train_ds.classes))
-        if model.classes != list(train_ds.classes):
-            model.class_names = None   # names of other ids
-        model.classes, model.preprocess = list(train_ds.classes), preset
-        if classes and not isinstance(classes, list):   # a class-list file: keep its names too
-            from ..data import read_class_names
-            ids, names = read_class_names(classes)
-            if names and ids == model.classes:
-                model.class_names = names
-        if not (args.model and Path(args.model).suffix):
-            from ..train.init import init_weights
-            init_weights(model, args.init or RECIPES[args.recipe].init, train_ds)
+    try:
+        torch.manual_seed(config.seed)
+        if saved is None and _is_file(args.model):
+            model, preset, train_ds, val_ds = _finetune_setup(args, config, data, preset, classes, val_spec, no_val)
+        else:
+            model, preset, train_ds, val_ds = _setup(args, config, saved, data, preset, classes, val_spec, no_val)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()   # bad input: leave nothing behind
+        raise
+    if config.freeze and saved is None:
+        from ..train.finetune import freezes_backbone
+        if freezes_backbone(model, config.freeze):
+            return _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val)
 
     trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
     trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
@@ -175,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"training {model.config.stem}/{model.config.bypass}{'/bn' if model.config.batch_norm else ''} ({sum(p.numel() for p in model.parameters()):,} "
               f"params) on {data}: {len(train_ds)} train / {n_val} val images, {len(train_ds.classes)} classes, "
               f"preset {preset}; {trainer.total_steps()} steps of {config.effective_batch * trainer.world_size} "
-              f"images, lr {config.lr} {config.schedule}, {trainer.world_size} process(es) on {trainer.device}",
+              f"images, lr {config.lr} {config.schedule}{_recipe_note(args, saved, config)}, {trainer.world_size} process(es) "
+              f"on {trainer.device}",
               flush=True)
     if args.resume:
         trainer.resume()
@@ -200,6 +212,150 @@ def run(args: argparse.Namespace) -> int:
     written = [str(out / n) for n in ("best.safetensors", "last.safetensors", "metrics.jsonl") if (out / n).is_file()]
     if written:   # only what is there: a resumed run that had nothing left to do wrote nothing new
         print(f"wrote {', '.join(written)}")
+    return 0
+
+
+def _recipe_note(args, saved, config) -> str:
+    if saved is not None or args.config:
+        return ""
+    size = f", training crops {config.train_size} px" if config.train_size else ""
+    return f" (recipe {args.recipe}{size})"
+
+
+def _is_file(model) -> bool:
+    from pathlib import Path
+    return bool(model and Path(model).suffix)
+
+
+def _setup(args, config, saved, data, preset, classes, val_spec, no_val):
+    """Model and datasets of a run from scratch (or a resumed one)."""
+    from pathlib import Path
+
+    from ..data import build_dataset, preset_for
+    from ..errors import SqueezeNetError
+    model = _build_model(args, saved, data, preset)
+    preset = preset or preset_for(model, data)
+    wanted = model.classes if saved is not None else (classes or model.classes)   # a resumed run: its own
+    train_ds = build_dataset(data, "train", preset=preset, classes=wanted, strict=args.strict,
+                             train_size=config.train_size)
+    val_ds = None
+    if not no_val:
+        val_ds = _val_dataset(val_spec or data, preset, train_ds.classes, args.strict, explicit=bool(val_spec))
+    if saved is None:
+        if model.num_classes != len(train_ds.classes):
+            if args.model and Path(args.model).suffix:
+                raise SqueezeNetError(f"{args.model} has {model.num_classes} outputs but the data has "
+                                      f"{len(train_ds.classes)} classes")
+            model = _build_model(args, None, data, preset, num_classes=len(train_ds.classes))
+        if model.classes != list(train_ds.classes):
+            model.class_names = None   # names of other ids
+        model.classes, model.preprocess = list(train_ds.classes), preset
+        if classes and not isinstance(classes, list):   # a class-list file: keep its names too
+            from ..data import read_class_names
+            ids, names = read_class_names(classes)
+            if names and ids == model.classes:
+                model.class_names = names
+        from ..train.init import init_weights
+        init_weights(model, args.init or RECIPES[args.recipe].init, train_ds)
+    if config.freeze:
+        from ..train.finetune import resolve_freeze
+        resolve_freeze(model, config.freeze)   # a name matching nothing: one line, before any work
+    return model, preset, train_ds, val_ds
+
+
+def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
+    """Fine-tuning a model file: check the input, pick the data's classes, give the model its
+    head for them (new, kept rows or unchanged; one line says which). Every check runs before
+    any training work, each a one-line error."""
+    from ..data import INPUT_SIZE, build_dataset, check_model_input, class_folder_names, preset_for
+    from ..data.datasets import read_class_names, read_labels
+    from ..errors import ConfigError, FormatError
+    from ..train.finetune import mapping_from_labels, plan_head, resolve_freeze, sample_features, transfer_head
+    model = _build_model(args, None, data, preset)
+    own = getattr(model, "preprocess", None)
+    if preset and own in INPUT_SIZE and INPUT_SIZE[preset] != INPUT_SIZE[own]:
+        raise FormatError(args.model, f"takes {INPUT_SIZE[own]}x{INPUT_SIZE[own]} input (preset {own}) but "
+                                      f"--preprocess {preset} gives {INPUT_SIZE[preset]}x{INPUT_SIZE[preset]}; "
+                                      f"drop --preprocess or give a preset of the model's input size")
+    preset = preset or preset_for(model, data)
+    check_model_input(model, preset, source=args.model)
+    if config.freeze:
+        resolve_freeze(model, config.freeze)
+    folders = class_folder_names(data, "train")
+    if len(folders) < 2:
+        shown = f" ({folders[0]!r})" if folders else ""
+        raise ConfigError(f"{data}: {len(folders)} class folder{'' if len(folders) == 1 else 's'}{shown}; "
+                          f"training a classifier needs at least 2 (one folder of photos per class)")
+    data_classes, names, mapping = sorted(folders), None, None
+    if classes:
+        ids, file_names = read_class_names(classes)
+        if set(ids) == set(folders):        # the file lists the data's classes: its order, its names
+            data_classes = list(ids)
+        mapping = mapping_from_labels(read_labels(classes))
+        if file_names:
+            by_id = dict(zip(ids, file_names))
+            names = [by_id.get(c, c) for c in data_classes]
+    model_classes = getattr(model, "classes", None)
+    if model_classes is not None and len(model_classes) != model.num_classes:
+        model_classes = None
+    plan = plan_head(model_classes, data_classes, args.head or "auto", mapping,   # errors before any work
+                     num_outputs=model.num_classes)
+    train_ds = build_dataset(data, "train", preset=preset, classes=data_classes, strict=args.strict,
+                             train_size=config.train_size)
+    counts = [0] * len(data_classes)
+    for t in train_ds.targets:
+        counts[t] += 1
+    empty = [c for c, n in zip(data_classes, counts) if n == 0]
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise FormatError(getattr(train_ds, "root", data), f"class folder {empty[0]!r}{more} holds no images; "
+                                                          f"add photos or remove the folder")
+    val_ds = None
+    if not no_val:
+        val_ds = _val_dataset(val_spec or data, preset, data_classes, args.strict, explicit=bool(val_spec))
+    features = None
+    if plan.kind == "new":   # imprint the new rows: class means of 50 centre-cropped photos a class
+        plain = build_dataset(data, "train", preset=preset, classes=data_classes, strict=args.strict, augment=False)
+        features = sample_features(model, plain, per_class=50, batch_size=config.eval_batch_size,
+                                   seed=config.seed, progress=config.progress)
+    plan = transfer_head(model, data_classes, args.head or "auto", mapping, features=features)
+    print(plan.message, flush=True)
+    model.class_names = names
+    model.preprocess = preset
+    return model, preset, train_ds, val_ds
+
+
+def _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val) -> int:
+    """--freeze leaves only conv10 training: the backbone's features of the training photos
+    (centre crops) are computed once and conv10 is trained on them; writes what a run writes."""
+    import json
+    import time
+
+    from ..data import build_dataset
+    from ..io import atomic_write_text
+    from ..train.checkpoint import METRICS_FILE, save_model_checkpoint
+    from ..train.finetune import fit_head
+    t0 = time.perf_counter()
+    plain = build_dataset(data, "train", preset=preset, classes=list(train_ds.classes), strict=args.strict,
+                          augment=False)
+    print(f"training conv10 alone ({sum(p.numel() for p in model.classifier.parameters()):,} params) on the "
+          f"frozen backbone's features of {len(plain)} train / {len(val_ds) if val_ds is not None else 0} val "
+          f"images, computed once; {config.epochs} epochs, lr {config.lr * config.head_lr_mult:g} "
+          f"{config.optimizer} {config.schedule}", flush=True)
+    history = fit_head(model, plain, config, val_data=val_ds, progress=config.progress)
+    seconds = time.perf_counter() - t0
+    cli = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
+           "val": str(val_spec) if val_spec else None, "no_val": bool(no_val), "frozen_backbone": True}
+    last = history[-1]
+    info = {"epoch": last["epoch"], "step": last["step"], "metrics": last, "train_config": config.to_dict(),
+            "cli": cli}
+    save_model_checkpoint(model, out, "best", info)
+    save_model_checkpoint(model, out, "last", info)
+    atomic_write_text(out / METRICS_FILE, "".join(json.dumps(h, default=float) + "\n" for h in history))
+    if "val_top1" in last:
+        print(f"val top-1 {last['val_top1']:.4f} (top-5 {last['val_top5']:.4f}) after {last['epoch']} epochs; "
+              f"{seconds:.1f} s in all ({last['features_s']:.1f} s of them computing features)")
+    print(f"wrote {out / 'best.safetensors'}, {out / 'last.safetensors'}, {out / METRICS_FILE}")
     return 0
 
 

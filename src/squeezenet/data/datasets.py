@@ -449,7 +449,7 @@ def _resolve_folder(path: Path, split: str) -> Path:
 def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | None = None,
                   classes=None, strict: bool = False, augment: bool | None = None,
                   transform: Callable | None = None, preload: bool = True,
-                  unlabeled: bool = False) -> Dataset:
+                  unlabeled: bool = False, train_size: int | None = None) -> Dataset:
     """A dataset from a spec: ``"digits"``, ``"cifar10"``, a folder of class folders (or one
     holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
 
@@ -458,7 +458,8 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     training augmentation. ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
     preset the images are decoded once into memory (:class:`PreloadedSmallDataset`, cached);
     ``preload=False`` keeps per-image decoding. ``unlabeled=True`` also accepts a folder of
-    images without class folders (labels are then all 0).
+    images without class folders (labels are then all 0). ``train_size``: the side of the
+    training crops (see :func:`get_transform`; folders with a ``resized`` preset only).
 
     >>> ds = build_dataset("digits", "test")
     >>> len(ds), ds[0][0].shape
@@ -492,7 +493,7 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
                                     "folders, or a .tar.gz of them)")
     preset = check_preset(preset or preset_for(data=spec_s))
     folder = _resolve_folder(path, split)
-    tf = transform or get_transform(preset, train=augment)
+    tf = transform or get_transform(preset, train=augment, train_size=train_size)
     ds = ImageFolderDataset(folder, tf, classes=classes, strict=strict, flat=unlabeled)
     if preset == "small" and transform is None and preload:
         try:

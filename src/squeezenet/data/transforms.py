@@ -119,24 +119,28 @@ def check_model_input(model, preset: str, source=None) -> None:
         raise FormatError(source, msg) from None
 
 
-def get_transform(preset: str, train: bool = False, hflip: bool = True) -> Callable:
+def get_transform(preset: str, train: bool = False, hflip: bool = True, train_size: int | None = None) -> Callable:
     """The PIL-image -> tensor transform of a preset, for training or evaluation.
 
     ``hflip=False`` drops the horizontal flip from the training augmentation (digits must not
-    be mirrored).
+    be mirrored). ``train_size`` (training only, ``resized`` presets): the side of the random
+    crops, smaller than the preset's input for cheaper fine-tuning steps (the all-convolutional
+    SqueezeNet is still scored at the preset's size).
 
     >>> from PIL import Image
     >>> get_transform("caffe")(Image.new("RGB", (300, 400))).shape
     torch.Size([3, 227, 227])
     >>> get_transform("small", train=True)(Image.new("RGB", (32, 32))).shape
     torch.Size([3, 32, 32])
+    >>> get_transform("torchvision", train=True, train_size=160)(Image.new("RGB", (300, 400))).shape
+    torch.Size([3, 160, 160])
     """
     from torchvision import transforms as T
     p = PRESETS[check_preset(preset)]
     size = p.input_size
     if train:
         if p.augment == "resized":
-            geo = [T.RandomResizedCrop(size)]
+            geo = [T.RandomResizedCrop(train_size or size)]
         elif p.augment == "pad":
             geo = [T.Resize(p.resize), T.RandomCrop(size, padding=4, padding_mode="reflect")]
         else:

@@ -342,6 +342,54 @@ class SqueezeNet(nn.Module):
                 if m.bias is not None:
                     nn.init.constant_(m.bias, 0)
 
+    def reset_classifier(self, num_classes: int, keep_rows=None) -> "SqueezeNet":
+        """Give the model a new conv10 with ``num_classes`` outputs; every other weight stays.
+
+        The one way a model gets a new head (timm's ``reset_classifier``). Without
+        ``keep_rows`` conv10 is initialised as in :meth:`reset_parameters` (Gaussian std 0.01,
+        bias 0). With ``keep_rows`` (indices of the old outputs, one per new class) the new
+        conv10 starts as those rows of the old one, so the model scores those classes exactly
+        as before. ``config.num_classes`` follows; ``classes`` becomes the kept rows' names
+        (or None for a fresh head: the caller names the new classes). Returns ``self``.
+
+        >>> m = SqueezeNet(SqueezeNetConfig(num_classes=10))
+        >>> m.reset_classifier(3, keep_rows=[7, 0, 2]).config.num_classes
+        3
+        """
+        old = self.final_conv
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"num_classes={num_classes!r}: must be an integer >= 1")
+        rows = None
+        if keep_rows is not None:
+            rows = [int(r) for r in keep_rows]
+            if len(rows) != num_classes:
+                raise ConfigError(f"keep_rows has {len(rows)} rows for {num_classes} classes")
+            bad = [r for r in rows if not 0 <= r < old.out_channels]
+            if bad:
+                raise ConfigError(f"keep_rows: row {bad[0]} is not an output of conv10 "
+                                  f"(it has {old.out_channels})")
+        new = nn.Conv2d(old.in_channels, num_classes, kernel_size=1, padding=old.padding,
+                        bias=old.bias is not None).to(device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            if rows is None:
+                nn.init.normal_(new.weight, mean=0.0, std=0.01)
+                if new.bias is not None:
+                    nn.init.constant_(new.bias, 0)
+            else:
+                idx = torch.tensor(rows, dtype=torch.long, device=old.weight.device)
+                new.weight.copy_(old.weight.index_select(0, idx))
+                if new.bias is not None:
+                    new.bias.copy_(old.bias.index_select(0, idx))
+        new.train(old.training)
+        self.classifier[1] = new
+        self.config = self.config.replace(num_classes=num_classes)
+        self.num_classes = num_classes
+        old_classes = self.classes
+        self.classes = ([old_classes[r] for r in rows]
+                        if rows is not None and old_classes is not None and len(old_classes) == old.out_channels
+                        else None)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
         x = self.classifier(x)

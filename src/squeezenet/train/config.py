@@ -26,6 +26,8 @@ RANGES = {
     "warmup_steps": Range(0, integer=True),
     "dropout": Range(0, 1, hi_open=True, optional=True),
     "label_smoothing": Range(0, 1, hi_open=True),
+    "head_lr_mult": Range(0, lo_open=True),
+    "train_size": Range(16, 1024, integer=True, optional=True, note="(None: the preset's input size)"),
     "grad_clip": Range(0, lo_open=True, optional=True, note="(None: no clipping)"),
     "seed": Range(0, MAX_SEED, integer=True),
     "max_steps": Range(1, integer=True, optional=True),
@@ -63,6 +65,9 @@ class TrainConfig:
     warmup_steps: int = 0             # linear warm-up from 0 over this many optimizer steps
     dropout: float | None = 0.5       # dropout before conv10 (None keeps the model's)
     label_smoothing: float = 0.0      # cross-entropy label smoothing
+    freeze: str | None = None         # comma-separated layers kept fixed (features, conv1, fire2..fire9, ...)
+    head_lr_mult: float = 1.0         # conv10's lr = lr x this (fine-tuning: a new head learns faster)
+    train_size: int | None = None     # side of the training crops (None: the preset's; scoring stays at it)
     nesterov: bool = False            # Nesterov momentum
     grad_clip: float | None = None    # clip the gradient norm to this value
     channels_last: bool = False       # NHWC memory format (faster convolutions on CPU)
@@ -86,6 +91,8 @@ class TrainConfig:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if self.freeze is not None and not isinstance(self.freeze, str):
+            bad("freeze", "must be a comma-separated string of layer names")
         if not (isinstance(self.device, str) and re.fullmatch(DEVICE_RE, self.device)):
             bad("device", "must be auto, cpu, cuda, cuda:N or mps")
         for name in ("nesterov", "channels_last", "bf16", "progress"):

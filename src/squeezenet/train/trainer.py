@@ -147,11 +147,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.model, device_ids=ids)
-        if cfg.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        from .finetune import freeze, make_optimizer
+        self.frozen = freeze(self.model, cfg.freeze)    # --freeze: no gradient, BatchNorm stats fixed
+        self.optimizer = make_optimizer(self.model, cfg)  # groups carry lr_mult (--head-lr-mult)
         self.step = 0          # optimizer steps done
         self.epoch = 0         # epochs completed
         self.history: list[dict] = []
@@ -277,7 +275,7 @@ class Trainer:
             if pending == 0:
                 self.lr = lr_at(cfg, self.step, total)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = self.lr
+                    g["lr"] = self.lr * g.get("lr_mult", 1.0)
             images, targets = self._to_device(images), targets.to(self.device, non_blocking=True)
             last = (i + 1 >= start + size)
             sync = last or not isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
@@ -438,7 +436,7 @@ class Trainer:
 
     #: Config fields that change the sequence of steps; a resume must not change them.
     SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "optimizer", "schedule", "power", "warmup_steps",
-                       "max_steps", "seed", "momentum", "weight_decay", "nesterov")
+                       "max_steps", "seed", "momentum", "weight_decay", "nesterov", "freeze", "head_lr_mult")
 
     def resume(self, path: str | Path | None = None) -> "Trainer":
         """Continue exactly where the training-state file left off (default: out_dir's)."""
