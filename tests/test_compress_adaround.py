@@ -85,3 +85,25 @@ def test_bias_correction_cancels_the_mean_output_error():
     after = (W @ X - (Q @ Xq + db.unsqueeze(1))).mean(1)
     assert before.abs().max() > 0.1
     assert after.abs().max() < 1e-10
+
+
+def test_gptq_on_the_asymmetric_target_keeps_zeros_and_corrects_upstream_error(one_thread):
+    """When the error coming from earlier layers dominates the layer's own rounding error (a
+    fine codebook, noisy inputs), rounding the asymmetric target wins; zeros stay zero."""
+    from squeezenet.compress.compensate import compensate_layer
+    W, X, _ = _problem(3)
+    zero = W.abs() < 0.3
+    W = W.masked_fill(zero, 0)
+    g = torch.Generator().manual_seed(6)
+    Xq = X + 0.3 * torch.randn(X.shape, generator=g, dtype=torch.float64)
+    n = X.shape[1]
+    Hqq, Hfq = Xq @ Xq.T / n, X @ Xq.T / n
+    cb = np.linspace(-2.5, 2.5, 65)
+    Wt = A.asymmetric_target(W, Hqq, Hfq, damp=1e-4)
+    assert not bool((Wt[zero] == 0).all())                   # the target is dense ...
+    Q_sym, c_sym = compensate_layer(W, Hqq, codebook=cb)
+    Q_asym, c_asym = compensate_layer(Wt, Hqq, codebook=cb, zero=zero)
+    assert np.all(c_asym.reshape(W.shape)[zero.numpy()] == 0)   # ... but pruned weights stay zero
+    assert bool((Q_asym[zero] == 0).all())
+    err = lambda Q: float(((Q @ Xq - W @ X) ** 2).mean())
+    assert err(Q_asym) < err(Q_sym)

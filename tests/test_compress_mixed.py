@@ -28,7 +28,9 @@ def test_layer_bytes_equal_the_writers_payload(tmp_path, one_thread):
         for k in keys:
             w = m.get_parameter(k).detach().numpy()
             imp = g.random(w.size)
-            layers[k] = M.quantize_option(k, w, imp, b, keep, shape=w.shape)
+            layers[k] = M.quantize_option(k, w, imp, b, keep, "saliency", True, shape=w.shape)
+            if trial % 2:
+                layers[k] = M.uniform_option(k, w, 0.3 * float(w.std()) * (trial + 1) / 3, keep, shape=w.shape)
         mm = squeezenet.create_model("squeezenet_small", num_classes=10)
         mm.load_state_dict(m.state_dict())
         M.apply_layers(mm, layers)
@@ -92,7 +94,7 @@ def test_weighted_kmeans_centroids_are_weighted_means():
 def test_quantize_option_prunes_by_saliency_and_keeps_zeros():
     w = np.array([0.0, 1.0, -2.0, 0.5, 3.0, -0.1, 0.2, 0.0])
     imp = np.array([1, 100, 0.001, 1, 1, 1, 1000, 1.0])
-    q = M.quantize_option("w", w, imp, bits=1, keep=0.5)
+    q = M.quantize_option("w", w, imp, bits=1, keep=0.5, prune_by="saliency")
     kept = set(np.flatnonzero(q.codes).tolist())
     # saliency w^2 F: 100, 0.004, 0.25, 9, 0.01, 40 -> the four largest are 1, 4, 6, 3
     assert kept == {1, 3, 4, 6}
@@ -135,3 +137,44 @@ def test_allocation_spends_bits_where_the_curvature_is(one_thread):
     assert sum(o.distortion for o in pick.values()) < sum(o.distortion for o in uni[4])
     s = M.allocation_summary(pick)
     assert s["bytes"] <= budget and s["kept"] == 1.0
+
+
+def test_uniform_option_grid_zeros_and_level_cap():
+    w = np.array([0.0, 0.26, -0.49, 1.04, 0.01, -0.74])
+    q = M.uniform_option("w", w, 0.25)
+    assert q.weight().tolist() == pytest.approx([0.0, 0.25, -0.5, 1.0, 0.0, -0.75])
+    assert q.codes[0] == 0 and q.codes[4] == 0               # zero level = pruned
+    assert q.codebook.tolist() == pytest.approx([-0.75, -0.5, 0.25, 1.0])   # only used levels
+    half = M.uniform_option("w", w, 0.25, keep=0.5)
+    assert np.count_nonzero(half.codes) == 3 and half.weight()[3] == pytest.approx(1.0)
+    assert M.uniform_option("w", np.linspace(-1, 1, 1001), 1e-3, max_levels=256) is None
+
+
+def test_uniform_family_has_less_estimated_loss_at_equal_bytes(one_thread):
+    """Entropy-coded uniform levels beat k-means centroids at the same coded size (Gaussian
+    weights, unit curvature): the allocation over both families never does worse than k-means."""
+    w = np.random.default_rng(4).normal(size=20000)
+    imp = np.ones_like(w)
+    km = {"w": M.layer_options("w", w, imp, keeps=(1.0,))}
+    un = {"w": M.layer_options("w", w, imp, keeps=(1.0,), family="uniform")}
+    both = {"w": km["w"] + un["w"]}
+    for budget in (6000, 9000, 12000):
+        d_km = M.allocate(km, budget)["w"].distortion
+        d_un = M.allocate(un, budget)["w"].distortion
+        assert d_un < d_km
+        assert M.allocate(both, budget)["w"].distortion <= min(d_km, d_un)
+    with pytest.raises(ConfigError):
+        M.layer_options("w", w, imp, family="lattice")
+
+
+def test_options_without_layers_are_rebuilt_identically(one_thread):
+    w = np.random.default_rng(5).normal(size=3000).reshape(30, 100)
+    imp = np.ones(w.size)
+    full = M.layer_options("w", w, imp, bits=(3, 5), keeps=(1.0, 0.5), family="both")
+    lean = M.layer_options("w", w, imp, bits=(3, 5), keeps=(1.0, 0.5), family="both", keep_layers=False)
+    assert len(full) == len(lean) and all(o.layer is None for o in lean)
+    for a, b in zip(full, lean):
+        q = M.realize(b, w, imp)
+        assert (a.bytes, a.distortion) == (b.bytes, b.distortion)
+        assert np.array_equal(q.codes, a.layer.codes) and np.array_equal(q.codebook, a.layer.codebook)
+        assert q.shape == (30, 100)

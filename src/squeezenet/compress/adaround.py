@@ -163,6 +163,20 @@ def paired_statistics(fp_model: nn.Module, q_model: nn.Module, key: str,
 
 
 @torch.no_grad()
+def asymmetric_target(W: torch.Tensor, Hqq: torch.Tensor, Hfq: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
+    """``W Hfq Hqq^-1``: the weights whose outputs on the compressed network's inputs ``X_q``
+    best match the original outputs ``W X_fp`` (least squares, ``damp`` times the mean
+    diagonal added to ``Hqq``). Rounding *this* target with GPTQ
+    (``compensate_layer(target, Hqq, codebook=..., zero=pruned)``) minimises the same
+    objective as :func:`adaround_layer` with ``G = W Hfq``: the layer also corrects the error
+    of the layers before it.
+    """
+    Hqq = Hqq.double()
+    d = damp * torch.diag(Hqq).mean().clamp_min(1e-30) * torch.eye(Hqq.shape[0], dtype=Hqq.dtype)
+    return torch.linalg.solve(Hqq + d, (W.double() @ Hfq.double()).T).T
+
+
+@torch.no_grad()
 def bias_correction(W: torch.Tensor, Q: torch.Tensor, mu_f: torch.Tensor, mu_q: torch.Tensor) -> torch.Tensor:
     """The bias change ``W mu_f - Q mu_q`` (per output) that cancels the mean output error of
     replacing ``W`` (on original inputs, mean ``mu_f``) by ``Q`` (on compressed-network inputs,
