@@ -88,3 +88,13 @@ def test_bad_mode_and_exhausted_iterator():
     gen = (torch.randn(2, 3, 8, 8) for _ in range(2))
     with pytest.raises(ConfigError):
         D.distill_quantized(s, t, layers, gen, steps=5)
+
+
+def test_ste_final_codes_fit_a_byte_budget(one_thread):
+    t, s, layers = _pair(bits=4, keep=0.9)
+    xs = [torch.randn(8, 3, 8, 8) for _ in range(3)]
+    size = lambda L: sum(M.layer_bytes(q.codes, q.codebook.size) for q in L.values())
+    start = size(layers)
+    new, _ = D.distill_quantized(s, t, layers, xs, steps=10, lr=1e-2, mode="ste", max_bytes=start - 60)
+    assert size(new) <= start - 60
+    assert all(np.array_equal(new[k].codes == 0, layers[k].codes == 0) for k in layers)

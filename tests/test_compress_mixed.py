@@ -178,3 +178,32 @@ def test_options_without_layers_are_rebuilt_identically(one_thread):
         assert (a.bytes, a.distortion) == (b.bytes, b.distortion)
         assert np.array_equal(q.codes, a.layer.codes) and np.array_equal(q.codebook, a.layer.codebook)
         assert q.shape == (30, 100)
+
+
+def test_assign_within_budget_fits_exactly_and_costs_least(one_thread):
+    g = np.random.default_rng(6)
+    vals = {"a": g.normal(size=(40, 50)), "b": g.laplace(size=(3000,))}
+    cbs = {k: np.sort(Q.kmeans_1d(v.ravel(), 16)[0]) for k, v in vals.items()}
+    keep = {"a": np.abs(vals["a"]) > 0.3, "b": np.ones(3000, bool)}
+    imp = {k: g.random(v.size) + 0.5 for k, v in vals.items()}
+    loose, mu = M.assign_within_budget(vals, cbs, keep, imp, 10 ** 9)
+    assert mu == 0.0
+    for k, q in loose.items():                                   # nearest rounding
+        w = q.weight().ravel()
+        v = vals[k].ravel()
+        best = np.abs(v[:, None] - cbs[k][None, :]).min(1)
+        kp = keep[k].ravel()
+        assert np.allclose(np.abs(w - v)[kp], best[kp], atol=1e-6) and np.all(w[~kp] == 0)
+    size = lambda L: sum(M.layer_bytes(q.codes, q.codebook.size) for q in L.values())
+    full = size(loose)
+    for frac in (0.99, 0.95):
+        budget = int(full * frac)
+        tight, mu = M.assign_within_budget(vals, cbs, keep, imp, budget)
+        assert size(tight) <= budget and mu > 0
+        assert all(np.array_equal(q.codes == 0, ~keep[k].ravel()) for k, q in tight.items())
+        # the loss it adds is far below what the same saving costs by dropping small weights
+        loss = sum(M.distortion(vals[k], q.weight(), imp[k]) for k, q in tight.items())
+        base = sum(M.distortion(vals[k], q.weight(), imp[k]) for k, q in loose.items())
+        assert loss - base < 0.5 * base
+    with pytest.raises(ConfigError):
+        M.assign_within_budget(vals, cbs, keep, imp, 100)

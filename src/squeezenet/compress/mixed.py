@@ -289,13 +289,14 @@ def allocate(options: dict[str, list[Option]], budget: int, resolution: int | No
     """One option per layer minimising the summed distortion with summed bytes <= ``budget``.
 
     Exact multiple-choice knapsack by dynamic programming over bytes, rounded up to
-    ``resolution`` (default ``budget / 4000``, so the answer is within 0.03 % of the budget's
-    optimum). Raises ConfigError when even the smallest options do not fit.
+    ``resolution`` (default ``budget / 20000``: each layer's bytes are rounded up by less than
+    that, so with SqueezeNet's 26 layers at most ~0.13 % of the budget is left unused).
+    Raises ConfigError when even the smallest options do not fit.
     """
     keys = list(options)
     if not keys:
         return {}
-    res = max(1, int(resolution or budget // 4000))
+    res = max(1, int(resolution or budget // 20000))
     nb = budget // res
     smallest = sum(min(o.bytes for o in options[k]) for k in keys)
     if smallest > budget:
@@ -347,3 +348,83 @@ def apply_layers(model: nn.Module, layers: dict[str, Q.QuantLayer]) -> None:
     for k, q in layers.items():
         p = model.get_parameter(k)
         p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
+
+
+# ----------------------------------------------------------------------------- exact fit
+
+def _assign(v: np.ndarray, cb: np.ndarray, imp: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """argmin_k imp * (v - cb[k])**2 + penalty[k] over the two centroids around each value
+    (indices into the sorted ``cb``)."""
+    K = cb.size
+    hi = np.clip(np.searchsorted(cb, v), 1, max(1, K - 1)) if K > 1 else np.zeros(v.size, np.int64)
+    lo = np.maximum(hi - 1, 0)
+    c_lo = imp * (v - cb[lo]) ** 2 + penalty[lo]
+    c_hi = imp * (v - cb[hi]) ** 2 + penalty[hi]
+    return np.where(c_hi < c_lo, hi, lo)
+
+
+def assign_within_budget(values: dict[str, np.ndarray], codebooks: dict[str, np.ndarray],
+                         keep: dict[str, np.ndarray], importance: dict[str, np.ndarray], budget: int,
+                         bits: dict[str, int] | None = None, gap_bits: int = 4,
+                         iters: int = 20) -> tuple[dict[str, Q.QuantLayer], float]:
+    """Codes for real-valued weights (e.g. the float weights of straight-through training)
+    with total :func:`layer_bytes` <= ``budget``, changing as little as possible.
+
+    Each weight takes the centroid minimising ``F_i (v_i - c)^2 + mu * len(c)``, where
+    ``len(c)`` is the Huffman code length (bits) of centroid ``c`` under the nearest
+    assignment: ``mu = 0`` is nearest rounding, and a larger ``mu`` moves the weights that
+    sit nearest a midpoint to the neighbour with the shorter code -- the smallest loss per
+    byte saved (entropy-constrained quantization). ``mu`` is found by bisection, one value
+    for all layers (``F`` makes their losses comparable). Zeros (``keep`` False) stay zero.
+    Returns the layers and ``mu`` (0.0 when nearest rounding already fits).
+    """
+    keys = list(values)
+    prep = {}
+    for k in keys:
+        cb = np.asarray(codebooks[k], dtype=np.float64)
+        order = np.argsort(cb, kind="stable")
+        v = np.asarray(values[k], dtype=np.float64).ravel()
+        kp = np.asarray(keep[k]).ravel().astype(bool)
+        imp = np.asarray(importance[k], dtype=np.float64).ravel()[kp]
+        imp = np.maximum(imp, 1e-12 * (imp.max() if imp.size else 1.0) + 1e-30)
+        near = _assign(v[kp], cb[order], np.ones(kp.sum()), np.zeros(cb.size))
+        hist = np.bincount(near, minlength=cb.size)
+        lengths = code_lengths(hist).astype(np.float64)
+        lengths[lengths == 0] = lengths.max() + 1 if lengths.max() > 0 else 1.0
+        prep[k] = (cb, order, v, kp, imp, lengths)
+
+    def build(mu: float) -> tuple[dict[str, Q.QuantLayer], int]:
+        out, total = {}, 0
+        for k in keys:
+            cb, order, v, kp, imp, lengths = prep[k]
+            idx = _assign(v[kp], cb[order], imp, mu * lengths)
+            codes = np.zeros(v.size, dtype=np.int64)
+            codes[kp] = order[idx] + 1
+            b = (bits or {}).get(k) or max(1, int(np.ceil(np.log2(max(2, cb.size)))))
+            shape = values[k].shape if hasattr(values[k], "shape") else (v.size,)
+            q = Q.QuantLayer(k, tuple(shape), int(b), cb.astype(np.float32), codes)
+            out[k] = q
+            total += layer_bytes(codes, cb.size, gap_bits)
+        return out, total
+
+    layers, total = build(0.0)
+    if total <= budget:
+        return layers, 0.0
+    lo, hi = 0.0, 1e-12
+    while True:
+        cand, t = build(hi)
+        if t <= budget:
+            break
+        lo, hi = hi, hi * 10
+        if hi > 1e12:
+            raise ConfigError(f"byte budget {budget:,}: not reachable by re-assigning codes "
+                              f"({t:,} B at the strongest setting)")
+    best = cand
+    for _ in range(iters):
+        mid = (lo * hi) ** 0.5 if lo > 0 else hi / 10
+        cand, t = build(mid)
+        if t <= budget:
+            hi, best = mid, cand
+        else:
+            lo = mid
+    return best, hi
