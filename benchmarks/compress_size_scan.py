@@ -36,7 +36,7 @@ def main() -> int:
     import squeezenet
     from squeezenet.compress import prune as P
     from squeezenet.compress import quantize as Q
-    from squeezenet.compress.pipeline import fit_target, save_quantized
+    from squeezenet.compress.sizing import fit_target, save_quantized
     from squeezenet.data import build_dataset, make_loader
     from squeezenet.evaluate import evaluate
     model = squeezenet.load(args.weights).eval()

@@ -25,11 +25,12 @@ import time
 def accuracy(args) -> dict:
     import numpy as np
     import torch
+    from squeezenet.data import read_class_list, shared_dir
     from squeezenet.interop.onnx_export import to_onnx_bytes
     from squeezenet.runtime import ort_session
-    from squeezenet.runtime.images import batches, image_dataset, read_class_list
+    from squeezenet.runtime.images import batches, image_dataset
     from squeezenet.runtime.quantize import quantize_int8
-    from squeezenet.runtime.reference import onnx_zoo_squeezenet1_1, shared_dir
+    from squeezenet.runtime.reference import onnx_zoo_squeezenet1_1
 
     torch.set_num_threads(args.threads)
     sh = shared_dir()

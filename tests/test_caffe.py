@@ -9,7 +9,7 @@ import torch
 
 import squeezenet
 from squeezenet.errors import FormatError, SqueezeNetError
-from squeezenet.interop import caffe_pb as pb
+from squeezenet.interop.caffe import pb
 from squeezenet.interop.caffe import (CaffeNet, NotSqueezeNet, arch_name, export_caffe, import_caffe,
                                       load_caffe, parse_prototxt, read_caffemodel, read_prototxt,
                                       squeezenet_layout, to_squeezenet)
@@ -338,3 +338,14 @@ def test_cli_import_and_export_caffe(tmp_path, cli, shared):
                          "--from", "caffe", "-o", tmp_path / "x.pth")
     assert code == 2 and ".safetensors" in err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("name,size", [("squeezenet1_0_caffe", 227), ("squeezenet1_1", 227), ("squeezenet_small", 32)])
+def test_export_declares_the_deepscale_input_size(tmp_path, name, size):
+    """ImageNet models declare 227x227 as DeepScale's v1.0 and v1.1 deploy files do (the caffe
+    preset's crop); the 32x32 model its registered size."""
+    proto, _ = export_caffe(squeezenet.create_model(name), tmp_path)
+    assert CaffeNet(read_prototxt(proto)).shapes["data"] == (1, 3, size, size)
+    if name == "squeezenet1_1":
+        real = CaffeNet(read_prototxt(shared_path("fixtures/caffe/squeezenet_v1.1/deploy.prototxt")))
+        assert real.shapes["data"][2:] == (size, size)

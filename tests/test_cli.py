@@ -39,7 +39,7 @@ def test_summary_table(cli):
     (("summary", "squeezenet1_0", "--bypas", "simple"), "--bypass"),
     (("summary", "squeezenet1_0", "--bypass", "simpel"), "simple"),
     (("sumary",), "summary"),
-    (("summary", "squeezenet1_0", "--input-size", "abc"), "invalid int"),
+    (("summary", "squeezenet1_0", "--input-size", "abc"), "must be an integer"),
 ])
 def test_bad_cli_input(cli, argv, needle):
     code, out, err = cli(*argv)

@@ -65,6 +65,35 @@ def test_unknown_preset():
         get_transform("cafe")
 
 
+def test_preset_table_is_the_one_source():
+    """The ONNX metadata spells out exactly the Preset rows, and get_transform follows them."""
+    from squeezenet.data import PRESETS
+    from squeezenet.interop.onnx_export import PREPROCESS_SPECS
+    assert set(PREPROCESS_SPECS) == set(PRESETS) == {"torchvision", "caffe", "small"}
+    for name, p in PRESETS.items():
+        assert PREPROCESS_SPECS[name] == p.spec()
+        assert p.spec()["crop"] == p.input_size
+        x = get_transform(name)(Image.new("RGB", (300, 260), (200, 100, 50)))
+        assert x.shape == (3, p.input_size, p.input_size)
+        rgb = torch.tensor([200.0, 100.0, 50.0])
+        px = (rgb.flip(0) if p.color == "BGR" else rgb) * p.scale
+        assert torch.allclose(x[:, 3, 3], (px - torch.tensor(p.mean)) / torch.tensor(p.std), atol=1e-5)
+
+
+def test_preset_for_decides_every_default():
+    import squeezenet
+    from squeezenet.data import preset_for
+    small, v11 = squeezenet.create_model("squeezenet_small"), squeezenet.create_model("squeezenet1_1")
+    assert preset_for(small) == "small" and preset_for(small, "photos/") == "small"
+    assert preset_for(v11) == "torchvision" and preset_for(v11, "digits") == "small"
+    assert preset_for(data="cifar10") == "small" and preset_for(data="photos/") == "torchvision"
+    assert preset_for() == "torchvision"
+    v11.preprocess = "caffe"   # the model's own preset (stored in its file) wins
+    assert preset_for(v11, "digits") == "caffe"
+    assert build_dataset("digits", "test").transform is not None   # digits default: small at 32x32
+    assert build_dataset("digits", "test")[0][0].shape == (3, 32, 32)
+
+
 # ---------------------------------------------------------------- digits
 
 def test_digits_fixed_split():
@@ -118,11 +147,28 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "e2" / "cat").mkdir(parents=True)
     with pytest.raises(FormatError, match="no images"):
         build_dataset(tmp_path / "e2")
-    with pytest.raises(FormatError, match="class list not found"):
+    with pytest.raises(FormatError, match="no such class list file"):
         build_dataset(_folder(tmp_path / "d"), classes=tmp_path / "nope.txt")
     (tmp_path / "dup.txt").write_text("a\nb\na\n")
-    with pytest.raises(FormatError, match="repeats a"):
+    with pytest.raises(FormatError, match="duplicate ids: a"):
         read_class_list(tmp_path / "dup.txt")
+
+
+def test_one_class_list_reader(tmp_path):
+    """synsets.txt and synset_words.txt both work (first word of each line); bad lists are one
+    line naming the file; the importers read lists with the same function."""
+    from squeezenet.interop import importers
+    (tmp_path / "words.txt").write_text("n01440764 tench, Tinca tinca\n\nn01443537 goldfish\n")
+    (tmp_path / "ids.txt").write_text("n01440764\nn01443537\n")
+    assert read_class_list(tmp_path / "words.txt") == read_class_list(tmp_path / "ids.txt") == ["n01440764", "n01443537"]
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    for name, needle in [("empty.txt", "class list is empty"), ("latin1.txt", "not UTF-8"),
+                         ("missing.txt", "no such class list file")]:
+        with pytest.raises(FormatError, match=needle) as e:
+            read_class_list(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name)) and "\n" not in str(e.value)
+    assert importers.read_classes is read_class_list
 
 
 def test_pickled_cifar_is_refused(tmp_path):

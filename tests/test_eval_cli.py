@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
 
 import squeezenet
 from conftest import shared_path
@@ -14,24 +12,18 @@ from conftest import shared_path
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def onnx_zoo_model(tmp_path):
-    """SqueezeNet 1.1 with the ONNX-zoo ImageNet weights (26 convs in forward order)."""
-    w = shared_path("fixtures/onnx_zoo_squeezenet1.1/weights")
-    syn = shared_path("fixtures/imagenet/synsets.txt")
-    m = squeezenet.create_model("squeezenet1_1")
-    keys = [k[: -len(".weight")] for k in m.state_dict() if k.endswith(".weight")]
-    sd = {}
-    for i, k in enumerate(keys):
-        sd[f"{k}.weight"] = torch.from_numpy(np.load(w / f"squeezenet0_conv{i}_weight.npy"))
-        sd[f"{k}.bias"] = torch.from_numpy(np.load(w / f"squeezenet0_conv{i}_bias.npy"))
-    m.load_state_dict(sd)
-    m.classes = [l.strip() for l in syn.read_text().splitlines() if l.strip()]
-    m.preprocess = "torchvision"
-    return squeezenet.save(m, tmp_path / "sq11.safetensors")
+def onnx_zoo_model(cli, tmp_path):
+    """SqueezeNet 1.1 with the ONNX-zoo ImageNet weights and class ids, made by the importer
+    (``squeezenet import --from onnx-zoo``) as a user would."""
+    out = tmp_path / "sq11.safetensors"
+    code, _, err = cli("import", shared_path("fixtures/onnx_zoo_squeezenet1.1/weights"), "--from", "onnx-zoo",
+                       "--classes", shared_path("fixtures/imagenet/synsets.txt"), "-o", out)
+    assert code == 0, err
+    return out
 
 
 def test_predict_chelsea_is_a_cat(cli, tmp_path):
-    path = onnx_zoo_model(tmp_path)
+    path = onnx_zoo_model(cli, tmp_path)
     words = shared_path("fixtures/imagenet/synset_words.txt")
     cat = shared_path("fixtures/photos/chelsea.png")
     code, out, err = cli("predict", path, cat, shared_path("fixtures/photos/coffee.png"), "--labels", words, "--json")
@@ -87,7 +79,7 @@ def test_eval_more_classes_than_outputs(cli, tmp_path):
 @pytest.mark.slow
 def test_eval_onnx_zoo_on_imagenet_sample(cli, tmp_path):
     """spec section 11: dev set top-1 59.8 %, top-5 81.0 % (torchvision preprocessing)."""
-    path = onnx_zoo_model(tmp_path)
+    path = onnx_zoo_model(cli, tmp_path)
     root = shared_path("fixtures/imagenet_sample_dev")
     code, out, err = cli("eval", path, "--data", root, "--classes",
                          shared_path("fixtures/imagenet/synsets.txt"), "--json", "--batch-size", "50")

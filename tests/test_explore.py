@@ -77,44 +77,74 @@ def test_space_constraints_reject_invalid_networks():
 # ----------------------------------------------------------------------------------------- strategies
 
 
-def _synthetic(space):
-    """A smooth objective over the grid (no training): best at the largest base_e/SR."""
+#: A 720-point grid for the strategy contract (no training: a synthetic objective).
+GRID = {"version": 1, "params": {"base_e": {"values": [4, 8, 16, 32]}, "incr_e": {"values": [0, 4, 8, 16]},
+                                 "sr": {"values": [0.125, 0.25, 0.5, 0.75, 1.0]},
+                                 "pct_3x3": {"low": 0.1, "high": 0.9, "step": 0.1}}}
+
+
+def _smooth(p):
+    """A smooth objective over the grid: best at the largest base_e/incr_e/SR and pct_3x3 = 0.5."""
+    return math.log2(p["base_e"]) / 2 + p["sr"] - abs(p["pct_3x3"] - 0.5) + p["incr_e"] / 32
+
+
+def _run_strategy(name, space, pareto, sign=1.0, n_trials=20):
+    """The points a seeded strategy proposes while maximising ``sign * _smooth`` (and, for
+    Pareto studies, minimising a size that grows with base_e)."""
+    sampler = get_strategy(name).sampler(space, seed=3, multi_objective=pareto)
+    assert isinstance(sampler, optuna.samplers.BaseSampler)
+    study = optuna.create_study(directions=["maximize", "minimize"] if pareto else ["maximize"],
+                                sampler=sampler)
+
     def f(trial):
-        p = suggest_point(trial, space)
-        return p["base_e"] / 8 + p["sr"] - abs(p["pct_3x3"] - 0.5) + p["incr_e"] / 40
-    return f
+        return sign * _smooth(suggest_point(trial, space))
+    obj = (lambda t: (f(t), float(t.params.get("base_e", 0) * 100))) if pareto else f
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study.optimize(obj, n_trials=n_trials)
+    return [t.params for t in study.trials]
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 @pytest.mark.parametrize("pareto", [False, True])
 def test_strategy_contract(name, pareto):
     """Every strategy: a sampler that proposes grid points of the space, works for single- and
-    two-objective studies, is reproducible from its seed, and improves on a smooth objective."""
-    space = parse_space(TINY)
-    results = []
-    for _ in range(2):
-        sampler = get_strategy(name).sampler(space, seed=3, multi_objective=pareto)
-        assert isinstance(sampler, optuna.samplers.BaseSampler)
-        study = optuna.create_study(directions=["maximize", "minimize"] if pareto else ["maximize"],
-                                    sampler=sampler)
-        f = _synthetic(space)
-        obj = (lambda t: (f(t), float(t.params.get("base_e", 0) * 100))) if pareto else f
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        study.optimize(obj, n_trials=12)
-        for t in study.trials:
-            assert set(t.params) == set(space.names())
-            for k, v in t.params.items():
-                space.params[k].index(v)                  # on the grid
-        results.append([t.params for t in study.trials])
-    assert results[0] == results[1]                       # same seed, same proposals
+    two-objective studies, is reproducible from its seed, and finds good points of a smooth
+    objective; the guided ones (all but random) follow the objective's direction.
+
+    The thresholds held for every seed of 0..99 (20 trials): each strategy's best of 20 beat
+    the grid's median (best of 20 uniform random points: fails with probability 2^-20), and,
+    single-objective, the guided strategies' trials scored higher on average when maximising
+    the objective than when minimising it (smallest gap: genetic, +0.05 on a 0.7..4.0 scale).
+    """
+    import itertools
+    import statistics
+    space = parse_space(GRID)
+    runs = [_run_strategy(name, space, pareto) for _ in range(2)]
+    assert runs[0] == runs[1]                             # same seed, same proposals
+    points = runs[0]
+    for p in points:
+        assert set(p) == set(space.names())
+        for k, v in p.items():
+            space.params[k].index(v)                      # on the grid
     if name in ("random", "anneal"):                      # grid-aware: never the same point twice
-        assert len({point_key(p) for p in results[0]}) == len(results[0])
+        assert len({point_key(p) for p in points}) == len(points)
+    names = space.names()
+    grid = [_smooth(dict(zip(names, vs))) for vs in itertools.product(*(space.params[n].values for n in names))]
+    assert max(map(_smooth, points)) > statistics.median(grid)
+    if not pareto:
+        down = _run_strategy(name, space, pareto, sign=-1.0)
+        up_mean, down_mean = statistics.mean(map(_smooth, points)), statistics.mean(map(_smooth, down))
+        if name == "random":                              # the baseline never reads the values
+            assert down == points
+        else:
+            assert up_mean > down_mean, (up_mean, down_mean)
 
 
 def test_unknown_strategy_one_line():
-    with pytest.raises(Exception) as e:
+    with pytest.raises(SqueezeNetError) as e:
         get_strategy("anealing")
-    assert "unknown strategy 'anealing'" in str(e.value) and "did you mean anneal" in str(e.value)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 1 and "unknown strategy 'anealing'" in lines[0] and "did you mean anneal" in lines[0]
 
 
 def test_anneal_moves_to_neighbours_and_cools():
@@ -251,7 +281,7 @@ def test_cli_search_report_and_bad_input(cli, tmp_path):
         (["--strategy", "random", "--trials", "3", *common[:2], "--max-steps", "2", *common[4:]],
          "was created with budget.max_steps=1"),
         (["--strategy", "random", "--trials", "3", "--objective", "accuracy", *common], "objectives"),
-        (["--strategy", "random", "--trials", "0", *common], "--trials 0"),
+        (["--strategy", "random", "--trials", "0", *common], "--trials: 0"),
         (["--strategy", "random", "--trials", "3", *common[:-4], "--storage", "redis://h/0", "--study", "t"],
          "unsupported scheme 'redis'"),
     ]

@@ -59,6 +59,7 @@ def _two_workers(url, tmp_path, name):
     return _check_shared(url, name, 5)
 
 
+@pytest.mark.slow  # two worker processes, each importing torch and training
 def test_two_workers_share_a_sqlite_study(tmp_path):
     _two_workers(f"sqlite:///{tmp_path}/s.db", tmp_path, "sq")
 

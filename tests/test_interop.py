@@ -144,18 +144,7 @@ def test_import_errors(tmp_path, cli, shared):
     assert code == 2 and "invalid choice" in err
 
 
-def _deep_compression_or_skip():
-    try:
-        from squeezenet.interop import deep_compression
-    except ImportError:
-        pytest.skip("squeezenet.interop.deep_compression (issue 5) is not merged yet")
-    if not (hasattr(deep_compression, "import_net") and hasattr(deep_compression, "net_to_sqz")):
-        pytest.skip("squeezenet.interop.deep_compression lacks import_net/net_to_sqz (issue 5 not merged)")
-    return deep_compression
-
-
 def test_cli_import_deep_compression(tmp_path, cli, shared):
-    _deep_compression_or_skip()
     net = shared("fixtures/deep_compression/compressed_SqueezeNet.net")
     synsets = shared("fixtures/imagenet/synsets.txt")
     # no prototxt given: SqueezeNet_deploy.prototxt beside the .net is used
@@ -164,22 +153,14 @@ def test_cli_import_deep_compression(tmp_path, cli, shared):
     assert code == 0, err
     m = squeezenet.load(tmp_path / "dc.safetensors")
     assert m.preprocess == "caffe" and len(m.classes) == 1000 and m.config.conv10_padding == 1
-    code, out, err = cli("import", net, "--from", "deep-compression", "-o", tmp_path / "dc.sqz")
+    code, out, err = cli("import", net, "--from", "deep-compression", "--classes", synsets,
+                         "-o", tmp_path / "dc.sqz")
     assert code == 0, err
     sqz = squeezenet.load(tmp_path / "dc.sqz")
+    assert sqz.classes == m.classes and sqz.preprocess == "caffe"
     x = torch.randn(1, 3, 227, 227)
     with torch.no_grad():
         torch.testing.assert_close(sqz(x), m(x))
-
-
-def test_deep_compression_route_without_module(tmp_path, monkeypatch):
-    """Until issue 5 lands the route exists and says what is missing, in one line."""
-    import sys
-    import squeezenet.interop
-    monkeypatch.setitem(sys.modules, "squeezenet.interop.deep_compression", None)
-    monkeypatch.delattr(squeezenet.interop, "deep_compression", raising=False)
-    with pytest.raises(SqueezeNetError, match="needs squeezenet.interop.deep_compression"):
-        import_model("deep-compression", [tmp_path / "x.net"])
 
 
 @pytest.mark.parametrize("photo,wnids", [("chelsea.png", {"n02124075", "n02123045"}),   # Egyptian cat / tabby

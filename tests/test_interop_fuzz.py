@@ -2,10 +2,15 @@
 ONNX-zoo .npy files and of an exported caffemodel must raise only FormatError /
 SqueezeNetError: no other exception, no hang, no large allocation.
 
-Seeded and bounded (200 cases per file), so the test is deterministic and fast.
+Seeded and bounded (200 cases per file), so the test is deterministic and fast. Every other
+reader of user files (images, folders, .safetensors + sidecars, .sqz, .net, .pth, YAML
+spaces, archives, class lists) is fuzzed by ``tests/fuzz_readers.py``: a few cases each here
+(fast), thousands each under a memory limit in the slow test, which prints the table
+(``PYTHONPATH=src python tests/fuzz_readers.py --cases 2000`` prints it too).
 """
 from __future__ import annotations
 
+import os
 import random
 import resource
 import signal
@@ -21,7 +26,8 @@ from squeezenet.interop.caffe import (CaffeNet, export_caffe, load_caffe, read_c
                                       squeezenet_layout)
 from squeezenet.interop.onnx_zoo import import_onnx_zoo, read_npy
 
-from conftest import shared_path
+from conftest import IN_CI, shared_path
+from fuzz_readers import READERS, run_all, run_reader, table
 
 CASES = 200
 PROTOTXTS = ["fixtures/caffe/squeezenet_v1.0/deploy.prototxt",
@@ -138,3 +144,30 @@ def test_fuzz_onnx_zoo_folder(tmp_path):
                 raise AssertionError(f"zoo case {i} ({victim.name}): {type(e).__name__}: {e}") from e
             target.unlink()
             target.symlink_to(victim)
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_fuzz_every_reader_a_few_cases(tmp_path, name):
+    """A few mutated and hostile inputs per reader, in this process: no traceback, no
+    multi-line error, no hang (keeps the generators of the slow fuzz working)."""
+    r = run_reader(name, 6, seed=1, tmp=tmp_path)
+    if r.get("skipped"):
+        if IN_CI:
+            pytest.fail(r["skipped"])
+        pytest.skip(r["skipped"])
+    assert r["tried"] == 6 and r["failures"] == 0, r["examples"]
+
+
+@pytest.mark.slow
+def test_fuzz_every_reader_under_a_memory_limit(tmp_path, capsys):
+    """Thousands of cases per reader (``SQUEEZENET_FUZZ_CASES``, default 2000), each reader in
+    a worker process under RLIMIT_AS (+1 GiB) with a 20 s limit per case; prints the table of
+    cases and failures, which must all be 0."""
+    cases = int(os.environ.get("SQUEEZENET_FUZZ_CASES", "2000"))
+    rows = run_all(list(READERS), cases, seed=0, mem_mb=1024, timeout=20, tmp=tmp_path, log=None)
+    with capsys.disabled():
+        print("\n" + table(rows))
+    skipped = [r for r in rows if r.get("skipped")]
+    assert not (skipped and IN_CI), skipped
+    assert all(r["failures"] == 0 for r in rows), table(rows)
+    assert all(r["tried"] == cases for r in rows if not r.get("skipped"))

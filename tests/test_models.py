@@ -144,6 +144,22 @@ def test_registry_refuses_duplicates():
         sq.create_model("squeezenet1_O")
 
 
+def test_registry_holds_the_input_size_and_preset_per_stem():
+    """The registry is the one place for a stem's documented input size and default preset;
+    it refuses a second entry that disagrees for the same stem."""
+    from squeezenet.models import default_input_size, default_preset
+    want = {"squeezenet1_0": (227, "torchvision"), "squeezenet1_0_caffe": (227, "torchvision"),
+            "squeezenet1_1": (224, "torchvision"), "squeezenet_small": (32, "small")}
+    for name, (size, preset) in want.items():
+        m = sq.create_model(name, bypass="complex")
+        assert (get_model_entry(name).input_size, default_input_size(m), default_preset(m)) == (size, size, preset)
+    # a model the registry does not know: 224, torchvision
+    assert (default_input_size(torch.nn.Conv2d(3, 3, 1)), default_preset(torch.nn.Conv2d(3, 3, 1))) == (224, "torchvision")
+    with pytest.raises(ValueError, match="stem 'v1.1' is registered by 'squeezenet1_1'"):
+        register_model("squeezenet1_1_other", input_size=227, stem="v1.1")(lambda **k: None)
+    assert "squeezenet1_1_other" not in sq.list_models()
+
+
 def test_save_load_roundtrip(tmp_path):
     m = sq.create_model("squeezenet_small", bypass="complex")
     m.classes = [str(i) for i in range(10)]

@@ -45,7 +45,7 @@ def test_compile_engine_agrees(small):
 
 
 def test_auto_measures_once_and_caches(small, cache, monkeypatch):
-    import squeezenet.runtime as rt
+    import squeezenet.runtime.auto as rt
     f = compile_model(small, "auto", threads=1, candidates=("onnxruntime", "eager"))
     assert f.engine in ("onnxruntime", "eager")
     assert set(f.timings_ms) == {"onnxruntime", "eager"} and all(v > 0 for v in f.timings_ms.values())
@@ -66,13 +66,13 @@ def test_auto_measures_once_and_caches(small, cache, monkeypatch):
 
 
 def test_auto_rejects_disagreeing_engine(small, cache, monkeypatch):
-    import squeezenet.runtime as rt
-    real = rt._build
+    import squeezenet.runtime.auto as rt
+    real = rt.build_engine
 
     def wrong(model, engine, shape, threads):
         fn = real(model, engine, shape, threads)
         return (lambda x: fn(x) + 1.0) if engine == "channels_last" else fn
-    monkeypatch.setattr(rt, "_build", wrong)
+    monkeypatch.setattr(rt, "build_engine", wrong)
     f = compile_model(small, "auto", threads=1, candidates=("channels_last", "eager"))
     assert f.engine == "eager"
     entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))

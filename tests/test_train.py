@@ -239,6 +239,7 @@ def _steps(out):
     return {int(s): float(lr) for s, lr in rows}
 
 
+@pytest.mark.slow  # worker subprocesses, each importing torch
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     (tmp_path / "ref").mkdir()
     (tmp_path / "run").mkdir()
@@ -263,6 +264,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+@pytest.mark.slow  # worker subprocesses, each importing torch
 def test_sigint_saves_and_exits_cleanly(tmp_path):
     (tmp_path / "run").mkdir()
     run = _worker(tmp_path, tmp_path / "run", "fresh", slow=0.3)
@@ -294,6 +296,28 @@ def test_init_schemes():
         init_weights(m, "xavier")
 
 
+def test_recipes_are_one_table():
+    """train --recipe, the digits demo and explore all read squeezenet.train.recipes."""
+    from squeezenet.cli import train as cli_train
+    from squeezenet.explore import trial
+    from squeezenet.train import demo
+    from squeezenet.train.init import init_weights
+    from squeezenet.train.recipes import INITS, RECIPES
+    assert cli_train.RECIPES is RECIPES and cli_train.INITS is INITS
+    assert demo.DEMO_RECIPE is RECIPES["digits"].config and trial.RECIPE is RECIPES["digits"]
+    assert {"paper", "small", "digits"} <= set(RECIPES)
+    # the demo recipe is "small" trained for 20 epochs
+    small, digits = RECIPES["small"], RECIPES["digits"]
+    assert {k: digits.config[k] for k in small.config} == dict(small.config) and digits.config["epochs"] == 20
+    assert digits.train_config(lr=0.5).lr == 0.5 and digits.train_config().epochs == 20
+    assert RECIPES["paper"].train_config() == TrainConfig()
+    with pytest.raises(TypeError):
+        RECIPES["small"].config["lr"] = 1.0   # read-only: a caller cannot change the table
+    for name in INITS:   # every listed init is one init_weights knows
+        init_weights(squeezenet.create_model("squeezenet_small", meta=TINY), name,
+                     data=TensorDataset(torch.randn(8, 3, 32, 32), torch.zeros(8)))
+
+
 def test_adamw_resume_exact(tmp_path):
     data = tiny_data()
     c = dict(epochs=2, checkpoint_every=1, optimizer="adamw", lr=1e-3)
@@ -321,3 +345,77 @@ def test_digits_demo_reaches_97_percent(tmp_path):
     from squeezenet.compress.demo import compress_demo
     c = compress_demo(r["checkpoint"], tmp_path / "demo", log=lambda *a: None)
     assert c["ratio_vs_fp32"] >= 10 and c["top1_loss"] <= 1.0, (c["ratio_vs_fp32"], c["top1_loss"])
+
+
+# ---------------------------------------------------------------- several processes, broken images
+
+def _folder_with_broken(root: Path, n: int = 8, broken=(0, 2)) -> Path:
+    """Class folders a/ b/ of n 32x32 PNGs (sorted order = index order); ``broken`` indices garbage."""
+    from PIL import Image
+    for i in range(n):
+        d = root / ("a" if i < n // 2 else "b")
+        d.mkdir(parents=True, exist_ok=True)
+        if i in broken:
+            (d / f"{i:02d}.png").write_bytes(b"\x89PNG not an image")
+        else:
+            Image.new("RGB", (32, 32), (30 * i, 90, 160)).save(d / f"{i:02d}.png")
+    return root
+
+
+def test_ranks_keep_the_same_batches_when_one_meets_broken_images(tmp_path):
+    """Issue 15 section 6: skip-and-count shrank only the rank that met a broken image (here
+    both are in rank 0's shard), so DDP ranks ran different batch shapes or counts. Replaced
+    by the next readable sample, both ranks see the same shapes; every bad image is counted."""
+    from squeezenet.data import Loader, build_dataset
+    from squeezenet.data.datasets import ReplaceUnreadable, collate_skipping
+    from squeezenet.train import ShardSampler
+    ds = build_dataset(_folder_with_broken(tmp_path / "d"), "train", preset="small", preload=False)
+    shapes = {}
+    for wrap in (False, True):
+        for rank in (0, 1):
+            data = ReplaceUnreadable(ds) if wrap else ds
+            loader = Loader(data, batch_size=2, sampler=ShardSampler(len(ds), False, 0, rank, 2),
+                            collate_fn=collate_skipping)
+            shapes[wrap, rank] = [tuple(x.shape) for x, _ in loader]
+    assert shapes[False, 0] != shapes[False, 1]                    # the old behaviour: out of step
+    assert shapes[True, 0] == shapes[True, 1] == [(2, 3, 32, 32)] * 2
+    assert sorted(Path(p).name for p in ds.skipped) == ["00.png", "02.png"]
+
+
+def test_replacement_needs_one_readable_image(tmp_path):
+    from squeezenet.data import build_dataset
+    from squeezenet.data.datasets import ReplaceUnreadable
+    ds = build_dataset(_folder_with_broken(tmp_path / "d", n=2, broken=(0, 1)), "train", preset="small", preload=False)
+    with pytest.raises(FormatError, match="none of its 2 images is readable"):
+        ReplaceUnreadable(ds)[0]
+
+
+@pytest.mark.slow  # torchrun, two processes each importing torch
+def test_torchrun_with_a_broken_image(tmp_path):
+    data = _folder_with_broken(tmp_path / "d", n=16, broken=(0,))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(squeezenet.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "squeezenet", "train", "--data", str(data), "--preprocess", "small", "--out", str(tmp_path / "o"),
+           "--max-steps", "4", "--batch-size", "2", "--accum-steps", "1", "--no-val", "--no-progress", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "skipped 1 unreadable image(s)" in r.stdout
+    rows = [json.loads(l) for l in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 4 and rows[-1]["skipped"] == 1
+
+
+@pytest.mark.slow  # two demo trainings (dataset build, validation): ~10 s on an idle machine
+def test_demo_run_twice_starts_clean(tmp_path):
+    """A second demo into the same folder replaces the first run's files: metrics.jsonl holds
+    each epoch once; files that are not training's stay."""
+    from squeezenet.train.demo import run_digits_demo
+    (tmp_path / "notes.txt").write_text("mine")
+    for _ in range(2):
+        run_digits_demo(tmp_path, epochs=1, max_steps=2, progress=False)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and (tmp_path / "notes.txt").read_text() == "mine"

@@ -108,3 +108,67 @@ def test_default_recipe_follows_the_model(cli, tmp_path):
     assert code == 0, err
     _, info = load_train_state(out / STATE_FILE)
     assert info["train_config"]["optimizer"] == "sgd" and info["train_config"]["lr"] == 0.04
+
+
+# ------------------------------------------------------------- an --out that holds a run
+
+def _rows(out):
+    return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_used_out_is_refused_and_overwrite_starts_clean(cli, tmp_path):
+    """Issue 16 item 2: a second run into the same --out used to replace best.safetensors and
+    append epochs to metrics.jsonl a second time."""
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", out, "--model", tiny_file(tmp_path), "--batch-size", "16",
+            "--accum-steps", "1", "--lr", "0.01", "--no-progress", "--no-val"]
+    code, _, err = cli(*args, "--max-steps", "2")
+    assert code == 0, err
+    (out / "notes.txt").write_text("mine")
+    best, rows = (out / "best.safetensors").read_bytes(), _rows(out)
+    code, _, err = cli(*args, "--max-steps", "1", "--seed", "3")
+    line = err.strip().splitlines()
+    assert code == 2 and len(line) == 1 and "not empty" in line[0] and "--resume" in line[0] and "--overwrite" in line[0]
+    assert (out / "best.safetensors").read_bytes() == best and _rows(out) == rows   # nothing touched
+    code, _, err = cli(*args, "--max-steps", "1", "--resume", "--overwrite")
+    assert code == 2 and "give one" in err
+    code, stdout, err = cli(*args, "--max-steps", "1", "--seed", "3", "--overwrite")
+    assert code == 0, err
+    assert "removed" in stdout and "notes.txt" not in stdout
+    assert [r["epoch"] for r in _rows(out)] == [1] and _rows(out)[0]["step"] == 1   # the new run only
+    assert (out / "notes.txt").read_text() == "mine"                                # not training's
+    assert (out / "best.safetensors").read_bytes() != best
+
+
+def test_resume_agrees_with_the_state_and_names_only_files_that_exist(cli, tmp_path):
+    """A kill between appending an epoch to metrics.jsonl and writing the state would repeat
+    that epoch on resume; a best model the state counts on may be missing: the resumed run
+    rewrites metrics.jsonl from the state and never claims to have written a missing file."""
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--data", "digits", "--out", out, "--model", tiny_file(tmp_path), "--max-steps", "2",
+                       "--batch-size", "16", "--accum-steps", "1", "--lr", "0.01", "--no-progress", "--no-val")
+    assert code == 0, err
+    rows = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(rows + rows)       # the epoch again, as after such a kill
+    (out / "best.safetensors").unlink()
+    code, stdout, err = cli("train", "--out", out, "--resume", "--no-progress")
+    assert code == 0, err
+    assert (out / "metrics.jsonl").read_text() == rows
+    assert "best.safetensors" not in stdout and f"wrote {out / 'last.safetensors'}" in stdout
+
+
+def test_checkpoint_writes_the_state_last(tmp_path, monkeypatch):
+    """The training state is the commit point: model files first, so a kill after the state
+    never leaves a state that speaks of a best/last file not yet written."""
+    from squeezenet.train import TrainConfig, Trainer
+    from squeezenet.train import trainer as T
+    from squeezenet.data import build_dataset
+    order = []
+    real_model, real_state = T.save_model_checkpoint, T.save_train_state
+    monkeypatch.setattr(T, "save_model_checkpoint", lambda m, d, name, info: (order.append(name), real_model(m, d, name, info))[1])
+    monkeypatch.setattr(T, "save_train_state", lambda *a: (order.append("state"), real_state(*a))[1])
+    torch.manual_seed(0)
+    m = squeezenet.create_model("squeezenet_small", meta=TINY)
+    cfg = TrainConfig(epochs=1, batch_size=32, accum_steps=1, lr=0.01, max_steps=1, progress=False)
+    Trainer(m, cfg, build_dataset("digits", "train"), out_dir=tmp_path).fit()
+    assert order == ["best", "last", "state"]

@@ -18,6 +18,16 @@ from torch import nn
 from .errors import SqueezeNetError
 
 
+def count_correct(logits: torch.Tensor, targets: torch.Tensor, k: int = 5) -> tuple[int, int]:
+    """(top-1 hits, top-k hits) of one batch; with fewer than ``k`` classes, top-k is over all.
+
+    >>> count_correct(torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]]), torch.tensor([1, 2]), k=2)
+    (1, 1)
+    """
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices.eq(targets.view(-1, 1))
+    return int(top[:, 0].sum()), int(top.any(dim=1).sum())
+
+
 def evaluate(model: nn.Module | None, loader: Iterable, forward: Callable | None = None,
              device: str | torch.device | None = None, progress: bool = False) -> dict:
     """Score ``model`` on ``loader`` (batches of ``(images, targets)``).
@@ -61,11 +71,9 @@ def evaluate(model: nn.Module | None, loader: Iterable, forward: Callable | None
             if int(targets.max()) >= logits.shape[1]:
                 raise SqueezeNetError(f"the data has class index {int(targets.max())} but the model has only "
                                       f"{logits.shape[1]} outputs; pass the model's class list (--classes)")
-            k = min(5, logits.shape[1])
-            topk = logits.topk(k, dim=1).indices
-            hit = topk.eq(targets.view(-1, 1))
-            correct1 += int(hit[:, 0].sum())
-            correct5 += int(hit.any(dim=1).sum())
+            hit1, hit5 = count_correct(logits, targets)
+            correct1 += hit1
+            correct5 += hit5
             count += targets.shape[0]
     seconds = time.perf_counter() - t0
     from .data import base_dataset

@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 import sys
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, first_line
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -71,21 +71,55 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the subcommand ``args`` came from (``squeezenet explore sweep`` ->
+    the ``sweep`` parser), so that a bad flag is matched against that command's own flags."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if not name or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # reported by the subcommand's parser: its usage line, close matches among its flags
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ._common import SMOKE_ENV, apply_smoke
+    capped = apply_smoke(args)
+    if capped:
+        sys.stderr.write(f"squeezenet: {SMOKE_ENV} is set: a smoke run ({', '.join(capped)}); "
+                         f"its figures mean nothing\n")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
+        return code
     except SqueezeNetError as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        sys.stderr.write(f"squeezenet {args.command}: error: {msg}\n")
+        sys.stderr.write(f"squeezenet {args.command}: error: {first_line(e)}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("squeezenet: interrupted\n")
+        sys.stderr.write(f"\nsqueezenet {args.command}: interrupted\n")
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``squeezenet inspect --json | head``): stop quietly
+    with 141 (128 + SIGPIPE), what a shell reports for tools killed by SIGPIPE."""
+    import os
+    try:   # later flushes (at exit) must not raise again: point stdout at /dev/null
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
 
 
 def run() -> None:

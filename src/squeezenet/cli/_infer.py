@@ -1,24 +1,56 @@
-"""Shared by ``eval`` and ``predict``: loading a model, its preprocessing and its engine."""
+"""Shared by ``eval``, ``predict`` and ``bench``: the model to run (any model file, or an exported
+``.onnx`` run by ONNX Runtime) and the inference engine (the preset: ``squeezenet.data.preset_for``)."""
 from __future__ import annotations
 
 from typing import Callable
 
 ENGINES_HELP = ("inference engine: auto (default: the fastest on this CPU, measured once and cached), "
-                "eager, channels_last, torchscript, compile, onnxruntime")
+                "eager, channels_last, torchscript, compile, onnxruntime (an .onnx file always runs with "
+                "onnxruntime)")
 
 
-def default_preset(model, data: str | None = None) -> str:
-    from ..data.datasets import BUILTIN
-    if getattr(model, "preprocess", None):
-        return model.preprocess
-    if getattr(getattr(model, "config", None), "stem", None) == "small" or data in BUILTIN:
-        return "small"
-    return "torchvision"
+def is_onnx(path) -> bool:
+    from pathlib import Path
+    return Path(str(path)).suffix.lower() == ".onnx"
 
 
-def forward_for(model, engine: str) -> Callable | None:
-    """``None`` for eager; else ``squeezenet.runtime.compile_model(model, engine)``."""
+def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None):
+    """A model file through ``squeezenet.load``, or an ``.onnx`` file as a
+    :class:`squeezenet.runtime.onnx_model.OnnxModel`; ``classes`` (a class-list file) replaces
+    the model's class list, ``preprocess`` an .onnx file's preset (or fills in what its
+    metadata lacks)."""
+    if is_onnx(path):
+        from ..runtime.onnx_model import load_onnx
+        return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads)
+    from ..io import load
+    model = load(path)
+    if classes is not None:   # the model's class list from a file (ids, and names if it has them)
+        from ..data import read_class_names
+        from ..errors import SqueezeNetError
+        ids, names = read_class_names(classes)
+        if len(ids) != model.num_classes:
+            raise SqueezeNetError(f"{classes}: {len(ids)} classes, but {path} has {model.num_classes} outputs "
+                                  f"(--classes lists the model's classes in output order)")
+        model.classes, model.class_names = ids, names
+    return model
+
+
+def forward_for(model, engine: str, log=None) -> Callable | None:
+    """``None`` for eager; the ONNX session for an ``.onnx`` file; else
+    ``squeezenet.runtime.compile_model(model, engine)``. ``log`` hears about a first ``auto``
+    measurement (it takes seconds)."""
+    from ..errors import SqueezeNetError
+    from ..runtime.onnx_model import OnnxModel
+    if isinstance(model, OnnxModel):
+        if engine not in (None, "", "auto", "onnxruntime"):
+            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with onnxruntime (or auto)")
+        return model
     if engine in (None, "", "eager"):
         return None
     from .. import runtime
-    return runtime.compile_model(model, engine)
+    return runtime.compile_model(model, engine, log=log)
+
+
+def engine_used(forward) -> str:
+    """The engine that runs: what ``auto`` picked, ``onnxruntime`` for an .onnx file, else eager."""
+    return getattr(forward, "engine", None) or "eager"

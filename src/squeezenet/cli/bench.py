@@ -1,12 +1,16 @@
 """``squeezenet bench``: inference speed of every engine against torchvision eager."""
 from __future__ import annotations
 
-from ._common import add_parser
+from ._common import add_parser, input_size, number
 
 EXAMPLES = """  squeezenet bench                                  # squeezenet1_1, batch 1 and 32, 2 threads
   squeezenet bench --model squeezenet1_0 --threads 1 --json
   squeezenet bench runs/imagenet/best.safetensors --batch 1,8
   squeezenet bench --engines torchvision,eager,channels_last,torchscript,onnxruntime
+  squeezenet bench m-int8.onnx --batch 1,8     # an exported file (ONNX Runtime) vs torchvision
+
+An .onnx file is timed as engine "onnx_file" against torchvision eager of the architecture
+its metadata names (squeezenet export writes it; the peer's weights are random).
 """
 
 
@@ -18,6 +22,9 @@ def _batches(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{value!r}: give batch sizes like 1,32") from None
     if not out or min(out) < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: batch sizes must be >= 1")
+    from ..runtime.bench import MAX_BATCH
+    if max(out) > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{value!r}: batch sizes must be <= {MAX_BATCH:,}")
     return out
 
 
@@ -28,18 +35,18 @@ DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_i
 def register(sub) -> None:
     p = add_parser(sub, "bench", "latency, throughput, memory and distance from the compute floor of "
                                  "each inference engine vs torchvision", EXAMPLES)
-    p.add_argument("weights", nargs="?", default=None, help="a model file (default: --model)")
+    p.add_argument("weights", nargs="?", default=None, help="a model file or an exported .onnx (default: --model)")
     p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
     p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
                    "smallest)")
-    p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
-    p.add_argument("--input-size", type=int, default=None, help="input side (default: the model's own)")
+    p.add_argument("--threads", type=number(int, 1), default=2, help="threads for every engine (default 2)")
+    p.add_argument("--input-size", type=input_size, default=None, help="input side (default: the model's own)")
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
                    help="comma list from torchvision, eager, auto, onnxruntime, onnxruntime_int8, "
                         "channels_last, torchscript, compile")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
-    p.add_argument("--iters", type=int, default=6, help="calls per engine per round at the smallest batch")
-    p.add_argument("--sgemm-size", type=int, default=2048, help="side of the sgemm that measures the floor")
+    p.add_argument("--rounds", type=number(int, 1), default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--iters", type=number(int, 1), default=6, help="calls per engine per round at the smallest batch")
+    p.add_argument("--sgemm-size", type=number(int, 16, 16384), default=2048, help="side of the sgemm that measures the floor")
     p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess",
                    help="peak memory per engine in its own process (default) or cheaply in this one")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -50,14 +57,9 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     from ..runtime.bench import DEFAULT_ENGINES, EXTRA_ENGINES, run_benchmark
     from ._common import model_or_file, print_json
+    from ._infer import is_onnx
     if args.weights and args.model:
         raise SqueezeNetError("give a model file or --model NAME, not both")
-    if args.threads < 1:
-        raise SqueezeNetError(f"--threads {args.threads}: must be >= 1")
-    if args.rounds < 1 or args.iters < 1 or args.sgemm_size < 16:
-        raise SqueezeNetError("--rounds and --iters must be >= 1, --sgemm-size >= 16")
-    if args.input_size is not None and args.input_size < 8:
-        raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     known = DEFAULT_ENGINES + EXTRA_ENGINES
     bad = [e for e in engines if e not in known]
@@ -66,13 +68,17 @@ def run(args) -> int:
         hint = [c for b in bad for c in difflib.get_close_matches(b, known, n=1, cutoff=0.4)]
         raise SqueezeNetError(f"--engines: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}"
                               + (f"; did you mean {', '.join(hint)}?" if hint else ""))
-    if args.weights:
+    extra = None
+    if args.weights and is_onnx(args.weights):
+        model, name, extra = _onnx_file(args, engines)
+        engines = [e for e in engines if e in ("torchvision", "eager")]
+    elif args.weights:
         model, name = model_or_file(args.weights)
     else:
         model, name = model_or_file(args.model or "squeezenet1_1")
     r = run_benchmark(model, name, batches=args.batch, threads=args.threads, engines=engines,
                       input_size=args.input_size, rounds=args.rounds, iters=args.iters,
-                      sgemm_n=args.sgemm_size, memory=args.memory)
+                      sgemm_n=args.sgemm_size, memory=args.memory, extra=extra)
     if args.json:
         print_json(r)
         return 0
@@ -95,3 +101,25 @@ def run(args) -> int:
     if "auto" in r["engines"]:
         print(f"auto picked: {r['engines']['auto'].get('picked')}")
     return 0
+
+
+def _onnx_file(args, engines):
+    """(peer-shaped model, name, {"onnx_file": session callable}) for ``bench FILE.onnx``."""
+    from pathlib import Path
+
+    from ..errors import FormatError, SqueezeNetError
+    from ..models import SqueezeNet
+    from ..runtime.onnx_model import load_onnx
+    onnx_model = load_onnx(args.weights, threads=args.threads, need_preprocess=False)
+    if onnx_model.config is None:
+        raise FormatError(args.weights, "no squeezenet config in its metadata (not written by 'squeezenet export'); "
+                                        "bench times it against torchvision's SqueezeNet of that config")
+    side = onnx_model.input_shape[2] if len(onnx_model.input_shape) == 4 else None
+    if args.input_size is None and isinstance(side, int):
+        args.input_size = side
+    bad = [e for e in engines if e not in ("torchvision", "eager")]
+    if args.engines != ",".join(DEFAULT_ENGINES) and bad:
+        raise SqueezeNetError(f"--engines {','.join(bad)}: with an .onnx file only torchvision and eager "
+                              f"(random weights, for timing) run beside the file")
+    label = "onnx_file"
+    return SqueezeNet(onnx_model.config).eval(), Path(args.weights).name, {label: onnx_model}

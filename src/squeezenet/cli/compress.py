@@ -1,7 +1,7 @@
 """``squeezenet compress``: Deep Compression of a trained model into a ``.sqz`` file."""
 from __future__ import annotations
 
-from ._common import add_parser, print_json
+from ._common import add_parser, number, print_json
 
 EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -o digits.sqz
   squeezenet compress m.safetensors --data cifar10 --prune paper --bits 6 --json -o m.sqz
@@ -56,57 +56,60 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
+    p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
+                   help="evaluate on only N images of --data spread evenly over its test split "
+                        "(quicker, noisier figures)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (on stderr) while retraining")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-o", "--output", required=True, help="output .sqz file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow -o to be the input model file (it is replaced by its compression)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import dataclasses
     import sys
     from pathlib import Path
     import torch
-    from .. import load
+    from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import build_dataset, make_loader
+    from ..data import build_dataset, classes_for_scoring, make_loader, preset_for, spread_subset
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
-    if args.bits is not None and not 1 <= args.bits <= 16:
-        raise SqueezeNetError(f"--bits {args.bits}: must be in 1..16")
-    if not 1 <= args.gap_bits <= 8:
-        raise SqueezeNetError(f"--gap-bits {args.gap_bits}: must be in 1..8")
-    if args.calibration_images < 0:
-        raise SqueezeNetError(f"--calibration-images {args.calibration_images}: must be >= 0")
-    if args.target_size is not None and args.target_size < 1000:
-        raise SqueezeNetError(f"--target-size {args.target_size}: too small to hold a model")
+    # CompressConfig checks every option (a one-line ConfigError), before anything is loaded
+    cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
+                         target_size=args.target_size, finetune_epochs=args.finetune_epochs,
+                         max_steps=args.max_steps,
+                         lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
+                         batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
+                         svd_energy=args.svd, calibration_images=args.calibration_images,
+                         progress=not args.no_progress)
+    check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.weights)
-    preset = getattr(model, "preprocess", None)
-    classes = args.classes or getattr(model, "classes", None)
-    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    val = build_dataset(args.data, "test", preset=preset, classes=classes)
+    preset = preset_for(model, args.data)
+    classes = classes_for_scoring(args.data, "test", args.classes or getattr(model, "classes", None),
+                                  model=str(args.weights))
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    val_all = build_dataset(args.data, "test", preset=preset, classes=classes)
+    val = spread_subset(val_all, args.limit)
     val_loader = make_loader(val, args.batch_size)
     train = None
     if args.unlabeled is None:
         train = build_dataset(args.data, "train", preset=preset, classes=classes)
-        if _same_images(train, val) and (args.finetune_epochs > 0 or args.max_steps):
+        if _same_images(train, val_all) and (args.finetune_epochs > 0 or args.max_steps):
             raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
     unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True) if args.unlabeled else None
-    max_steps = args.max_steps
-    if max_steps is None and unlabeled is not None and args.finetune_epochs > 0:
-        max_steps = max(1, -(-min(len(unlabeled), int(UNLABELED_IMAGES * args.finetune_epochs))
-                             // args.batch_size))
-    cfg = CompressConfig(prune=args.prune, bits=args.bits, init=args.init, gap_bits=args.gap_bits,
-                         target_size=args.target_size, finetune_epochs=args.finetune_epochs,
-                         max_steps=max_steps,
-                         lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
-                         batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
-                         svd_energy=args.svd, calibration_images=args.calibration_images)
+    if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
+        images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
+        cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
     score = None
     if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
         import torch.utils.data as tud
@@ -115,12 +118,17 @@ def run(args) -> int:
                             score_loader=score, log=log)
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
+    skipped = {name: len(getattr(ds, "skipped", None) or {})
+               for name, ds in (("--data", val), ("--data train", train), ("--unlabeled", unlabeled))}
+    report["skipped"] = {k: v for k, v in skipped.items() if v}
     if args.json:
         report["fractions"] = {k: round(v, 4) for k, v in report["fractions"].items()}
         print_json(report)
     else:
         print(format_report(report, Path(args.weights).stem))
         print(f"wrote {args.output} ({report['rows'][-1]['bytes']:,} bytes) in {report['seconds']:.0f} s")
+    for where, n in report["skipped"].items():
+        log(f"skipped {n} unreadable image(s) in {where} (listed above)")
     return 0
 
 

@@ -5,10 +5,13 @@ Trains the small-image SqueezeNet on digits, compresses it with Deep Compression
 """
 from __future__ import annotations
 
-from ._common import add_parser
+from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet demo                       # writes runs/demo/
   squeezenet demo --out /tmp/demo --skip-compress
+  squeezenet demo --max-steps 20        # a quick look: 20 steps of training and of each retraining
+
+Ctrl-C (or SIGTERM) ends the whole job with exit status 130; run it again to start over.
 """
 
 
@@ -16,21 +19,40 @@ def register(sub) -> None:
     p = add_parser(sub, "demo", "train on the built-in digits, compress to .sqz, reload and evaluate",
                    EXAMPLES)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch threads (default: all cores)")
     p.add_argument("--skip-compress", action="store_true", help="only train and evaluate")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="stop training, and each compression retraining stage, after N steps (a quick look)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import signal
+
+    from ..errors import SqueezeNetError
+    if args.max_steps is not None and args.max_steps < 1:
+        raise SqueezeNetError(f"--max-steps {args.max_steps}: must be >= 1")
+
+    def stop(signum, frame):   # SIGTERM as Ctrl-C: the CLI ends the job with one line, exit 130
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(args) -> int:
     from ..train.demo import run_digits_demo
     print("== 1/2 train: squeezenet_small on scikit-learn digits", flush=True)
-    r = run_digits_demo(args.out, threads=args.threads)
+    steps = {"max_steps": args.max_steps} if args.max_steps else {}
+    r = run_digits_demo(args.out, threads=args.threads, **steps)
     if args.skip_compress:
         return 0
     print("\n== 2/2 compress: prune -> retrain -> k-means quantize -> retrain centroids -> Huffman",
           flush=True)
     from ..compress.demo import compress_demo
-    c = compress_demo(r["checkpoint"], args.out)
+    c = compress_demo(r["checkpoint"], args.out, max_steps=args.max_steps)
     print(f"\nsummary: digits top-1 {100 * r['top1']:.2f} % dense ({r['seconds']:.0f} s training); "
           f"{c['sqz']} is {c['ratio_vs_fp32']:.1f}x smaller than fp32 with top-1 "
           f"{100 * c['reloaded']['top1']:.2f} % after reloading", flush=True)

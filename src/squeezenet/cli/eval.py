@@ -1,65 +1,81 @@
 """``squeezenet eval``: top-1 / top-5 accuracy of any model file on a dataset."""
 from __future__ import annotations
 
-from ._common import add_parser, print_json
+from ._common import add_parser, number, print_json
 from ._infer import ENGINES_HELP
 
 EXAMPLES = """  squeezenet eval runs/digits/best.safetensors --data digits
   squeezenet eval runs/c10/best.safetensors --data cifar10 --json
   squeezenet eval squeezenet1_1.safetensors --data ../shared/fixtures/imagenet_sample_dev \\
       --classes ../shared/fixtures/imagenet/synsets.txt --preprocess torchvision
+  squeezenet eval m-int8.onnx --data ../shared/fixtures/imagenet_sample_dev   # ONNX Runtime
 
-The class order and preprocessing stored in the model file are the defaults; --classes maps
-folder names to the model's output indices (a folder may hold any subset of the classes).
+The class order and preprocessing stored in the model file (or an exported .onnx file's
+metadata) are the defaults; --classes maps folder names to the model's output indices (a
+folder may hold any subset of the classes). A model without a class list is scored on class
+folders only when they are named by output index (0, 1, ...); otherwise give --classes.
 """
 
 
 def register(sub) -> None:
     p = add_parser(sub, "eval", "top-1/top-5 accuracy of a model file on a dataset", EXAMPLES)
-    p.add_argument("weights", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads)")
+    p.add_argument("weights", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads) "
+                                   "or an exported .onnx (fp32 or int8)")
     p.add_argument("--data", required=True, help="digits | cifar10 | folder of class folders | .tar.gz")
     p.add_argument("--split", choices=["train", "test"], default="test", help="split of --data (default test)")
     p.add_argument("--classes", default=None, help="class list file (model index order), e.g. synsets.txt")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
+                   help="score only N images spread evenly over the set (a quick look)")
+    p.add_argument("--batch-size", type=number(int, 1), default=100, help="images per batch (default 100)")
+    p.add_argument("--workers", type=number(int, 0), default=0, help="data-loading processes (default 0)")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
-    p.add_argument("--json", action="store_true", help="print JSON (keys top1, top5, count, images_per_s, ...)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
+    p.add_argument("--json", action="store_true", help="print JSON (keys top1, top5, count, engine, images_per_s, ...)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import sys
+
     import torch
 
-    from .. import load
-    from ..data import build_dataset, check_preset, make_loader
+    from ..data import (build_dataset, check_model_input, check_preset, classes_for_scoring, dataset_label,
+                        make_loader, preset_for, spread_subset)
     from ..errors import SqueezeNetError
     from ..evaluate import evaluate
-    from ._infer import default_preset, forward_for
+    from ._infer import engine_used, forward_for, load_model
 
     if args.batch_size < 1:
         raise SqueezeNetError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.weights)
-    preset = check_preset(args.preprocess) if args.preprocess else default_preset(model, args.data)
-    classes = args.classes or getattr(model, "classes", None)
+    if args.preprocess:
+        check_preset(args.preprocess)
+    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes, threads=args.threads)
+    preset = args.preprocess or preset_for(model, args.data)
+    check_model_input(model, preset, args.weights)
+    classes = classes_for_scoring(args.data, args.split, args.classes or getattr(model, "classes", None),
+                                  model=str(args.weights))
     ds = build_dataset(args.data, args.split, preset=preset, classes=classes, strict=args.strict)
     n_out = getattr(model, "num_classes", None)
     if n_out is not None and len(ds.classes) > n_out:
         raise SqueezeNetError(f"the data has {len(ds.classes)} classes but {args.weights} has {n_out} outputs; "
                               f"pass the model's class list with --classes")
+    ds = spread_subset(ds, args.limit)
     loader = make_loader(ds, args.batch_size, workers=args.workers)
-    r = evaluate(model, loader, forward=forward_for(model, args.engine))
+    fwd = forward_for(model, args.engine, log=lambda m: print(m, file=sys.stderr, flush=True))
+    r = evaluate(None if fwd is model else model, loader, forward=fwd, progress=not args.no_progress)
+    where = dataset_label(args.data, args.split)
     r.update({"model": str(args.weights), "data": str(args.data), "split": args.split, "preprocess": preset,
-              "engine": args.engine})
+              "engine": engine_used(fwd)})
     if args.json:
         print_json(r)
     else:
         print(f"top-1 {100 * r['top1']:.2f} %  top-5 {100 * r['top5']:.2f} %  images {r['count']}  "
-              f"{r['images_per_s']:.1f} images/s  ({args.weights} on {args.data}/{args.split}, {preset})")
+              f"{r['images_per_s']:.1f} images/s  ({args.weights} on {where}, {preset}, {r['engine']})")
         if r["skipped"]:
             print(f"skipped {r['skipped']} unreadable image(s) (listed above)")
     return 0

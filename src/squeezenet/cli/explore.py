@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_parser
+from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet explore sweep --param SR --values 0.125,0.25,0.5,0.75,1.0 --data digits --epochs 8 --out runs/sr
   squeezenet explore sweep --param pct_3x3 --values 0.01,0.25,0.5,0.75,0.99 --data cifar10 --epochs 2 \\
@@ -36,7 +36,7 @@ def _budget_args(p, *, storage: bool) -> None:
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N images")
     p.add_argument("--seed", type=int, default=0,
                    help="strategy seed (search; give workers different ones) or training seed (sweep)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads (default: torch's)")
 
 
 def register(sub) -> None:
@@ -56,18 +56,18 @@ def register(sub) -> None:
 
     q = add_parser(esub, "search", "search the space; many processes may share one --study", EXAMPLES)
     q.add_argument("--strategy", required=True, help="random, anneal, genetic or bayes")
-    q.add_argument("--trials", type=int, required=True, help="stop when the study holds N trained trials")
+    q.add_argument("--trials", type=number(int, 1), required=True, help="stop when the study holds N trained trials")
     q.add_argument("--storage", default="explore.db",
                    help="Optuna RDB URL (sqlite:///FILE, postgresql://...) or a SQLite file path")
     q.add_argument("--study", required=True, help="study name (workers with the same name share it)")
     q.add_argument("--space", default=None, help="space file (YAML; default: the paper's space)")
-    q.add_argument("--size-budget", type=int, default=None, metavar="BYTES",
+    q.add_argument("--size-budget", type=number(int, 1), default=None, metavar="BYTES",
                    help="networks larger than this are pruned untrained; objective becomes accuracy")
     q.add_argument("--objective", choices=["pareto", "accuracy"], default=None,
                    help="pareto: (top-1, size); accuracy: top-1 (default: accuracy with --size-budget)")
     q.add_argument("--train-seed", type=int, default=0,
                    help="seed for weight init and data order of every trial (same for all workers)")
-    q.add_argument("--heartbeat", type=float, default=30.0, metavar="S",
+    q.add_argument("--heartbeat", type=number(float, 1, 86400), default=30.0, metavar="S",
                    help="seconds between heartbeats; a trial silent for 2x this is marked failed")
     _budget_args(q, storage=True)
     q.set_defaults(func=run_search)
@@ -76,7 +76,7 @@ def register(sub) -> None:
     r.add_argument("--storage", default="explore.db", help="Optuna RDB URL or SQLite file path")
     r.add_argument("--study", required=True)
     r.add_argument("--out", default=None, help="folder for pareto.csv, pareto.png, trials.csv")
-    r.add_argument("--top", type=int, default=5, help="how many best trials to list")
+    r.add_argument("--top", type=number(int, 1), default=5, help="how many best trials to list")
     r.set_defaults(func=run_report)
 
 
@@ -85,7 +85,7 @@ def _budget(args):
     from ..explore import Budget
     for name in ("epochs", "max_steps", "batch_size", "train_subset", "test_subset"):
         v = getattr(args, name)
-        if v is not None and v <= 0:
+        if v is not None and not v > 0:   # NaN too
             raise SqueezeNetError(f"--{name.replace('_', '-')} {v}: must be > 0")
     if args.threads:
         import torch
@@ -122,7 +122,10 @@ def run_sweep(args) -> int:
             raise SqueezeNetError(f"--set {kv!r}: bad value for {k}") from None
     if args.model not in list_models():
         raise SqueezeNetError(f"--model {args.model!r}: unknown (see 'squeezenet list')")
-    rows = sweep(param, values, _budget(args), base=base, model=args.model, out_dir=args.out, log=_log)
+    budget = _budget(args)
+    from ..io import check_output
+    check_output(args.out, folder=True)   # writable before the first network trains
+    rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log)
     print(f"{'value':>8} {'top1 %':>7} {'params':>10} {'size bytes':>12} {'MACs':>12} {'s':>6}")
     for r in rows:
         if "top1" in r:

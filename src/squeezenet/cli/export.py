@@ -1,9 +1,9 @@
 """``squeezenet export``: a model file (or registered name) to ONNX, optionally int8."""
 from __future__ import annotations
 
-from ._common import add_parser
+from ._common import add_parser, input_size, number
 
-EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors --format onnx -o m.onnx
+EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
   squeezenet export model.sqz -o m.onnx                       # compressed models export dense
   squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/
   squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
@@ -14,21 +14,21 @@ def register(sub) -> None:
     p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), optionally int8",
                    EXAMPLES)
     p.add_argument("model", help="a model file (.safetensors, .sqz, ...) or a registered model name")
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default: onnx)")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
-    p.add_argument("--input-size", type=int, default=None,
+    p.add_argument("--opset", type=number(int, 17), default=17, help="ONNX opset (>= 17, default 17)")
+    p.add_argument("--input-size", type=input_size, default=None,
                    help="square input side the graph is built for (default: the model's own)")
     p.add_argument("--int8", action="store_true",
                    help="static int8 quantization (QDQ, per-channel weights); needs --calibration")
     p.add_argument("--calibration", default=None,
                    help="images for int8 calibration: a folder of class folders or images, or a dataset spec")
-    p.add_argument("--calibration-count", type=int, default=100,
+    p.add_argument("--calibration-count", type=number(int, 1), default=100,
                    help="how many calibration images to use (spread over the set, default 100)")
     p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="how activation ranges are set (default minmax)")
     p.add_argument("--full-range", action="store_true",
                    help="8-bit weights instead of 7 (only for CPUs with VNNI: AVX2-only CPUs saturate)")
+    p.add_argument("--overwrite", action="store_true", help="allow -o to be the input file")
     p.add_argument("--check", action="store_true",
                    help="run the exported file with ONNX Runtime and compare with PyTorch")
     p.set_defaults(func=run)
@@ -44,24 +44,21 @@ def run(args) -> int:
         raise SqueezeNetError("--full-range is only used with --int8")
     if args.calibration and not args.int8:
         raise SqueezeNetError("--calibration is only used with --int8")
-    if args.calibration_count < 1:
-        raise SqueezeNetError(f"--calibration-count {args.calibration_count}: must be >= 1")
-    if args.input_size is not None and args.input_size < 8:
-        raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
     if Path(args.output).suffix.lower() != ".onnx":
         raise SqueezeNetError(f"-o {args.output}: give a path ending in .onnx")
+    from ..io import atomic_write_bytes, check_output
+    check_output(args.output, inputs=[args.model], overwrite=args.overwrite)   # before the work
     model, name = model_or_file(args.model)
-    from ..interop.onnx_export import default_input_size, to_onnx_bytes
-    from ..io import atomic_write
+    from ..interop.onnx_export import to_onnx_bytes
+    from ..models import default_input_size
     size = args.input_size or default_input_size(model)
     data = to_onnx_bytes(model, input_size=size, opset=args.opset)
     note = ""
     if args.int8:
+        from ..data import preset_for
         from ..runtime.images import batches, image_dataset, take
         from ..runtime.quantize import quantize_int8
-        preset = getattr(model, "preprocess", None) or (
-            "small" if getattr(model.config, "stem", "") == "small" else "torchvision")
-        ds = image_dataset(args.calibration, preset=preset,
+        ds = image_dataset(args.calibration, preset=preset_for(model),
                            classes=getattr(model, "classes", None) if _has_class_folders(args.calibration) else None)
         if len(ds) == 0:
             raise SqueezeNetError(f"{args.calibration}: no images found for calibration")
@@ -76,8 +73,13 @@ def run(args) -> int:
                 yield x
         data = quantize_int8(data, calib(), method=args.calibration_method,
                              reduce_range=not args.full_range)
-        note = f", int8 from {len(idx)} calibration images ({fp32_size:,} bytes as fp32)"
-    atomic_write(args.output, lambda tmp: Path(tmp).write_bytes(data))
+        from ..data import base_dataset
+        owner = base_dataset(ds)
+        picked = {owner.samples[i][0] for i in idx} if hasattr(owner, "samples") else set()
+        bad = len(picked & set(getattr(owner, "skipped", {})))
+        note = (f", int8 from {len(idx) - bad} calibration images"
+                f"{f' ({bad} unreadable skipped)' if bad else ''} ({fp32_size:,} bytes as fp32)")
+    atomic_write_bytes(args.output, data)
     print(f"wrote {args.output}: {name} at {size}x{size}, {len(data):,} bytes{note}")
     if args.check:
         import torch

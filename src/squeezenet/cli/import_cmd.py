@@ -18,9 +18,12 @@ EXAMPLES = """  squeezenet import deploy.prototxt squeezenet_v1.0.caffemodel --f
       -o tv1_1.safetensors
 
 --classes FILE: the ImageNet class ids in model index order, one per line (first word of
-each line: synsets.txt or synset_words.txt). Without it the file has no class list.
+each line: synsets.txt or synset_words.txt; the rest of a line is the class's name, kept
+so that predict prints "Egyptian cat"). Without it the file has no class list.
 Preprocessing stored: "caffe" (BGR, 0-255, mean subtracted, 227) for caffe and
 deep-compression, "torchvision" (RGB, ImageNet mean/std, 224) for onnx-zoo and torchvision.
+A prototxt written by export-caffe notes its model's preset and class list, and import
+honours them; for other Caffe files it says that it assumed "caffe" (--preprocess to choose).
 """
 
 
@@ -33,14 +36,25 @@ def register(sub) -> None:
     p.add_argument("--from", dest="source", required=True, choices=SOURCES, help="what SRC is")
     p.add_argument("--classes", metavar="FILE", default=None,
                    help="class ids in model index order (e.g. ImageNet synsets.txt)")
+    p.add_argument("--preprocess", default=None, metavar="PRESET",
+                   help="preprocessing preset the weights expect: caffe | torchvision | small "
+                        "(default: the source's, or what an exported prototxt notes)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output model file (.safetensors; .sqz for --from deep-compression)")
+    p.add_argument("--overwrite", action="store_true", help="allow OUT to be one of the input files")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..interop.importers import import_to_file, read_classes
-    classes = read_classes(args.classes) if args.classes else None
-    out = import_to_file(args.source, args.src, args.output, classes)
+    import sys
+
+    from ..data import read_class_names
+    from ..interop.importers import import_to_file
+    from ..io import check_output
+    check_output(args.output, inputs=[*args.src, args.classes], overwrite=args.overwrite)
+    classes, names = read_class_names(args.classes) if args.classes else (None, None)
+    out = import_to_file(args.source, args.src, args.output, classes, class_names=names,
+                         preprocess=args.preprocess,
+                         log=lambda msg: print(f"squeezenet import: note: {msg}", file=sys.stderr))
     print(f"wrote {out}")
     return 0

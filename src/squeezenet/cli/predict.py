@@ -1,36 +1,49 @@
 """``squeezenet predict``: the top classes of images, with probabilities."""
 from __future__ import annotations
 
-from ._common import add_parser, print_json
+from ._common import add_parser, number, print_json
 from ._infer import ENGINES_HELP
 
-EXAMPLES = """  squeezenet predict squeezenet1_1.safetensors ../shared/fixtures/photos/chelsea.png \\
+EXAMPLES = """  squeezenet predict squeezenet1_1.safetensors ../shared/fixtures/photos/chelsea.png
+  squeezenet predict squeezenet1_1.safetensors photos/*.jpg \\
       --labels ../shared/fixtures/imagenet/synset_words.txt
   squeezenet predict runs/c10/best.safetensors cat.jpg dog.jpg --top 3 --json
+  squeezenet predict m-int8.onnx ../shared/fixtures/photos/chelsea.png     # ONNX Runtime
+
+Class names come from the model file (import --classes synset_words.txt keeps them) or
+--labels. Unreadable images are skipped with a warning each; the exit status is 2 only
+when no image could be read.
 """
 
 
 def register(sub) -> None:
     p = add_parser(sub, "predict", "top-5 classes of images with probabilities", EXAMPLES)
-    p.add_argument("weights", help="model file (anything squeezenet.load reads)")
+    p.add_argument("weights", help="model file (anything squeezenet.load reads) or an exported .onnx")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--labels", default=None,
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")
+    p.add_argument("--classes", default=None,
+                   help="class list file in model output order (ids, and names as in synset_words.txt): "
+                        "for a model or .onnx file without one")
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
-    p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
+    p.add_argument("--top", type=number(int, 1), default=5, help="how many classes per image (default 5)")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
 def label_names(model, labels_path) -> list[str] | None:
-    """A display name per output index, from --labels and the model's class ids."""
+    """A display name per output index: from --labels (matched on the model's class ids), else
+    the model's class ids with their names (``n02124075 Egyptian cat``), else its ids."""
     from ..data import read_labels
     from ..errors import SqueezeNetError
     classes = getattr(model, "classes", None)
     n = getattr(model, "num_classes", None)
     if not labels_path:
-        return list(classes) if classes else None
+        if not classes:
+            return None
+        names = getattr(model, "class_names", None) or classes
+        return [c if nm == c else f"{c} {nm}" for c, nm in zip(classes, names)]
     lines = read_labels(labels_path)
     by_id = {}
     for l in lines:
@@ -44,42 +57,61 @@ def label_names(model, labels_path) -> list[str] | None:
                           f"and its class ids are not in the file")
 
 
-def run(args) -> int:
-    import torch
-    from PIL import Image
+def read_images(paths, transform, warn) -> tuple[list, list]:
+    """(paths read, tensors) of the images that decode; each one that does not is skipped and
+    reported to ``warn(path, reason)``."""
+    from ..data import read_image
+    from ..errors import FormatError
+    good, tensors = [], []
+    for path in paths:
+        try:
+            img = read_image(path)   # bounded; a full decode, so truncated files fail here
+        except FormatError as e:
+            warn(path, e.problem)
+            continue
+        good.append(path)
+        tensors.append(transform(img))
+    return good, tensors
 
-    from .. import load
-    from ..data import check_preset, get_transform
+
+def run(args) -> int:
+    import sys
+
+    import torch
+
+    from ..data import check_model_input, check_preset, get_transform, preset_for
     from ..errors import FormatError, SqueezeNetError
-    from ._infer import default_preset, forward_for
+    from ._infer import forward_for, load_model
 
     if args.top < 1:
         raise SqueezeNetError(f"--top {args.top}: must be >= 1")
-    model = load(args.weights)
-    preset = check_preset(args.preprocess) if args.preprocess else default_preset(model)
+    if args.preprocess:
+        check_preset(args.preprocess)
+    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes)
+    preset = args.preprocess or preset_for(model)
+    check_model_input(model, preset, args.weights)
     names = label_names(model, args.labels)
     tf = get_transform(preset, train=False)
-    batch = []
-    for path in args.images:
-        try:
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img = img.convert("RGB")
-        except FileNotFoundError:
-            raise FormatError(path, "no such image file") from None
-        except Exception as e:
-            raise FormatError(path, f"unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        batch.append(tf(img))
+    bad: list[tuple[str, str]] = []
+
+    paths, batch = read_images(args.images, tf, lambda path, reason: bad.append((str(path), reason)))
+    if not batch:   # nothing to predict: one line, exit 2
+        if len(bad) == 1:
+            raise FormatError(*bad[0])
+        raise SqueezeNetError(f"none of the {len(bad)} images could be read (first: {bad[0][0]}: {bad[0][1]})")
+    for path, reason in bad:
+        sys.stderr.write(f"squeezenet predict: warning: skipped {path}: {reason}\n")
     x = torch.stack(batch)
-    fwd = forward_for(model, args.engine) or model
+    fwd = forward_for(model, args.engine, log=lambda m: print(m, file=sys.stderr, flush=True)) or model
     with torch.inference_mode():
         probs = torch.softmax(torch.as_tensor(fwd(x)).float(), dim=1)
     k = min(args.top, probs.shape[1])
+    classes = getattr(model, "classes", None)
     results = []
-    for path, p in zip(args.images, probs):
+    for path, p in zip(paths, probs):
         top = p.topk(k)
         rows = [{"index": int(i), "probability": float(v),
-                 "class": (model.classes[int(i)] if getattr(model, "classes", None) else str(int(i))),
+                 "class": (classes[int(i)] if classes else str(int(i))),
                  "label": (names[int(i)] if names and int(i) < len(names) else str(int(i)))}
                 for v, i in zip(top.values, top.indices)]
         results.append({"image": str(path), "top": rows})
@@ -90,4 +122,6 @@ def run(args) -> int:
             print(r["image"])
             for row in r["top"]:
                 print(f"  {row['probability']:.4f}  {row['label']}")
+    if bad:
+        sys.stderr.write(f"squeezenet predict: skipped {len(bad)} of {len(args.images)} image(s) (listed above)\n")
     return 0

@@ -1,7 +1,7 @@
 """``squeezenet summary``: the per-layer table of the paper's Table 1 for any model."""
 from __future__ import annotations
 
-from ._common import add_parser, model_or_file, print_json
+from ._common import add_parser, input_size, model_or_file, number, print_json
 
 EXAMPLES = """  squeezenet summary squeezenet1_0              # Table 1 at 227x227
   squeezenet summary squeezenet1_0 --bypass complex --json
@@ -12,38 +12,35 @@ EXAMPLES = """  squeezenet summary squeezenet1_0              # Table 1 at 227x2
 
 def register(sub) -> None:
     p = add_parser(sub, "summary", "per-layer output shape, params, MACs and bytes of a model", EXAMPLES)
-    p.add_argument("model", help="registered model name (see --list) or a model file")
+    p.add_argument("model", help="registered model name (see 'squeezenet list') or a model file")
     p.add_argument("--bypass", choices=["none", "simple", "complex"], default=None,
                    help="bypass variant (paper Table 3) for a named model")
-    p.add_argument("--num-classes", type=int, default=None, help="outputs of conv10 for a named model")
-    p.add_argument("--input-size", type=int, default=None,
+    p.add_argument("--num-classes", type=number(int, 1), default=None, help="outputs of conv10 for a named model")
+    p.add_argument("--input-size", type=input_size, default=None,
                    help="input side in pixels (default: the model's documented size)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..errors import SqueezeNetError
-    from ..models import create_model, get_model_entry, list_models, summary
+    from ..errors import SqueezeNetError, first_line
+    from ..models import create_model, default_input_size, list_models, summary
     kwargs = {}
     if args.bypass:
         kwargs["bypass"] = args.bypass
-    if args.num_classes:
+    if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     if args.model in list_models():
         model, name = create_model(args.model, **kwargs), args.model
-        size = args.input_size or get_model_entry(args.model).input_size
     else:
         if kwargs:
             raise SqueezeNetError("--bypass/--num-classes apply to named models, not files")
         model, name = model_or_file(args.model)
-        size = args.input_size or {"small": 32}.get(getattr(model.config, "stem", ""), 224)
-    if args.input_size is not None and args.input_size < 8:
-        raise SqueezeNetError(f"--input-size {args.input_size}: too small (need >= 8)")
+    size = args.input_size or default_input_size(model)
     try:
         s = summary(model, size, name=name)
     except RuntimeError as e:
-        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {str(e).splitlines()[0]}") from None
+        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {first_line(e)}") from None
     if args.json:
         print_json(s.to_dict())
     else:

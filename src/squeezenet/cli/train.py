@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_parser
+from ..train.recipes import INITS, RECIPES
+from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small --epochs 20
   squeezenet train --data cifar10 --out runs/c10 --batch-norm --epochs 15 --batch-size 128 --lr 2e-3 \\
@@ -16,7 +17,8 @@ Defaults are the paper's solver: SGD momentum 0.9, weight decay 2e-4, lr 0.04 de
 linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5. A config file
 (YAML/JSON, fields of TrainConfig) sets any of them; flags win over the file.
 Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
-and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues.
+and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
+unless --resume continues its run or --overwrite starts again (removing those files only).
 """
 
 # flag -> (TrainConfig field, type, help)
@@ -46,17 +48,6 @@ BOOL_FLAGS = [("--channels-last", "channels_last", "NHWC memory format"),
               ("--nesterov", "nesterov", "Nesterov momentum")]
 
 
-INITS = ("paper", "torchvision", "alive", "lsuv")
-#: Named starting points; flags override them. "small" is what trains squeezenet_small reliably
-#: on 10-class 32x32 data, where the paper's SGD recipe leaves conv10 dead.
-RECIPES = {
-    "paper": {},
-    "small": dict(optimizer="adamw", lr=1e-3, weight_decay=5e-4, batch_size=64, accum_steps=1, dropout=0.0,
-                  label_smoothing=0.1, channels_last=True),
-}
-RECIPE_INIT = {"paper": "paper", "small": "alive"}
-
-
 def register(sub) -> None:
     from ..models.registry import list_models
     p = add_parser(sub, "train", "train a SqueezeNet (paper recipe; resumable; torchrun-ready)", EXAMPLES)
@@ -74,18 +65,18 @@ def register(sub) -> None:
     p.add_argument("--val", default=None, help="validation data (default: the test split of --data, if any)")
     p.add_argument("--no-val", action="store_true", help="train without validation")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="starting point: paper (the paper's solver; default for ImageNet-sized models) or "
-                        "small (AdamW lr 1e-3, batch 64, no accumulation, dropout 0, label smoothing 0.1, "
-                        "--init alive; default for squeezenet_small, since the paper's solver leaves "
-                        "conv10 dead on 10-class 32x32 data); flags win")
+                   help="starting point, flags win: " + "; ".join(f"{r.name}: {r.help}" for r in RECIPES.values()))
     p.add_argument("--init", choices=INITS, default=None,
                    help="weight init of a new model: paper (Xavier, conv10 N(0, 0.01)), torchvision "
                         "(kaiming), alive (kaiming + conv10 bias 1: keeps conv10's ReLU alive on few-class "
                         "data), lsuv (unit variance on a real batch)")
     p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT holds an earlier run: remove its checkpoints, sidecars and metrics.jsonl "
+                        "(nothing else) and start again")
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, field, typ, hlp in CONFIG_FLAGS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=hlp)
@@ -107,15 +98,17 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..data import build_dataset, check_preset
-    from ..data.datasets import BUILTIN
+    from ..data import build_dataset, check_preset, preset_for
     from ..errors import SqueezeNetError
+    from ..io import check_output
     from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
     from ..train import distributed as D
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise SqueezeNetError("--resume continues the run in --out, --overwrite starts it again: give one")
     overrides = _config_overrides(args)
     saved = None
     if args.resume:
@@ -137,18 +130,21 @@ def run(args: argparse.Namespace) -> int:
             raise SqueezeNetError("--data is required (digits, cifar10, a folder or a .tar.gz)")
         if args.recipe is None:
             args.recipe = "small" if _default_model_name(args, args.data) == "squeezenet_small" else "paper"
-        recipe = {**RECIPES[args.recipe], **overrides}
-        config = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**recipe)
+        recipe = RECIPES[args.recipe]
+        config = TrainConfig.from_file(args.config, **overrides) if args.config else recipe.train_config(**overrides)
         data, preset, classes = args.data, args.preprocess, args.classes
         val_spec, no_val = args.val, args.no_val
     if data is None:
         raise SqueezeNetError("--data is required")
     if preset:
         check_preset(preset)
+    Trainer.pick_device(config.device)     # cuda:99 on this machine: refused before any work
+    _check_out(out, args)
+    check_output(out, folder=True)        # writable, before any data is read
 
     torch.manual_seed(config.seed)
     model = _build_model(args, saved, data, preset)
-    preset = preset or model.preprocess or ("small" if data in BUILTIN else "torchvision")
+    preset = preset or preset_for(model, data)
     train_ds = build_dataset(data, "train", preset=preset, classes=classes or model.classes, strict=args.strict)
     val_ds = None
     if not no_val:
@@ -159,10 +155,17 @@ def run(args: argparse.Namespace) -> int:
                 raise SqueezeNetError(f"{args.model} has {model.num_classes} outputs but the data has "
                                       f"{len(train_ds.classes)} classes")
             model = _build_model(args, None, data, preset, num_classes=len(train_ds.classes))
+        if model.classes != list(train_ds.classes):
+            model.class_names = None   # names of other ids
         model.classes, model.preprocess = list(train_ds.classes), preset
+        if classes and not isinstance(classes, list):   # a class-list file: keep its names too
+            from ..data import read_class_names
+            ids, names = read_class_names(classes)
+            if names and ids == model.classes:
+                model.class_names = names
         if not (args.model and Path(args.model).suffix):
             from ..train.init import init_weights
-            init_weights(model, args.init or RECIPE_INIT[args.recipe], train_ds)
+            init_weights(model, args.init or RECIPES[args.recipe].init, train_ds)
 
     trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
     trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
@@ -194,8 +197,39 @@ def run(args: argparse.Namespace) -> int:
             print(f"final train loss {history[-1]['train_loss']:.4f}")
     if skipped:
         print(f"skipped {skipped} unreadable image(s) (listed above)")
-    print(f"wrote {out / 'best.safetensors'}, {out / 'last.safetensors'}, {out / 'metrics.jsonl'}")
+    written = [str(out / n) for n in ("best.safetensors", "last.safetensors", "metrics.jsonl") if (out / n).is_file()]
+    if written:   # only what is there: a resumed run that had nothing left to do wrote nothing new
+        print(f"wrote {', '.join(written)}")
     return 0
+
+
+def _check_out(out, args) -> None:
+    """A non-empty --out belongs to an earlier run (or to someone else): continue it with
+    --resume, or start again with --overwrite, which removes only the files training writes."""
+    from ..errors import OutputError, SqueezeNetError
+    from ..train import distributed as D
+    from ..train.checkpoint import RUN_FILES, clear_run
+    if args.resume:
+        return
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "is a file, not a folder; give a folder for the run")
+    try:
+        entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
+    except OSError as e:
+        raise OutputError(out, f"cannot list ({e.strerror or e})") from None
+    if not entries:
+        return
+    if not args.overwrite:
+        ours = [n for n in RUN_FILES if n in entries]
+        shown = (ours or entries)[:3]
+        more = f" and {len(entries) - len(shown)} more" if len(entries) > len(shown) else ""
+        raise SqueezeNetError(f"{out}: not empty (holds {', '.join(shown)}{more}); add --resume to continue "
+                              f"that run, or --overwrite to start again (removes its checkpoints and "
+                              f"metrics.jsonl only), or give another --out")
+    if D.env_world()[0] == 0:   # under torchrun, rank 0 alone clears the folder
+        removed = clear_run(out)
+        if removed:
+            print(f"--overwrite: removed {', '.join(removed)} from {out}", flush=True)
 
 
 def _default_model_name(args, data, preset=None) -> str | None:
@@ -211,11 +245,12 @@ def _default_model_name(args, data, preset=None) -> str | None:
 def _build_model(args, saved, data, preset, num_classes=None):
     from pathlib import Path
 
-    from .. import create_model, load
-    from ..models import SqueezeNet, SqueezeNetConfig
+    from ..io import load
+    from ..models import SqueezeNet, SqueezeNetConfig, create_model
     if saved is not None:
         m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
         m.classes, m.preprocess = saved["model"]["classes"], saved["model"]["preprocess"]
+        m.class_names = saved["model"].get("class_names")
         return m
     kwargs = {}
     if args.bypass:

@@ -198,18 +198,31 @@ def refit_codebook(W0: torch.Tensor, codes: np.ndarray, H: torch.Tensor, K: int,
 def calibration_batches(data, n_images: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
     """``n_images`` images of ``data`` in batches: distinct images in a seeded random order; a
     dataset smaller than ``n_images`` is cycled (a training split's augmentation then gives new
-    crops of the same images, so even a handful of photos calibrates)."""
+    crops of the same images, so even a handful of photos calibrates). An unreadable image is
+    left out and recorded on the dataset (one warning line naming it, counted in
+    ``dataset.skipped``), as the data loaders do."""
+    from ..data import base_dataset
     from ..errors import SqueezeNetError
     g = np.random.default_rng(seed)
     n = len(data)
     reps = -(-n_images // n)
     idx = np.concatenate([g.permutation(n) for _ in range(reps)])[:n_images]
-    # an unreadable image comes back as a `Skipped` marker (not a tuple): leave it out
-    items = (data[int(i)] for i in idx)
-    imgs = [it[0] for it in items if isinstance(it, (tuple, list))]
+    # an unreadable image comes back as a `Skipped` marker (not a tuple): leave it out, counted
+    imgs, bad = [], []
+    for i in idx:
+        it = data[int(i)]
+        if isinstance(it, (tuple, list)):
+            imgs.append(it[0])
+        elif hasattr(it, "path"):
+            bad.append(it)
     if not imgs:
         where = getattr(data, "root", "the calibration data")
-        raise SqueezeNetError(f"{where}: no readable calibration images")
+        more = f" ({len({b.path for b in bad})} unreadable)" if bad else ""
+        raise SqueezeNetError(f"{where}: no readable calibration images{more}")
+    owner = base_dataset(data)
+    for b in bad:
+        if hasattr(owner, "record_skipped"):
+            owner.record_skipped(b.path, b.reason)
     return list(torch.stack(imgs).split(batch_size))
 
 

@@ -1,56 +1,112 @@
 """Deep Compression end to end: prune -> retrain -> quantize -> retrain centroids -> Huffman.
 
-:func:`compress_model` runs the stages on a trained SqueezeNet, evaluates after each, writes
-the ``.sqz`` and returns a Table-2 style report (see :mod:`squeezenet.compress.report`).
-Retraining uses ``squeezenet.train.Trainer`` when available (callbacks ``on_step_end`` keep
-the pruning masks), else a minimal SGD loop with the same callback protocol. With unlabeled
-data, retraining distills the uncompressed model (no labels needed).
+:func:`compress_model` runs :data:`STAGES`, an ordered list of small functions over one
+:class:`CompressState`, on a trained SqueezeNet. Each stage reads and writes the state (the
+model, kept fractions, per-layer bits, masks, quantized layers, report rows); the stages that
+make a row evaluate their result on the evaluation data, so the report is Table 2 of the paper
+(see :mod:`squeezenet.compress.report`). Sizes and the ``.sqz`` writer are in
+:mod:`squeezenet.compress.sizing`.
 
->>> from squeezenet.compress.pipeline import CompressConfig   # doctest: +SKIP
->>> report = compress_model(model, train, val_loader, CompressConfig(prune="paper", bits=6),
-...                         "m.sqz")                            # doctest: +SKIP
+Where a stage has several ways to go (magnitude or error-compensated pruning, plain or
+error-compensated k-means on the retrained or the pruned-only weights, tuned or untuned
+centroids, one bit width or another under a size budget), each way is a :class:`Candidate`
+and :func:`keep_better` keeps the one that scores best.
+
+Retraining uses :class:`squeezenet.train.Trainer` (callbacks ``on_step_end`` keep the pruning
+masks); with unlabeled data it distills the uncompressed model (no labels needed). A
+``--batch-norm`` model is folded (BatchNorm into its convs) once, when the state is made:
+every stage sees the folded network, the one stored, and only :func:`retrain_masked` runs on
+the BatchNorm network (its statistics then follow the pruned weights) and folds it again.
+
+>>> import tempfile, torch
+>>> from pathlib import Path
+>>> from squeezenet.data import make_loader
+>>> from squeezenet.models import SqueezeNet, SqueezeNetConfig
+>>> _ = torch.manual_seed(0)
+>>> model = SqueezeNet(SqueezeNetConfig(stem="small", fires=((8, 16, 16),), pool_after=(),
+...                                     num_classes=3))
+>>> data = torch.utils.data.TensorDataset(torch.randn(32, 3, 16, 16), torch.randint(0, 3, (32,)))
+>>> cfg = CompressConfig(prune="uniform:0.5", bits=4, finetune_epochs=0)
+>>> with tempfile.TemporaryDirectory() as d:
+...     report = compress_model(model, None, make_loader(data, 32), cfg, Path(d) / "m.sqz",
+...                             log=lambda *a: None)
+...     written = (Path(d) / "m.sqz").stat().st_size
+>>> [r["stage"] for r in report["rows"]], report["rows"][-1]["bytes"] == written
+(['dense', 'pruned', 'quantized', 'huffman (.sqz)'], True)
+>>> CompressConfig(bits=40)
+Traceback (most recent call last):
+squeezenet.errors.ConfigError: compress config bits=40: must be an integer in 1..16 or a {layer: bits} mapping
 """
 from __future__ import annotations
 
 import copy
 import math
 import os
-import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Range, check_fields
+from ..train.config import MAX_SEED, OPTIMIZERS
 from . import prune as P
 from . import quantize as Q
+from . import sizing as S
 from .compensate import calibration_batches, compensate_model
-from .sqz import SparseLayer, sparse_entries, write_sqz
+from .report import ALEXNET_BYTES, bits_label, table_row
 
-#: Fraction under --target-size that the size search aims for when retraining follows.
-TARGET_MARGIN = 0.04
-#: ... and when only error-compensated pruning/quantization may follow (they shift the code
-#: histogram too: SqueezeNet 1.1 fitted to 660,000 B encoded to ~665 KB, and the refit by
-#: dropping weights after the last stage cost 4.8 points).
-CALIBRATION_MARGIN = 0.015
+#: Refits by dropping shared weights when the final file is over --target-size, at most.
+MAX_REFITS = 12
 
-#: torchvision AlexNet's parameter count (the paper's 240 MB row).
-ALEXNET_PARAMS = 61_100_840
-ALEXNET_BYTES = ALEXNET_PARAMS * 4
+
+#: A kept fraction (of a layer's weights, of the spectral energy): in (0, 1].
+KEPT = Range(0, 1, lo_open=True)
+_BITS = Range(1, 16, integer=True)
+
+#: The accepted range of every numeric field of :class:`CompressConfig` (checked when it is made).
+RANGES = {
+    "gap_bits": Range(1, 8, integer=True),
+    "target_size": Range(1000, integer=True, optional=True, note="bytes (a model needs more)"),
+    "finetune_epochs": Range(0),
+    "max_steps": Range(1, integer=True, optional=True, note="(None: no cap)"),
+    "lr": Range(0, lo_open=True),
+    "temperature": Range(0, lo_open=True),
+    "centroid_lr": Range(0, lo_open=True, optional=True, note="(None: lr)"),
+    "batch_size": Range(1, integer=True),
+    "weight_decay": Range(0),
+    "max_drop": Range(0, 1, note="(a top-1 fraction)"),
+    "svd_energy": Range(0, 1, lo_open=True, optional=True, note="(a spectral energy fraction)"),
+    "seed": Range(0, MAX_SEED, integer=True),
+    "calibration_images": Range(0, integer=True, note="(0: no error compensation)"),
+}
+
+
+def _kept_ok(v) -> bool:
+    return KEPT.problem(v) is None
 
 
 @dataclass
 class CompressConfig:
-    """Options of the Deep Compression pipeline (one commented field per line)."""
+    """Options of the Deep Compression pipeline (one commented field per line).
+
+    Every field is checked when the config is made (a one-line :class:`ConfigError` naming
+    the field), so library callers and the CLI get the same errors.
+
+    >>> CompressConfig(prune="uniform:0.5", bits=5).bits
+    5
+    >>> CompressConfig(lr=float("nan"))
+    Traceback (most recent call last):
+    squeezenet.errors.ConfigError: compress config lr=nan: must be a finite number > 0
+    """
 
     prune: Any = "paper"            # paper | uniform:F | auto | {key: kept fraction}
     bits: Any = None                # bits per layer (int or {key: bits}); 2**bits centroids;
-                                    # None: 6, or the best of 5/6/7 for a target size
+                                    # None: 6, or the best of 5/6/7/8 for a target size
     init: str = "linear"            # k-means init: linear | density | random
     gap_bits: int = 4               # width of a relative sparse-position gap (fillers beyond)
     target_size: int | None = None  # bytes: choose sparsity scale and bits to fit
@@ -67,6 +123,43 @@ class CompressConfig:
     seed: int = 0                   # seed for data order and k-means random init
     calibration_images: int = 256   # images (labels unused) for error-compensated quantization
                                     # (GPTQ-style, a scored alternative to plain k-means); 0 = off
+    progress: bool = True           # tqdm bars (stderr) while retraining
+
+    def __post_init__(self) -> None:
+        def bad(name, why):
+            raise ConfigError(f"compress config {name}={getattr(self, name)!r}: {why}")
+
+        if not _prune_spec_ok(self.prune):
+            bad("prune", "use paper, uniform:F or a {layer: F} mapping (F, the kept fraction, "
+                         "in (0, 1]), or auto")
+        b = self.bits
+        if not (b is None or _BITS.problem(b) is None
+                or (isinstance(b, Mapping) and b and all(_BITS.problem(v) is None for v in b.values()))):
+            bad("bits", "must be an integer in 1..16 or a {layer: bits} mapping")
+        if self.init not in Q.INITS:
+            bad("init", f"must be one of {', '.join(Q.INITS)}")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        check_fields(self, "compress config", RANGES)
+        if not isinstance(self.progress, bool):
+            bad("progress", "must be True or False")
+
+
+def _prune_spec_ok(spec) -> bool:
+    """What :func:`~.prune.prune_fractions` can accept (layer names are checked there, on
+    the model)."""
+    if isinstance(spec, Mapping):
+        return all(isinstance(k, str) for k in spec) and all(_kept_ok(v) for v in spec.values())
+    if isinstance(spec, str):
+        if spec in ("paper", "auto"):
+            return True
+        if spec.startswith("uniform:"):
+            try:
+                return _kept_ok(float(spec.split(":", 1)[1]))
+            except ValueError:
+                return False
+        return False
+    return _kept_ok(spec)
 
 
 # ----------------------------------------------------------------------------- training
@@ -94,388 +187,439 @@ def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), los
     from ..train import TrainConfig, Trainer
     if train_data is None or (cfg.finetune_epochs <= 0 and not cfg.max_steps):
         return []
-    steps = _stage_steps(cfg, train_data)
+    steps = stage_steps(cfg, train_data)
     tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
                      accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9, optimizer=cfg.optimizer,
                      weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
-                     progress=False, device="cpu")
-    out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn).fit()
+                     progress=cfg.progress, device="cpu")
+    out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn, log_epochs=False).fit()
     model.eval()
     return out
 
 
-def _stage_steps(cfg: CompressConfig, data) -> int:
+def stage_steps(cfg: CompressConfig, data) -> int:
     """Optimizer steps of one retraining stage: ``max_steps``, else ``finetune_epochs`` epochs."""
     if cfg.max_steps:
         return int(cfg.max_steps)
     return max(1, math.ceil(cfg.finetune_epochs * math.ceil(len(data) / cfg.batch_size)))
 
 
-# ----------------------------------------------------------------------------- sizes
+# ----------------------------------------------------------------------------- state
 
-def sparse_sizes(model: nn.Module, gap_bits: int, value_bits: int | dict = 32) -> int:
-    """Bytes of a pruned model stored as (value, gap) entries with fillers, plus the rest
-    dense: the fixed-width size before Huffman coding (the paper's pruning/quantization rows)."""
-    sd = model.state_dict()
-    keys = set(P.prunable(model))
-    total = 0
-    for k, v in sd.items():
-        if k not in keys:
-            total += v.numel() * 4
+@dataclass
+class CompressState:
+    """What the stages share. Made by :meth:`start`; each stage reads and updates it."""
+
+    cfg: CompressConfig
+    model: nn.Module                  # the network compressed and stored (BatchNorm folded)
+    out_path: str | os.PathLike       # the .sqz to write
+    log: Callable = print
+    val_loader: Any = None            # the evaluation data: every report row's accuracy
+    score_loader: Any = None          # the data candidates are scored on (default val_loader)
+    train_data: Any = None            # labeled training data (or None)
+    unlabeled: Any = None             # images for distillation and calibration (labels unused)
+    retrain_data: Any = None          # what retraining uses: unlabeled if given, else train_data
+    loss_fn: Callable | None = None   # retraining loss: distillation from teacher with unlabeled data
+    calib_data: Any = None            # images for error compensation (labels unused)
+    teacher: nn.Module | None = None  # the uncompressed (folded) model
+    bn_model: nn.Module | None = None  # the BatchNorm network retraining runs on (None: no BN)
+    keymap: dict[str, str] = field(default_factory=dict)   # folded weight key -> BN-network key
+    folded_changed: bool = False      # folded weights changed beyond zeros: unfold before retraining
+    n_params: int = 0                 # parameters of the uncompressed model
+    keys: list[str] = field(default_factory=list)           # compressed layers (conv/linear weights)
+    fractions: dict[str, float] = field(default_factory=dict)   # kept fraction per layer
+    bits: dict[str, int] = field(default_factory=dict)      # bits per layer
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)   # kept weights per layer
+    prune_method: str = "magnitude"   # the pruning candidate kept
+    unretrained: nn.Module | None = None   # the pruned model before retraining (a quantize source)
+    history: list[dict] = field(default_factory=list)       # the pruned model's retraining log
+    layers: dict[str, Q.QuantLayer] = field(default_factory=dict)   # codebooks and codes per layer
+    metrics: dict[str, dict] = field(default_factory=dict)  # stage -> metrics on the evaluation data
+    rows: list[dict] = field(default_factory=list)          # the report's rows
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per timing key
+    written: dict | None = None       # write_sqz's info of the final file
+    refits: int = 0                   # size refits after the final encode
+    started: float = field(default_factory=time.time)
+    _calibration: list | None = None
+
+    @classmethod
+    def start(cls, model: nn.Module, train_data, val_loader, cfg: CompressConfig, out_path,
+              unlabeled=None, score_loader=None, log: Callable = print) -> "CompressState":
+        """Seed, fold BatchNorm (the one place it is folded) and set the data roles."""
+        started = time.time()
+        torch.manual_seed(cfg.seed)
+        model.eval()
+        bn_model, keymap = None, {}
+        if getattr(getattr(model, "config", None), "batch_norm", False):
+            from ..models.fold import fold_batch_norm, folded_key_map
+            bn_model = model
+            model = fold_batch_norm(bn_model).eval()
+            keymap = folded_key_map(bn_model, model)
+            log("BatchNorm folded into the convolutions for storage")
+        teacher = copy.deepcopy(model).eval()
+        retrain_data, loss_fn = train_data, None
+        if unlabeled is not None:
+            retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
+        keys = list(P.prunable(model))
+        bits = dict(cfg.bits) if isinstance(cfg.bits, Mapping) else {k: int(cfg.bits or 6) for k in keys}
+        return cls(cfg=cfg, model=model, out_path=out_path, log=log, val_loader=val_loader,
+                   score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
+                   retrain_data=retrain_data, loss_fn=loss_fn, calib_data=retrain_data, teacher=teacher,
+                   bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
+                   keys=keys, bits=bits, started=started)
+
+    @property
+    def fp32(self) -> int:
+        """Bytes of the uncompressed model in float32."""
+        return self.n_params * 4
+
+    @property
+    def retrains(self) -> bool:
+        """Whether the retraining stages run (data, and epochs or steps to run)."""
+        return self.retrain_data is not None and (self.cfg.finetune_epochs > 0 or bool(self.cfg.max_steps))
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether error-compensated candidates are tried (calibration images and score data)."""
+        return self.cfg.calibration_images > 0 and self.calib_data is not None and self.score_loader is not None
+
+    def calibration(self) -> list[torch.Tensor]:
+        """The calibration image batches (drawn once, the first time a stage asks)."""
+        if self._calibration is None:
+            self._calibration = calibration_batches(self.calib_data, self.cfg.calibration_images, 32,
+                                                    self.cfg.seed)
+        return self._calibration
+
+    def evaluate(self, model: nn.Module) -> dict:
+        """Metrics on the evaluation data (``{}`` without it): what the rows report."""
+        from ..evaluate import evaluate
+        return evaluate(model, self.val_loader) if self.val_loader is not None else {}
+
+    def score(self, model: nn.Module) -> float:
+        """Top-1 on the score data: what candidates are compared on."""
+        from ..evaluate import evaluate
+        if self.score_loader is None:
+            raise ConfigError("compress: choosing between candidates needs evaluation or score data")
+        return evaluate(model, self.score_loader)["top1"]
+
+    def add_row(self, stage: str, approach: str, bits, size: int, metrics: dict | None, **extra) -> dict:
+        row = table_row(stage, approach, bits, size, self.fp32, metrics, **extra)
+        self.rows.append(row)
+        return row
+
+    def report(self) -> dict:
+        return {"rows": self.rows, "out": str(self.out_path), "params": self.n_params, "fp32_bytes": self.fp32,
+                "alexnet_bytes": ALEXNET_BYTES, "fractions": self.fractions, "bits": self.bits,
+                "config": {k: v for k, v in self.cfg.__dict__.items()}, "seconds": time.time() - self.started,
+                "timings": self.timings}
+
+
+@dataclass
+class Candidate:
+    """One way of doing a stage; :func:`keep_better` compares candidates by ``score``."""
+
+    name: str
+    score: float | None = None
+    model: nn.Module | None = None
+    layers: dict[str, Q.QuantLayer] | None = None
+    info: dict = field(default_factory=dict)
+
+
+def keep_better(cands: Sequence[Candidate]) -> Candidate:
+    """The candidate with the highest score; a tie keeps the earlier one, and a single
+    candidate wins unscored.
+
+    >>> keep_better([Candidate("a", 0.5), Candidate("b", 0.7), Candidate("c", 0.7)]).name
+    'b'
+    """
+    if len(cands) == 1:
+        return cands[0]
+    return max(cands, key=lambda c: c.score)
+
+
+def retrain_masked(s: CompressState, masks: dict[str, torch.Tensor]) -> list[dict]:
+    """Retrain ``s.model`` with ``masks`` held at zero; returns the training log ([] if no
+    retraining ran).
+
+    A BatchNorm model is retrained as the BatchNorm network (same zeros: folding scales whole
+    output channels; weights changed beyond zeros are unfolded first) and folded again, so the
+    stages only ever see the folded one.
+    """
+    if s.bn_model is None:
+        hist = retrain(s.model, s.retrain_data, s.cfg, callbacks=[P.MaskCallback(masks)], loss_fn=s.loss_fn)
+    else:
+        from ..models.fold import fold_batch_norm, unfold_weights
+        bn_masks = {s.keymap[k]: m for k, m in masks.items()}
+        if s.folded_changed:
+            unfold_weights(s.bn_model, s.model)
+            s.folded_changed = False
+        P.apply_masks(s.bn_model, bn_masks)
+        hist = retrain(s.bn_model, s.retrain_data, s.cfg, callbacks=[P.MaskCallback(bn_masks)],
+                       loss_fn=s.loss_fn)
+        P.apply_masks(s.bn_model, bn_masks)
+        if hist:
+            s.model = fold_batch_norm(s.bn_model).eval()
+    P.apply_masks(s.model, masks)
+    return hist
+
+
+# ----------------------------------------------------------------------------- stages
+
+def measure_dense(s: CompressState) -> None:
+    """The uncompressed model's row."""
+    dense = s.metrics["dense"] = s.evaluate(s.model)
+    s.add_row("dense", "none", 32, s.fp32, dense)
+    s.log(f"dense: {s.fp32:,} B top-1 {dense.get('top1', float('nan')):.4f}")
+
+
+def choose_fractions(s: CompressState) -> None:
+    """Kept fraction per layer: the ``prune`` preset, or per-layer sensitivity (``auto``)."""
+    cfg = s.cfg
+    if cfg.prune == "auto":
+        base_top1 = s.score(s.model)
+        sens = P.sensitivity(s.model, s.score)
+        s.fractions = P.choose_fractions(sens, cfg.max_drop)
+        s.log(f"auto pruning (base top-1 {base_top1:.4f}, max drop {cfg.max_drop}): "
+              f"{sum(s.fractions.values()) / len(s.fractions):.2f} mean kept")
+    else:
+        s.fractions = P.prune_fractions(s.model, cfg.prune)
+
+
+def bits_candidates(s: CompressState) -> list[dict[str, int]]:
+    """Per-layer bit allocations tried under a size budget: the configured one, or one
+    width for all layers out of 5..8."""
+    if isinstance(s.cfg.bits, Mapping):
+        return [dict(s.cfg.bits)]
+    widths = [5, 6, 7, 8] if s.cfg.bits is None else [int(s.cfg.bits)]
+    return [{k: b for k in s.keys} for b in widths]
+
+
+def fit_size_budget(s: CompressState) -> None:
+    """Scale the kept fractions so the file fits ``target_size``, for each bit allocation;
+    keep the allocation whose quick (pruned + k-means, not retrained) model scores best."""
+    cfg = s.cfg
+    # what follows moves the weights and so the code histogram: fit under the target
+    fit_size = int(cfg.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
+    cands = []
+    for bits in bits_candidates(s):
+        fr, _, _ = S.fit_target(s.model, s.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
+        m = copy.deepcopy(s.model)
+        P.apply_masks(m, P.magnitude_masks(m, fr))
+        Q.quantize_model(m, bits, cfg.init)
+        score = s.score(m) if s.score_loader is not None else 0.0
+        s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.keys):.3f} of weights, "
+              f"quick top-1 {score:.4f}")
+        cands.append(Candidate(f"{bits_label(bits)} bits", score, info={"bits": bits, "fractions": fr}))
+    best = keep_better(cands)
+    s.bits, s.fractions = best.info["bits"], best.info["fractions"]
+
+
+def prune(s: CompressState) -> None:
+    """Prune to the kept fractions. With calibration images, magnitude pruning and
+    error-compensated (OBS / SparseGPT-style) pruning are both tried; the one scoring better
+    on the score data (before retraining) goes on."""
+    cands = [Candidate("magnitude", model=s.model)]
+    if s.calibrates:
+        obs = copy.deepcopy(s.model)
+        compensate_model(obs, s.calibration(), s.keys, fractions=s.fractions)
+        cands.append(Candidate("error-compensated (OBS)", model=obs))
+    masks = P.magnitude_masks(s.model, s.fractions)
+    P.apply_masks(s.model, masks)
+    if len(cands) > 1:
+        for c in cands:
+            c.score = s.score(c.model)
+        s.log(f"  pruned by magnitude: top-1 {cands[0].score:.4f}, with error compensation: "
+              f"{cands[1].score:.4f} on the score data")
+    best = keep_better(cands)
+    if best is not cands[0]:
+        s.model.load_state_dict(best.model.state_dict())
+        sd = s.model.state_dict()
+        masks = {k: sd[k] != 0 for k in s.keys}
+        s.folded_changed = True
+    s.prune_method, s.masks = best.name, masks
+
+
+def retrain_pruned(s: CompressState) -> None:
+    """Retrain with the masks held (a copy of the pruned-only model is kept as a quantization
+    source); the "pruned" row."""
+    s.unretrained = copy.deepcopy(s.model) if s.retrains else None
+    s.history = retrain_masked(s, s.masks)
+    pruned = s.metrics["pruned"] = s.evaluate(s.model)
+    kept = S.kept_fraction(s.model, s.keys)
+    s.add_row("pruned", "network pruning", 32, S.sparse_sizes(s.model, s.cfg.gap_bits), pruned,
+              kept=kept, retrain=s.history[-1] if s.history else None, method=s.prune_method)
+    s.log(f"pruned ({kept:.3f} kept): top-1 {pruned.get('top1', float('nan')):.4f}")
+
+
+def _kmeans(s: CompressState, model: nn.Module) -> dict[str, Q.QuantLayer]:
+    return Q.quantize_model(model, s.bits, s.cfg.init, s.keys)
+
+
+def _kmeans_compensated(s: CompressState, model: nn.Module) -> dict[str, Q.QuantLayer]:
+    # k-means codebooks, assignment minimising each layer's output error (compensate.py)
+    return compensate_model(model, s.calibration(), s.keys, bits=s.bits, init=s.cfg.init)
+
+
+def quantizers(s: CompressState) -> list[tuple[str, Callable]]:
+    """The quantization methods tried: ``(name, fn(state, model) -> layers)``, in place."""
+    return [("k-means", _kmeans)] + ([("k-means + error compensation", _kmeans_compensated)]
+                                     if s.calibrates else [])
+
+
+def quantize(s: CompressState) -> None:
+    """Quantize with each method of :func:`quantizers`, on the retrained and on the
+    pruned-only weights (retraining with few steps or on other images can leave weights that
+    cluster worse); the candidate scoring best on the score data goes on. The "quantized" row."""
+    sources = [("retrained", s.model)]
+    if s.history and s.unretrained is not None and s.score_loader is not None:
+        sources.append(("pruned-only", s.unretrained))
+    methods = quantizers(s)
+    scored = len(sources) * len(methods) > 1
+    cands = []
+    for src_name, src in sources:
+        for method, fn in methods:
+            m = copy.deepcopy(src)
+            c = Candidate(method, model=m, layers=fn(s, m), info={"source": src_name})
+            if scored:
+                c.score = s.score(m)
+                s.log(f"  quantized {src_name} weights with {method}: top-1 {c.score:.4f} on the score data")
+            cands.append(c)
+    best = keep_better(cands)
+    s.model.load_state_dict(best.model.state_dict())
+    s.layers, s.unretrained = best.layers, None
+    quant = s.metrics["quantized"] = s.evaluate(s.model)
+    s.add_row("quantized", "k-means weight sharing", bits_label(s.bits),
+              S.sparse_sizes(s.model, s.cfg.gap_bits, s.bits), quant,
+              from_retrained=best.info["source"] == "retrained", method=best.name)
+    s.log(f"quantized: top-1 {quant.get('top1', float('nan')):.4f}")
+
+
+def tune_centroids(s: CompressState) -> None:
+    """Centroid fine-tuning (Adam on the summed member gradients); the better of tuned and
+    untuned on the evaluation data is kept (a tie keeps the tuned), so this stage never makes
+    the reported accuracy worse. The "centroids tuned" row."""
+    cfg = s.cfg
+    steps = stage_steps(cfg, s.retrain_data)
+    quant = s.metrics["quantized"]
+    untuned = Candidate("untuned", quant.get("top1", 0), layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
+    layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
+                              cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress)
+    tuned_metrics = s.evaluate(s.model)
+    tuned = Candidate("tuned", tuned_metrics.get("top1", 0), layers=layers)
+    best = keep_better([tuned, untuned])
+    s.layers = best.layers
+    if best is untuned:
+        Q.load_layers(s.model, s.layers)
+    kept_tuned = best is tuned
+    s.metrics["centroids tuned"] = tuned_metrics if kept_tuned else quant
+    s.add_row("centroids tuned", "trained quantization", bits_label(s.bits),
+              S.sparse_sizes(s.model, cfg.gap_bits, s.bits), s.metrics["centroids tuned"],
+              tuned_top1=tuned_metrics.get("top1"), kept_tuned=kept_tuned, steps=steps)
+    s.log(f"centroids tuned: top-1 {tuned_metrics.get('top1', float('nan')):.4f}"
+          + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
+
+
+def _write(s: CompressState, path=None) -> dict:
+    return S.save_quantized(s.model, s.layers, path or s.out_path, s.cfg.gap_bits,
+                            metadata={"compressed_from_params": s.n_params})
+
+
+def encode(s: CompressState) -> None:
+    """Huffman-code the model into the ``.sqz``; over ``target_size`` (the size was estimated
+    before retraining), drop the smallest shared weights and write again; reload the file from
+    disk and evaluate it. The "huffman (.sqz)" row.
+
+    Trial encodings under a target size go to a scratch file: the output path is written once,
+    with the file that fits, so a failure leaves whatever was there before untouched."""
+    import tempfile
+
+    from .sqz import load_sqz
+    cfg = s.cfg
+    if cfg.target_size:
+        with tempfile.TemporaryDirectory(prefix="squeezenet-refit-") as d:
+            info = _write(s, Path(d) / "try.sqz")
+            while info["bytes"] > cfg.target_size:
+                if s.refits >= MAX_REFITS:
+                    raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
+                                      f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
+                s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
+                Q.load_layers(s.model, s.layers)
+                s.refits += 1
+                info = _write(s, Path(d) / "try.sqz")
+                s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
+    info = _write(s)
+    s.written = info
+    final = s.metrics["huffman (.sqz)"] = s.evaluate(load_sqz(s.out_path))
+    s.add_row("huffman (.sqz)", "Deep Compression", bits_label(s.bits), info["bytes"], final,
+              parts=info["parts"], refits=s.refits)
+    s.log(f".sqz: {info['bytes']:,} B top-1 {final.get('top1', float('nan')):.4f}")
+
+
+def svd_baseline(s: CompressState) -> None:
+    """The paper's SVD row: the uncompressed model factored to ``svd_energy`` and retrained
+    (second row of the report)."""
+    from .svd import svd_factorize
+    m = copy.deepcopy(s.teacher)
+    info = svd_factorize(m, energy=s.cfg.svd_energy)
+    retrain(m, s.retrain_data, s.cfg, loss_fn=s.loss_fn)
+    n_svd = sum(p.numel() for p in m.parameters())
+    s.rows.insert(1, table_row("svd", "SVD", 32, n_svd * 4, s.fp32, s.evaluate(m), layers=len(info)))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline: ``run(state)`` when ``when(state)`` holds; its seconds add
+    up under ``timing`` in the report (several stages may share one key). ``doing`` is the
+    line logged as it starts."""
+
+    name: str
+    run: Callable[[CompressState], None]
+    timing: str
+    when: Callable[[CompressState], bool] | None = None
+    doing: str = ""
+
+
+#: The pipeline, in order. A new step is a function over :class:`CompressState` slotted in here
+#: (or passed to :func:`compress_model` as ``stages``).
+STAGES: tuple[Stage, ...] = (
+    Stage("dense", measure_dense, "dense_eval", doing="evaluating the uncompressed model"),
+    Stage("fractions", choose_fractions, "choose", doing="choosing the kept fraction of each layer"),
+    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size),
+          doing="choosing sparsity and bits that fit the target size"),
+    Stage("prune", prune, "prune_retrain", doing="pruning the smallest weights"),
+    Stage("retrain", retrain_pruned, "prune_retrain", doing="retraining under the pruning masks"),
+    Stage("quantize", quantize, "quantize", doing="k-means weight sharing"),
+    Stage("centroids", tune_centroids, "quantize", when=lambda s: s.retrains,
+          doing="fine-tuning the shared centroids"),
+    Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
+    Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),
+)
+
+
+def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressState:
+    """Run ``stages`` in order over ``s``, timing each; one log line as each starts."""
+    todo = [st for st in stages if st.when is None or st.when(s)]
+    for i, st in enumerate(todo, 1):
+        if st.when is not None and not st.when(s):
             continue
-        b = value_bits[k] if isinstance(value_bits, dict) else value_bits
-        flat = v.flatten().cpu().numpy()
-        nz = np.flatnonzero(flat)
-        d = np.diff(nz, prepend=-1) - 1
-        entries = nz.size + int((d >> gap_bits).sum())
-        dense_bits = flat.size * b
-        sparse_bits = entries * (b + gap_bits)
-        total += int(math.ceil(min(dense_bits, sparse_bits) / 8))
-        if b < 32:
-            total += (1 << b) * 4           # codebook
-    return total
-
-
-def sparse_layers(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int) -> tuple[list, dict]:
-    """The .sqz records of a quantized model (+ the dense rest)."""
-    sd = model.state_dict()
-    recs, used = [], set()
-    for k, q in layers.items():
-        bias_key = k[:-len("weight")] + "bias"
-        nz = np.flatnonzero(q.codes)
-        gaps, codes = sparse_entries(nz, q.codes[nz], gap_bits, 0)
-        cb = np.concatenate([[0.0], q.codebook]).astype(np.float32)
-        recs.append(SparseLayer(k, q.shape, cb, codes, gaps, gap_bits, 0,
-                                bias_key if bias_key in sd else None,
-                                sd[bias_key].cpu().numpy() if bias_key in sd else None, q.bits))
-        used |= {k, bias_key}
-    dense = {k: v.cpu().numpy() for k, v in sd.items() if k not in used}
-    return recs, dense
-
-
-def save_quantized(model: nn.Module, layers: dict[str, Q.QuantLayer], path, gap_bits: int = 4,
-                   metadata: dict | None = None) -> dict:
-    """Write a quantized (and pruned) model as ``.sqz``."""
-    recs, dense = sparse_layers(model, layers, gap_bits)
-    meta = dict(getattr(model, "metadata", {}) or {})
-    meta.update(metadata or {})
-    return write_sqz(path, model.config, recs, dense, classes=getattr(model, "classes", None),
-                     preprocess=getattr(model, "preprocess", None), metadata=meta)
-
-
-def estimate_bytes(model: nn.Module, fractions: dict[str, float], bits, gap_bits: int,
-                   init: str = "linear") -> int:
-    """Size of the .sqz that pruning to ``fractions`` and quantizing to ``bits`` would give
-    (no retraining; quick k-means), by actually encoding it."""
-    m = copy.deepcopy(model)
-    P.apply_masks(m, P.magnitude_masks(m, fractions))
-    layers = _quantize_quick(m, bits, init)
-    with tempfile.TemporaryDirectory() as d:
-        return save_quantized(m, layers, Path(d) / "est.sqz", gap_bits)["bytes"]
-
-
-def _quantize_quick(model, bits, init):
-    # the same k-means as the pipeline's: fewer Lloyd iterations leave the centroids near
-    # their linear init, which skews the code histogram and under-estimates the Huffman
-    # size (measured: 658 KB estimated vs 730 KB encoded on SqueezeNet 1.1 at 6 bits)
-    return Q.quantize_model(model, bits, init)
-
-
-def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, target: int,
-               init: str = "linear", log=print) -> tuple[dict[str, float], float, int]:
-    """Largest scale ``s`` (kept fractions ``min(1, s * base)``) whose .sqz fits ``target``."""
-    def fr(s):
-        return {k: min(1.0, max(1e-3, s * f)) for k, f in base.items()}
-    lo, hi = 0.0, 1.0 / min(base.values())
-    size_hi = estimate_bytes(model, fr(hi), bits, gap_bits, init)
-    if size_hi <= target:
-        return fr(hi), hi, size_hi
-    best = None
-    for _ in range(9):
-        mid = (lo + hi) / 2
-        size = estimate_bytes(model, fr(mid), bits, gap_bits, init)
-        if size <= target:
-            lo, best = mid, size
-        else:
-            hi = mid
-    if best is None:
-        raise ConfigError(f"--target-size {target}: even keeping almost nothing at {bits} bits "
-                          f"does not fit; use fewer --bits or a larger target")
-    log(f"  target {target:,} B at {_bits_label(bits) if isinstance(bits, dict) else bits} bits: "
-        f"scale {lo:.3f} -> estimated {best:,} B")
-    return fr(lo), lo, best
-
-
-# ----------------------------------------------------------------------------- pipeline
-
-def _row(stage, approach, bits, size, fp32, metrics, **extra):
-    r = {"stage": stage, "approach": approach, "bits": bits, "bytes": int(size),
-         "ratio_vs_fp32": fp32 / size, "ratio_vs_alexnet": ALEXNET_BYTES / size,
-         "top1": metrics.get("top1") if metrics else None,
-         "top5": metrics.get("top5") if metrics else None}
-    r.update(extra)
-    return r
+        s.log(f"[{i}/{len(todo)}] {st.name}: {st.doing or st.name}...")
+        t = time.time()
+        st.run(s)
+        s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t
+    return s
 
 
 def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig,
                    out_path: str | os.PathLike, unlabeled=None, score_loader=None,
-                   log: Callable = print) -> dict:
+                   log: Callable = print, stages: Sequence[Stage] = STAGES) -> dict:
     """Run the pipeline on ``model`` (modified in place); write ``out_path`` (.sqz).
 
     ``train_data``: labeled retraining data (or None); ``unlabeled``: data for distillation
     from the uncompressed model (used instead of labels when given); ``val_loader``: the
-    evaluation data for every row; ``score_loader``: a small loader to choose bits for a
-    target size (default ``val_loader``).
+    evaluation data for every row; ``score_loader``: a small loader to choose between
+    candidates, e.g. bits for a target size (default ``val_loader``). Returns the report:
+    ``rows`` (Table 2), ``fractions``, ``bits``, ``config``, ``timings``...
     """
-    from ..evaluate import evaluate
-    t_start = time.time()
-    torch.manual_seed(cfg.seed)
-    model.eval()
-    # A --batch-norm model is stored folded (BatchNorm into its convs: no BN tensors in the
-    # file, and pruning/k-means see the effective weights) but retrained with its BatchNorm,
-    # whose statistics then follow the pruned weights
-    bn_model, keymap = None, {}
-    if getattr(getattr(model, "config", None), "batch_norm", False):
-        from ..models.fold import fold_batch_norm, folded_key_map
-        bn_model = model
-        model = fold_batch_norm(bn_model).eval()
-        keymap = folded_key_map(bn_model, model)
-        log("BatchNorm folded into the convolutions for storage")
-    teacher = copy.deepcopy(model).eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    fp32 = n_params * 4
-    rows, timings = [], {}
-
-    def ev(m):
-        return evaluate(m, val_loader) if val_loader is not None else {}
-
-    t = time.time()
-    dense = ev(model)
-    rows.append(_row("dense", "none", 32, fp32, fp32, dense))
-    log(f"dense: {fp32:,} B top-1 {dense.get('top1', float('nan')):.4f}")
-    timings["dense_eval"] = time.time() - t
-
-    retrain_data, loss_fn = train_data, None
-    if unlabeled is not None:
-        retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
-
-    sl = score_loader or val_loader
-    retrains = retrain_data is not None and (cfg.finetune_epochs > 0 or bool(cfg.max_steps))
-    calib = retrain_data if retrain_data is not None else train_data
-    calibrates = cfg.calibration_images > 0 and calib is not None and sl is not None
-
-    keys = list(P.prunable(model))
-    bits = cfg.bits if isinstance(cfg.bits, dict) else {k: int(cfg.bits or 6) for k in keys}
-
-    # 1. choose kept fractions
-    t = time.time()
-    if cfg.prune == "auto":
-        base_top1 = evaluate(model, sl)["top1"]
-        sens = P.sensitivity(model, lambda m: evaluate(m, sl)["top1"])
-        fractions = P.choose_fractions(sens, cfg.max_drop)
-        log(f"auto pruning (base top-1 {base_top1:.4f}, max drop {cfg.max_drop}): "
-            f"{sum(fractions.values()) / len(fractions):.2f} mean kept")
-    else:
-        fractions = P.prune_fractions(model, cfg.prune)
-    chosen_bits = None
-    if cfg.target_size:
-        cands = [5, 6, 7, 8] if cfg.bits is None else sorted(set(bits.values()))
-        # retraining moves the weights and so the code histogram: the encoded file came out
-        # 2-3 % over the fit (measured on CIFAR-10: 297 KB for a 290 KB fit), and the refit
-        # after the last stage (pruning without retraining) cost 4.4 points. Fit with a margin.
-        margin = TARGET_MARGIN if retrains else CALIBRATION_MARGIN if calibrates else 0.0
-        fit_size = int(cfg.target_size * (1 - margin))
-        best = None
-        for b in cands:
-            bb = dict(bits) if isinstance(cfg.bits, dict) else {k: b for k in keys}
-            fr, s, est = fit_target(model, fractions, bb, cfg.gap_bits, fit_size, cfg.init, log)
-            m = copy.deepcopy(model)
-            P.apply_masks(m, P.magnitude_masks(m, fr))
-            Q.quantize_model(m, bb, cfg.init)
-            score = evaluate(m, sl)["top1"] if sl is not None else 0.0
-            log(f"  {b} bits: kept {_kept(m, keys):.3f} of weights, quick top-1 {score:.4f}")
-            if best is None or score > best[0]:
-                best = (score, b, fr)
-        _, chosen_bits, fractions = best
-        if not isinstance(cfg.bits, dict):
-            bits = {k: chosen_bits for k in keys}
-    timings["choose"] = time.time() - t
-
-    # 2. prune + retrain with masks. With calibration images, magnitude pruning and
-    # error-compensated (OBS / SparseGPT-style) pruning at the same kept fractions are both
-    # tried; the one scoring better on the score data before retraining goes on
-    t = time.time()
-    calib_batches = calibration_batches(calib, cfg.calibration_images, 32, cfg.seed) if calibrates else None
-    prune_method = "magnitude"
-    obs = None
-    if calibrates:
-        obs = copy.deepcopy(model)
-        compensate_model(obs, calib_batches, keys, fractions=fractions)
-    masks = P.magnitude_masks(model, fractions)
-    P.apply_masks(model, masks)
-    if obs is not None:
-        s_mag, s_obs = evaluate(model, sl)["top1"], evaluate(obs, sl)["top1"]
-        log(f"  pruned by magnitude: top-1 {s_mag:.4f}, with error compensation: {s_obs:.4f} on the score data")
-        if s_obs > s_mag:
-            prune_method = "error-compensated (OBS)"
-            model.load_state_dict(obs.state_dict())
-            sd = model.state_dict()
-            masks = {k: sd[k] != 0 for k in keys}
-        del obs
-    unretrained = copy.deepcopy(model) if retrains else None
-    if bn_model is not None:
-        # the same zeros in the BatchNorm model (folding scales whole output channels)
-        bn_masks = {keymap[k]: m for k, m in masks.items()}
-        if prune_method != "magnitude":
-            from ..models.fold import unfold_weights
-            unfold_weights(bn_model, model)     # compensated weights, not only zeros
-        P.apply_masks(bn_model, bn_masks)
-        hist = retrain(bn_model, retrain_data, cfg, callbacks=[P.MaskCallback(bn_masks)], loss_fn=loss_fn)
-        P.apply_masks(bn_model, bn_masks)
-        if hist:
-            model = fold_batch_norm(bn_model).eval()
-    else:
-        hist = retrain(model, retrain_data, cfg, callbacks=[P.MaskCallback(masks)], loss_fn=loss_fn)
-    P.apply_masks(model, masks)
-    pruned = ev(model)
-    kept = _kept(model, keys)
-    rows.append(_row("pruned", "network pruning", 32, sparse_sizes(model, cfg.gap_bits), fp32, pruned,
-                     kept=kept, retrain=hist[-1] if hist else None, method=prune_method))
-    log(f"pruned ({kept:.3f} kept): top-1 {pruned.get('top1', float('nan')):.4f}")
-    timings["prune_retrain"] = time.time() - t
-
-    # 3. quantize. Candidates: plain k-means, and k-means codebooks with error-compensated
-    # assignment on calibration images (compensate.py: each layer's output error, not its
-    # weight error, is minimised), each on the retrained and on the pruned-only weights
-    # (retraining with few steps or on other images can leave weights that cluster worse).
-    # The candidate scoring best on the score data (default: the evaluation data) goes on.
-    t = time.time()
-    methods = ["k-means"] + (["k-means + error compensation"] if calibrates else [])
-    sources = [("retrained", model)]
-    if hist and unretrained is not None and sl is not None:
-        sources.append(("pruned-only", unretrained))
-    cands = []
-    for src_name, src in sources:
-        for method in methods:
-            m = copy.deepcopy(src)
-            if method == "k-means":
-                lay = Q.quantize_model(m, bits, cfg.init, keys)
-            else:
-                lay = compensate_model(m, calib_batches, keys, bits=bits, init=cfg.init)
-            score = evaluate(m, sl)["top1"] if len(sources) * len(methods) > 1 else None
-            cands.append((score, src_name, method, m, lay))
-            if score is not None:
-                log(f"  quantized {src_name} weights with {method}: top-1 {score:.4f} on the score data")
-    _, src_name, method, chosen, layers = cands[0] if len(cands) == 1 else max(cands, key=lambda c: c[0])
-    model.load_state_dict(chosen.state_dict())
-    del unretrained, cands, chosen
-    used_retrained = src_name == "retrained"
-    quant = ev(model)
-    rows.append(_row("quantized", "k-means weight sharing", _bits_label(bits),
-                     sparse_sizes(model, cfg.gap_bits, bits), fp32, quant, from_retrained=used_retrained,
-                     method=method))
-    log(f"quantized: top-1 {quant.get('top1', float('nan')):.4f}")
-
-    # 4. centroid fine-tuning (Adam on the summed member gradients); the better of
-    # before/after on the evaluation data is kept, so this stage never makes things worse
-    if retrains:
-        steps = _stage_steps(cfg, retrain_data)
-        before = {k: copy.deepcopy(q) for k, q in layers.items()}
-        tuned_layers = Q.tune_centroids(model, layers, retrain_data, steps,
-                                        cfg.centroid_lr or cfg.lr, cfg.batch_size, loss_fn, cfg.seed)
-        tuned = ev(model)
-        kept_tuned = not quant or tuned.get("top1", 0) >= quant.get("top1", 0)
-        if kept_tuned:
-            layers = tuned_layers
-        else:
-            layers = before
-            _load_layers(model, layers)
-        rows.append(_row("centroids tuned", "trained quantization", _bits_label(bits),
-                         sparse_sizes(model, cfg.gap_bits, bits), fp32, tuned if kept_tuned else quant,
-                         tuned_top1=tuned.get("top1"), kept_tuned=kept_tuned, steps=steps))
-        log(f"centroids tuned: top-1 {tuned.get('top1', float('nan')):.4f}"
-            + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
-    timings["quantize"] = time.time() - t
-
-    # 5. Huffman -> .sqz, reloaded from disk
-    t = time.time()
-    info = save_quantized(model, layers, out_path, cfg.gap_bits,
-                          metadata={"compressed_from_params": n_params})
-    refits = 0
-    if cfg.target_size:   # the size was estimated before retraining: check the real file
-        while info["bytes"] > cfg.target_size:
-            if refits >= 12:
-                Path(out_path).unlink(missing_ok=True)
-                raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
-                                  f"{info['bytes']:,} B after {refits} refits; use a larger target or fewer --bits")
-            layers = prune_more(layers, cfg.target_size / info["bytes"])
-            _load_layers(model, layers)
-            refits += 1
-            info = save_quantized(model, layers, out_path, cfg.gap_bits,
-                                  metadata={"compressed_from_params": n_params})
-            log(f"  refit {refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
-    from .sqz import load_sqz
-    reloaded = load_sqz(out_path)
-    final = ev(reloaded)
-    rows.append(_row("huffman (.sqz)", "Deep Compression", _bits_label(bits), info["bytes"], fp32, final,
-                     parts=info["parts"], refits=refits))
-    log(f".sqz: {info['bytes']:,} B top-1 {final.get('top1', float('nan')):.4f}")
-    timings["huffman"] = time.time() - t
-
-    if cfg.svd_energy:
-        t = time.time()
-        from .svd import svd_factorize
-        m = copy.deepcopy(teacher)
-        info_svd = svd_factorize(m, energy=cfg.svd_energy)
-        retrain(m, retrain_data, cfg, loss_fn=distill_loss(teacher, cfg.temperature) if unlabeled is not None else None)
-        n_svd = sum(p.numel() for p in m.parameters())
-        rows.insert(1, _row("svd", "SVD", 32, n_svd * 4, fp32, ev(m), layers=len(info_svd)))
-        timings["svd"] = time.time() - t
-
-    return {"rows": rows, "out": str(out_path), "params": n_params, "fp32_bytes": fp32,
-            "alexnet_bytes": ALEXNET_BYTES, "fractions": fractions, "bits": bits,
-            "config": {k: v for k, v in cfg.__dict__.items()}, "seconds": time.time() - t_start,
-            "timings": timings}
-
-
-def prune_more(layers: dict[str, Q.QuantLayer], ratio: float) -> dict[str, Q.QuantLayer]:
-    """Zero the smallest-magnitude shared weights so each layer keeps about ``ratio`` of its
-    non-zeros (a little less, since the header does not shrink): the refit used when the
-    final ``.sqz`` exceeds ``--target-size``. Codebooks are unchanged.
-
-    >>> q = Q.QuantLayer("w", (4,), 2, np.array([-1., .5, 2.], np.float32), np.array([1, 2, 3, 2]))
-    >>> prune_more({"w": q}, 0.5)["w"].codes.tolist()
-    [1, 0, 3, 0]
-    """
-    out = {}
-    for k, q in layers.items():
-        nz = np.flatnonzero(q.codes)
-        keep = math.ceil(nz.size * max(0.05, min(1.0, ratio - 0.005)))
-        if keep >= nz.size:
-            out[k] = q
-            continue
-        mag = np.abs(q.weight().ravel()[nz])
-        drop = nz[np.argsort(mag, kind="stable")[:nz.size - keep]]
-        codes = q.codes.copy()
-        codes[drop] = 0
-        out[k] = Q.QuantLayer(k, q.shape, q.bits, q.codebook, codes)
-    return out
-
-
-@torch.no_grad()
-def _load_layers(model: nn.Module, layers: dict[str, Q.QuantLayer]) -> None:
-    """Write quantized layers' weights into ``model``."""
-    for k, q in layers.items():
-        p = model.get_parameter(k)
-        p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
-
-
-def _kept(model, keys):
-    sd = model.state_dict()
-    nz = sum(int((sd[k] != 0).sum()) for k in keys)
-    return nz / sum(sd[k].numel() for k in keys)
-
-
-def _bits_label(bits: dict) -> str | int:
-    vals = sorted(set(bits.values()))
-    return vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+    s = CompressState.start(model, train_data, val_loader, cfg, out_path, unlabeled=unlabeled,
+                            score_loader=score_loader, log=log)
+    return run_stages(s, stages).report()

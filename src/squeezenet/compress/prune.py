@@ -21,18 +21,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.utils import prunable  # defined with the models; compress code says P.prunable
 
 #: Table 1 of the paper: kept fraction (s1x1, e1x1, e3x3) for fire2..fire9.
 PAPER_FIRE = [(1.0, 1.0, 0.33)] * 4 + [(1.0, 0.5, 0.33), (0.5, 1.0, 0.33), (1.0, 0.5, 0.33),
                                        (0.5, 1.0, 0.30)]
 PAPER_CONV1 = 1.0
 PAPER_CONV10 = 0.2
-
-
-def prunable(model: nn.Module) -> dict[str, nn.Module]:
-    """state_dict key of each conv / linear weight -> its module, in forward order."""
-    return {f"{name}.weight": m for name, m in model.named_modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
 def _role(key: str, model: nn.Module) -> tuple[str, int | None]:

@@ -99,7 +99,7 @@ class QuantLayer:
 def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "linear",
                    keys: list[str] | None = None, iters: int = 300) -> dict[str, QuantLayer]:
     """Cluster every conv/linear weight in place; returns the per-layer codebooks and codes."""
-    from .prune import prunable
+    from ..models.utils import prunable
     keys = keys or list(prunable(model))
     out = {}
     for k in keys:
@@ -121,6 +121,14 @@ def quantize_model(model: nn.Module, bits: int | dict[str, int], init: str = "li
         p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
         out[k] = q
     return out
+
+
+@torch.no_grad()
+def load_layers(model: nn.Module, layers: dict[str, QuantLayer]) -> None:
+    """Write quantized layers' weights (codebook[codes]) into ``model``."""
+    for k, q in layers.items():
+        p = model.get_parameter(k)
+        p.copy_(torch.from_numpy(q.weight()).to(p.device, p.dtype))
 
 
 class _SharedWeight:
@@ -179,8 +187,9 @@ def unshare_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> dict[str
 
 def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps: int,
                    lr: float = 1e-4, batch_size: int = 64, loss_fn=None,
-                   seed: int = 0) -> dict[str, QuantLayer]:
+                   seed: int = 0, progress: bool = False) -> dict[str, QuantLayer]:
     """Fine-tune the shared centroids only (everything else frozen); returns the new layers.
+    ``progress`` shows a tqdm bar of the steps on stderr.
 
     Each centroid's gradient is the sum of its members' gradients (autograd through the
     gather, see :func:`share_weights`). A plain SGD step on that sum is badly scaled: a
@@ -188,8 +197,7 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
     rate either diverges on the first or does nothing on the second. We therefore use Adam,
     whose per-centroid normalisation makes each step about ``lr`` in weight units whatever
     the member count, so ``lr`` is an absolute bound on how far a centroid moves per step.
-
-    >>> layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)  # doctest: +SKIP
+    Typical call: ``layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)``.
     """
     from ..data import make_loader
     if steps <= 0 or data is None:
@@ -203,6 +211,10 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
         loader = make_loader(data, batch_size, shuffle=True, seed=seed)
         model.train()
         done = 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, desc="centroids", unit="step", leave=False, dynamic_ncols=True)
         while done < steps:
             for x, y in loader:
                 if loss_fn is not None:
@@ -213,8 +225,12 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
                 loss.backward()
                 opt.step()
                 done += 1
+                if bar is not None:
+                    bar.update(1)
                 if done >= steps:
                     break
+        if bar is not None:
+            bar.close()
     finally:
         layers = unshare_weights(model, layers)
         for p in frozen:

@@ -16,13 +16,10 @@ record per compressed layer (shape, bits, count, codebook, Huffman-coded cluster
 sparse-position gaps, bias), plus plain float32 tensors for anything left dense. Every
 offset, length, shape and count is checked against the file size and sane limits before
 anything is allocated; every problem is a :class:`~squeezenet.errors.FormatError`.
-
->>> import squeezenet                                     # doctest: +SKIP
->>> model = squeezenet.load("dc.sqz")                     # runnable, eval mode
+``squeezenet.load("dc.sqz")`` gives a runnable model in eval mode (see :func:`load_sqz`).
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import struct
@@ -33,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import ConfigError, FormatError, first_line, read_input
+from ..io import parse_json
+from ..models.classes import check_classes
 from . import huffman
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
@@ -41,10 +40,10 @@ VERSION = 1
 PREAMBLE = struct.Struct("<8sHHIII")
 
 # sane limits, checked before anything is allocated
+MAX_FILE = 1 << 30             # the file (the largest model config allowed is 256 MiB dense)
 MAX_HEADER = 16 << 20          # decompressed JSON header
 MAX_LAYERS = 4096
 MAX_NUMEL = 1 << 27            # weights in one tensor
-MAX_PARAMS = 1 << 28           # weights in the whole model (checked on the config)
 MAX_ALPHABET = 1 << 16
 MAX_DIM = 1 << 20
 
@@ -72,11 +71,17 @@ class SparseLayer:
 
     def weight(self) -> np.ndarray:
         numel = int(np.prod(self.shape))
-        vals = self.codebook.astype(np.float32)[np.asarray(self.codes, dtype=np.int64)]
+        vals = np.take(np.asarray(self.codebook, dtype=np.float32), np.asarray(self.codes))
         if self.gaps is None:
             return vals.reshape(self.shape)
         w = np.zeros(numel, dtype=np.float32)
-        w[np.cumsum(np.asarray(self.gaps, dtype=np.int64) + 1) - 1] = vals
+        gaps = np.asarray(self.gaps)
+        small = gaps.size == 0 or gaps.size * (int(gaps.max()) + 1) < (1 << 31)
+        at = gaps.astype(np.int32 if small else np.int64)   # flat index: cumsum(gap + 1) - 1
+        at += 1
+        np.cumsum(at, out=at)
+        at -= 1
+        w[at] = vals
         return w.reshape(self.shape)
 
 
@@ -245,9 +250,7 @@ class _Reader:
     def __init__(self, path: str | os.PathLike, data: bytes | None = None):
         self.path = Path(path)
         if data is None:
-            if not self.path.is_file():
-                raise FormatError(self.path, "no such file")
-            data = self.path.read_bytes()
+            data = read_input(self.path, "file", MAX_FILE)
         self.data = data
         if len(data) < PREAMBLE.size:
             self.fail(f"{len(data)} bytes: too short for a .sqz file")
@@ -271,9 +274,9 @@ class _Reader:
             raw = d.decompress(data[PREAMBLE.size:start], hraw + 1)
             if len(raw) != hraw or not d.eof or d.unconsumed_tail or d.unused_data:
                 raise ValueError("length mismatch")
-            self.header = json.loads(raw.decode("utf-8"))
-        except (zlib.error, ValueError, UnicodeDecodeError) as e:
+        except (zlib.error, ValueError) as e:
             self.fail(f"corrupt header ({e})")
+        self.header = parse_json(raw, self.path, "header")   # bounded nesting, one-line errors
         if not isinstance(self.header, dict) or self.header.get("format") != "squeezenet-sqz":
             self.fail("header is not a squeezenet-sqz header")
 
@@ -304,7 +307,8 @@ def _int(r: _Reader, v, what: str, lo: int, hi: int) -> int:
     return v
 
 
-def _stream(r: _Reader, rec, what: str, count: int) -> tuple[np.ndarray, int]:
+def _stream(r: _Reader, rec, what: str, count: int) -> tuple[tuple, int]:
+    """A validated Huffman stream record: ((data, nbits, count, lengths), alphabet)."""
     if not isinstance(rec, dict):
         r.fail(f"{what}: missing stream record")
     alphabet = _int(r, rec.get("alphabet"), f"{what}.alphabet", 1, MAX_ALPHABET)
@@ -313,48 +317,28 @@ def _stream(r: _Reader, rec, what: str, count: int) -> tuple[np.ndarray, int]:
     nbits = _int(r, rec.get("nbits"), f"{what}.nbits", 0, 8 * len(data))
     if (nbits + 7) // 8 != len(data):
         r.fail(f"{what}: {nbits} bits do not fill {len(data)} bytes")
-    try:
+    try:   # the code lengths themselves are checked by the decoder
         lengths = huffman.unpack_lengths(np.frombuffer(table, dtype=np.uint8), alphabet)
-        return huffman.decode(np.frombuffer(data, dtype=np.uint8), nbits, count, lengths), alphabet
     except huffman.HuffmanError as e:
         r.fail(f"{what}: {e}")
+    return (np.frombuffer(data, dtype=np.uint8), nbits, count, lengths), alphabet
 
 
 def _check_config(r: _Reader, cfg) -> Any:
-    import torch
-    from ..errors import SqueezeNetError
-    from ..models import SqueezeNet, SqueezeNetConfig
+    """The header's model config, checked (types, ranges, size) by the one config checker,
+    and its tensor shapes."""
+    from ..models.squeezenet import SqueezeNetConfig, state_shapes
     if not isinstance(cfg, dict):
         r.fail("header has no model config")
-    fires = cfg.get("fires", [])
-    nums = [cfg.get("num_classes", 1), cfg.get("in_channels", 3)]
-    nums += [v for f in (fires if isinstance(fires, list) else []) for v in (f if isinstance(f, list) else [])]
-    if (not isinstance(fires, list) or len(fires) > 64
-            or not all(isinstance(v, int) and 0 < v <= MAX_DIM for v in nums)):
-        r.fail("model config has absurd sizes")
     try:
         config = SqueezeNetConfig.from_dict(cfg)
-        shapes = _shapes(json.dumps(config.to_dict(), sort_keys=True))
-    except (SqueezeNetError, TypeError, ValueError, KeyError) as e:
-        r.fail(f"bad model config ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    n = sum(int(np.prod(s)) for s in shapes.values())
-    if n > MAX_PARAMS:
-        r.fail(f"model config has {n} parameters, over the {MAX_PARAMS} limit")
-    return config, dict(shapes)
+    except ConfigError as e:
+        r.fail(f"bad model config ({first_line(e)})")
+    return config, dict(state_shapes(config))
 
 
-@functools.lru_cache(maxsize=32)
-def _shapes(config_json: str) -> dict[str, tuple]:
-    """Tensor shapes of a config's model, built on the meta device (no memory, cached)."""
-    import torch
-    from ..models import SqueezeNet, SqueezeNetConfig
-    with torch.device("meta"):
-        meta = SqueezeNet(SqueezeNetConfig.from_dict(json.loads(config_json)))
-    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-
-
-def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np.ndarray]:
-    """Validate one layer record and decode it; returns (layer, dense weight)."""
+def _plan_layer(r: _Reader, rec, shapes: dict, i: int) -> dict:
+    """Validate one layer record; its Huffman streams are decoded later, with all others."""
     if not isinstance(rec, dict):
         r.fail(f"layers[{i}]: not a record")
     name = rec.get("name")
@@ -377,9 +361,11 @@ def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np
     codes, alphabet = _stream(r, rec.get("codes"), f"{what}.codes", count)
     if alphabet != codebook.size:
         r.fail(f"{what}: {alphabet} code symbols for {codebook.size} codebook entries")
+    plan = {"what": what, "name": name, "shape": tuple(shape), "numel": numel, "count": count,
+            "codebook": codebook, "streams": [codes], "names": [f"{what}.codes"],
+            "gap_bits": 4, "group": 1, "zero_code": 0, "sparse": False,
+            "bits": rec.get("bits") if isinstance(rec.get("bits"), int) else None}
     pos = rec.get("positions")
-    gaps = None
-    gap_bits, zero_code = 4, 0
     if pos is None:
         if count != numel:
             r.fail(f"{what}: dense order needs {numel} codes, header says {count}")
@@ -391,26 +377,38 @@ def decode_layer(r: _Reader, rec, shapes: dict, i: int) -> tuple[SparseLayer, np
         zero_code = _int(r, pos.get("zero_code"), f"{what}.zero_code", 0, codebook.size - 1)
         if pos.get("alphabet") != 1 << (gap_bits * group):
             r.fail(f"{what}: gap alphabet {pos.get('alphabet')!r} != 2**({gap_bits}*{group})")
-        syms, _ = _stream(r, pos, f"{what}.positions", (count + group - 1) // group)
-        if group == 2:
-            gaps = np.empty(syms.size * 2, dtype=np.int64)
-            gaps[0::2] = syms & ((1 << gap_bits) - 1)
-            gaps[1::2] = syms >> gap_bits
-            gaps = gaps[:count]
-        else:
-            gaps = syms
-        if count and int(gaps.sum()) + count > numel:
-            r.fail(f"{what}: positions run past the {numel} weights")
+        gaps, _ = _stream(r, pos, f"{what}.positions", (count + group - 1) // group)
+        plan["streams"].append(gaps)
+        plan["names"].append(f"{what}.positions")
+        plan.update(gap_bits=gap_bits, group=group, zero_code=zero_code, sparse=True)
     bias_rec = rec.get("bias")
-    bias_name, bias = None, None
+    plan["bias_name"], plan["bias"] = None, None
     if bias_rec is not None:
         if not isinstance(bias_rec, dict) or not isinstance(bias_rec.get("name"), str) \
                 or bias_rec["name"] not in shapes:
             r.fail(f"{what}: bias is not a tensor of the model")
-        bias_name = bias_rec["name"]
-        bias = r.floats(bias_rec.get("data"), f"{what}.bias", int(np.prod(shapes[bias_name])))
-    layer = SparseLayer(name, tuple(shape), codebook, codes, gaps, gap_bits, zero_code,
-                        bias_name, bias, rec.get("bits") if isinstance(rec.get("bits"), int) else None)
+        plan["bias_name"] = bias_rec["name"]
+        plan["bias"] = r.floats(bias_rec.get("data"), f"{what}.bias",
+                                int(np.prod(shapes[plan["bias_name"]])))
+    return plan
+
+
+def _finish_layer(r: _Reader, plan: dict, decoded: list) -> tuple[SparseLayer, np.ndarray]:
+    """The layer and its dense weight from the decoded symbols of its streams."""
+    codes, gaps, count, gap_bits = decoded[0], None, plan["count"], plan["gap_bits"]
+    if plan["sparse"]:
+        syms = decoded[1]
+        if plan["group"] == 2:
+            gaps = np.empty(syms.size * 2, dtype=syms.dtype)
+            np.bitwise_and(syms, (1 << gap_bits) - 1, out=gaps[0::2])
+            np.right_shift(syms, gap_bits, out=gaps[1::2])
+            gaps = gaps[:count]
+        else:
+            gaps = syms
+        if count and int(gaps.sum(dtype=np.int64)) + count > plan["numel"]:
+            r.fail(f"{plan['what']}: positions run past the {plan['numel']} weights")
+    layer = SparseLayer(plan["name"], plan["shape"], plan["codebook"], codes, gaps, gap_bits,
+                        plan["zero_code"], plan["bias_name"], plan["bias"], plan["bits"])
     return layer, layer.weight()
 
 
@@ -423,12 +421,25 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
     dense_rec = h.get("dense", [])
     if not isinstance(layers_rec, list) or not isinstance(dense_rec, list) or len(layers_rec) > MAX_LAYERS:
         r.fail("header has no valid layer list")
+    plans, seen = [], set()
+    for i, rec in enumerate(layers_rec):
+        plan = _plan_layer(r, rec, shapes, i)
+        if plan["name"] in seen or (plan["bias_name"] and plan["bias_name"] in seen):
+            r.fail(f"layer {plan['name']!r}: stored twice")
+        seen.update(k for k in (plan["name"], plan["bias_name"]) if k)
+        plans.append(plan)
+    # every Huffman stream of the file in one vectorised pass
+    streams = [s for p in plans for s in p["streams"]]
+    try:
+        decoded = huffman.decode_many(streams)
+    except huffman.HuffmanError as e:
+        r.fail(f"{[n for p in plans for n in p['names']][e.index]}: {e}")
     tensors: dict[str, np.ndarray] = {}
     layers = []
-    for i, rec in enumerate(layers_rec):
-        layer, w = decode_layer(r, rec, shapes, i)
-        if layer.name in tensors or (layer.bias_name and layer.bias_name in tensors):
-            r.fail(f"layer {layer.name!r}: stored twice")
+    k = 0
+    for plan in plans:
+        layer, w = _finish_layer(r, plan, decoded[k:k + len(plan["streams"])])
+        k += len(plan["streams"])
         tensors[layer.name] = w
         if layer.bias_name:
             tensors[layer.bias_name] = layer.bias
@@ -447,10 +458,11 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
     if missing:
         r.fail(f"no weights for {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}")
     classes = h.get("classes")
-    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
-        r.fail("classes must be a list of strings")
-    if classes is not None and len(classes) != config.num_classes:
-        r.fail(f"{len(classes)} classes for a model with {config.num_classes} outputs")
+    if classes is not None:
+        try:
+            check_classes(classes, config.num_classes)
+        except ConfigError as e:
+            r.fail(f"bad class list ({first_line(e)})")
     h["_config"] = config
     return h, tensors, layers
 
@@ -458,15 +470,26 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
 def load_sqz(path: str | os.PathLike):
     """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode).
 
-    >>> import squeezenet                                     # doctest: +SKIP
-    >>> m = squeezenet.load("dc.sqz"); m.preprocess
-    'caffe'
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from squeezenet.models import SqueezeNet, SqueezeNetConfig
+    >>> from squeezenet.compress.quantize import quantize_model
+    >>> from squeezenet.compress.sizing import save_quantized
+    >>> m = SqueezeNet(SqueezeNetConfig(stem="small", fires=((8, 16, 16),), pool_after=(0,),
+    ...                                 num_classes=3)).eval()
+    >>> m.preprocess = "small"
+    >>> layers = quantize_model(m, 4)                  # 16 shared values per layer
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = save_quantized(m, layers, Path(d) / "m.sqz")
+    ...     r = load_sqz(Path(d) / "m.sqz")
+    >>> x = torch.randn(2, 3, 16, 16)
+    >>> r.preprocess, r.training, bool(torch.equal(r(x), m(x)))
+    ('small', False, True)
     """
     import torch
-    from ..models import SqueezeNet
+    from ..models.squeezenet import skeleton
     h, tensors, _ = read_sqz(path)
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model = SqueezeNet(h["_config"])
+    model = skeleton(h["_config"], "cpu")   # no random init: every tensor comes from the file
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
                           assign=True)
     model.classes = h.get("classes")

@@ -10,6 +10,7 @@ the dataset (``dataset.skipped``: path -> reason) with one warning line per file
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,38 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import FormatError, SqueezeNetError
-from .archive import content_root, is_archive, unpack
-from .transforms import check_preset, get_transform
+from ..errors import ConfigError, FormatError, SqueezeNetError, first_line
+from ..models.classes import check_classes
+from .archive import MAX_NESTED_ARCHIVES, content_root, is_archive, unpack
+from .images import UnreadableImage, read_image
+from .transforms import PRESETS, check_preset, digits_train_transform, get_transform
 
 SPLITS = ("train", "test")
 #: The built-in names build_dataset() understands besides paths.
 BUILTIN = ("digits", "cifar10")
+
+
+def preset_for(model=None, data: str | os.PathLike | None = None) -> str:
+    """The preprocessing preset to use for ``model`` (and/or ``data``) when none is given:
+    the model's own (``model.preprocess``, stored in its file), else ``small`` for the built-in
+    32x32 datasets, else the registry's preset for the model's stem (``small`` for
+    ``squeezenet_small``), else ``torchvision``.
+
+    >>> import squeezenet
+    >>> preset_for(squeezenet.create_model("squeezenet_small")), preset_for(data="digits")
+    ('small', 'small')
+    >>> preset_for(squeezenet.create_model("squeezenet1_1"), data="photos/")
+    'torchvision'
+    """
+    own = getattr(model, "preprocess", None)
+    if own:
+        return own
+    if data is not None and str(data) in BUILTIN:
+        return "small"
+    if model is not None:
+        from ..models.registry import default_preset
+        return default_preset(model)
+    return "torchvision"
 
 
 def shared_dir() -> Path:
@@ -42,39 +68,66 @@ def shared_dir() -> Path:
 def read_class_list(path: str | os.PathLike) -> list[str]:
     """Class ids in model index order: the first word of each non-empty line.
 
-    Reads both ``synsets.txt`` (``n01440764``) and ``synset_words.txt``
-    (``n01440764 tench, Tinca tinca``).
+    The one class-list reader: reads both ``synsets.txt`` (``n01440764``) and
+    ``synset_words.txt`` (``n01440764 tench, Tinca tinca``); a missing, special, oversized,
+    non-UTF-8, empty or repeating list is a one-line :class:`~squeezenet.errors.FormatError`
+    naming the file (the ids go through the one class-list check,
+    :func:`squeezenet.models.classes.check_classes`).
+    :func:`read_class_names` also returns the human-readable names.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
+    >>> _ = open(p, "w").write("n01440764 tench\\nn01443537 goldfish\\n")
+    >>> read_class_list(p)
+    ['n01440764', 'n01443537']
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "class list not found")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(path, f"cannot read class list ({e})") from None
-    classes = [l.split()[0] for l in lines if l.strip()]
+    return read_class_names(path)[0]
+
+
+def read_class_names(path: str | os.PathLike) -> tuple[list[str], list[str] | None]:
+    """``(ids, names)`` of a class-list file: the first word of each non-empty line is the id,
+    the rest of the line its human-readable name (``synset_words.txt``: ``n02124075 Egyptian
+    cat``). ``names`` is None when no line has one (``synsets.txt``); a line without a name
+    gets its id. Errors as :func:`read_class_list`.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
+    >>> _ = open(p, "w").write("n01440764 tench, Tinca tinca\\nn02124075 Egyptian cat\\n")
+    >>> read_class_names(p)
+    (['n01440764', 'n02124075'], ['tench, Tinca tinca', 'Egyptian cat'])
+    """
+    from ..io import read_text
+    lines = read_text(path, "class list file").splitlines()
+    rows = [l.strip().split(None, 1) for l in lines if l.strip()]
+    classes = [r[0] for r in rows]
     if not classes:
         raise FormatError(path, "class list is empty")
-    dup = sorted({c for c in classes if classes.count(c) > 1}) if len(set(classes)) != len(classes) else []
-    if dup:
-        raise FormatError(path, f"class list repeats {', '.join(dup[:3])}")
-    return classes
+    try:
+        classes = check_classes(classes)
+    except ConfigError as e:
+        if "twice" in str(e):
+            dup = sorted({c for c in classes if classes.count(c) > 1})
+            raise FormatError(path, f"class list has duplicate ids: {', '.join(dup[:3])}") from None
+        raise FormatError(path, f"bad class list ({first_line(e)})") from None
+    names = [r[1].strip() if len(r) > 1 else r[0] for r in rows] if any(len(r) > 1 for r in rows) else None
+    return classes, names
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """Human-readable labels, one per line (``synset_words.txt``: id then names)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "labels file not found")
-    return [l.strip() for l in path.read_text().splitlines() if l.strip()]
+    """Human-readable labels, one per line (``synset_words.txt``: id then names); a missing,
+    special, oversized or binary file is a one-line :class:`~squeezenet.errors.FormatError`."""
+    from ..io import read_text
+    return [l.strip() for l in read_text(path, "labels file").splitlines() if l.strip()]
 
 
-def _as_class_list(classes) -> list[str] | None:
+def as_class_list(classes) -> list[str] | None:
+    """``classes`` as a list of names: None stays None, a path is read with
+    :func:`read_class_list`, any other sequence goes through the one class-list check."""
     if classes is None:
         return None
     if isinstance(classes, (str, os.PathLike)):
         return read_class_list(classes)
-    return [str(c) for c in classes]
+    return check_classes([str(c) for c in classes])
 
 
 @dataclass(frozen=True)
@@ -85,29 +138,110 @@ class Skipped:
     reason: str
 
 
+def _warn(message: str) -> None:
+    sys.stderr.write(f"squeezenet: warning: {message}\n")
+
+
+def _inside(real: str, tree: str) -> bool:
+    return real == tree or real.startswith(tree.rstrip(os.sep) + os.sep)
+
+
+def scan_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(image files under ``top``, {path: why it is not read} for image-named entries that are
+    not regular files), in torchvision ``ImageFolder``'s order (folders by path, files by name).
+
+    The walk is linear and cannot hang: it lists regular files only (a FIFO or device named
+    ``x.jpg`` is reported, never opened), visits each real folder once (a link loop such as
+    ``up -> ..`` is detected), and never follows a folder link out of ``top``'s real folder
+    (one warning line each).
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    top = str(top)
+    tree = os.path.realpath(top)
+    seen: set[tuple[int, int]] = set()
+    folders: list[tuple[str, list[str]]] = []
+    odd: dict[str, str] = {}
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise FormatError(d, f"cannot list folder ({e.strerror or first_line(e)})") from None
+        files = []
+        for e in entries:   # the entry types come with the listing (d_type): a stat only for links
+            try:
+                if e.is_symlink():
+                    try:
+                        mode = os.stat(e.path).st_mode
+                    except OSError:
+                        continue   # a broken link
+                    if stat.S_ISDIR(mode):
+                        if not recursive:
+                            continue
+                        real = os.path.realpath(e.path)
+                        if _inside(real, tree):
+                            stack.append(e.path)
+                        else:
+                            _warn(f"not following folder link {e.path} -> {real} (outside {top})")
+                        continue
+                    regular = stat.S_ISREG(mode)
+                elif e.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(e.path)
+                    continue
+                else:
+                    regular = e.is_file(follow_symlinks=False)
+            except OSError:
+                continue
+            if not e.name.lower().endswith(IMG_EXTENSIONS):
+                continue
+            if regular:
+                files.append(e.name)
+            else:
+                odd[e.path] = "not a regular file"   # a FIFO, device or socket: never opened
+        folders.append((d, files))
+    return [os.path.join(d, f) for d, files in sorted(folders) for f in files], odd
+
+
 class ImageFolderDataset(Dataset):
-    """A folder of class folders (ImageNet layout), via torchvision's ``ImageFolder``.
+    """A folder of class folders (ImageNet layout), listed by :func:`scan_images`.
 
     With ``classes`` (a list or a class-list file such as ``synsets.txt``), targets are indices
     into that list and the folder may hold any subset of it; a folder name that is not in the
-    list is an error naming it. Without, classes are the sorted folder names.
-
-    >>> # ds = ImageFolderDataset("val/", classes="../shared/fixtures/imagenet/synsets.txt")
+    list is an error naming it. Without, classes are the sorted folder names. Example:
+    ``ImageFolderDataset("val/", classes="../shared/fixtures/imagenet/synsets.txt")``.
+    Image-named entries that are not regular files are skipped and counted (``skipped``).
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
                  classes=None, strict: bool = False, flat: bool = False) -> None:
-        from torchvision.datasets import ImageFolder
-        from torchvision.datasets.folder import IMG_EXTENSIONS
         root = Path(root)
-        wanted = _as_class_list(classes)
-        folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
+        wanted = as_class_list(classes)
+        real_root = os.path.realpath(root)
+        folders = []
+        try:
+            entries = sorted(root.iterdir())
+        except OSError as e:
+            raise FormatError(root, f"cannot list folder ({e.strerror or first_line(e)})") from None
+        for e in entries:
+            if e.name.startswith(".") or not e.is_dir():
+                continue
+            if _inside(real_root, os.path.realpath(e)):   # e.g. up -> .. : the class would hold the dataset
+                _warn(f"not following folder link {e} -> {os.path.realpath(e)} (it holds {root})")
+                continue
+            folders.append(e.name)
         if not folders and flat:   # unlabeled images straight in the folder: one class
-            samples = [(str(e), 0) for e in sorted(root.iterdir())
-                       if e.is_file() and e.suffix.lower() in IMG_EXTENSIONS and not e.name.startswith(".")]
-            if not samples:
+            paths, odd = scan_images(root, recursive=False)
+            if not paths:
                 raise FormatError(root, "no images found (expected image files or class folders)")
-            self._init(root, samples, ["unlabeled"], transform, strict)
+            samples = [(p, 0) for p in paths if not os.path.basename(p).startswith(".")]
+            self._init(root, samples, ["unlabeled"], transform, strict, odd)
             return
         if not folders:
             raise FormatError(root, "no class folders found (expected one folder of images per class)")
@@ -122,20 +256,17 @@ class ImageFolderDataset(Dataset):
         else:
             wanted = folders
             mapping = {f: i for i, f in enumerate(folders)}
-
-        class _Folder(ImageFolder):
-            def find_classes(self, directory):  # keep the model's index order
-                return sorted(mapping), mapping
-        try:
-            # only the file list is kept: the local class would not pickle for spawned workers
-            samples = _Folder(str(root), allow_empty=True).samples
-        except (FileNotFoundError, OSError) as e:
-            raise FormatError(root, str(e)) from None
+        samples, odd = [], {}
+        for f in sorted(mapping):
+            paths, bad = scan_images(root / f)
+            samples += [(p, mapping[f]) for p in paths]
+            odd.update(bad)
         if not samples:
             raise FormatError(root, "no images found in the class folders")
-        self._init(root, samples, wanted, transform, strict)
+        self._init(root, samples, wanted, transform, strict, odd)
 
-    def _init(self, root: Path, samples: list[tuple[str, int]], classes, transform, strict) -> None:
+    def _init(self, root: Path, samples: list[tuple[str, int]], classes, transform, strict,
+              odd: dict[str, str]) -> None:
         self.root = root
         self.samples: list[tuple[str, int]] = samples
         self.targets = [t for _, t in self.samples]
@@ -143,6 +274,10 @@ class ImageFolderDataset(Dataset):
         self.transform = transform
         self.strict = strict
         self.skipped: dict[str, str] = {}
+        for path, reason in odd.items():   # image-named FIFOs, devices...: never opened
+            if strict:
+                raise UnreadableImage(path, reason)
+            self.record_skipped(path, reason)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -150,15 +285,11 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int):
         path, target = self.samples[i]
         try:
-            from PIL import Image
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img = img.convert("RGB")  # forces a full decode: truncated files fail here
-        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            img = read_image(path)   # bounded, regular files only; a full decode
+        except UnreadableImage as e:
             if self.strict:
-                raise FormatError(path, f"unreadable image ({reason})") from None
-            return Skipped(path, reason)
+                raise
+            return Skipped(path, e.reason)
         if self.transform is not None:
             img = self.transform(img)
         return img, target
@@ -222,15 +353,15 @@ class PreloadedSmallDataset(Dataset):
 
     def __init__(self, folder: ImageFolderDataset, augment: bool, hflip: bool = True) -> None:
         self.root, self.samples, self.targets = folder.root, folder.samples, folder.targets
-        self.classes, self.strict, self.skipped = folder.classes, folder.strict, {}
+        self.classes, self.strict, self.skipped = folder.classes, folder.strict, dict(folder.skipped)
         self.augment, self.hflip = augment, hflip
         self.images = torch.from_numpy(_decode_small_cached(folder.samples))  # N x 3 x 32 x 32 uint8
         if augment:   # reflect-padded once (N x 3 x 40 x 40 uint8): a sample is then a crop view
             self.padded = torch.cat([torch.nn.functional.pad(c.float(), (4, 4, 4, 4), mode="reflect").to(torch.uint8)
                                      for c in self.images.split(4096)])
-        from .transforms import CIFAR_MEAN, CIFAR_STD
-        self._mean = torch.tensor(CIFAR_MEAN).view(3, 1, 1) * 255
-        self._std = torch.tensor(CIFAR_STD).view(3, 1, 1) * 255
+        small = PRESETS["small"]   # x 255: the images here are 0-255 uint8
+        self._mean = torch.tensor(small.mean).view(3, 1, 1) * 255
+        self._std = torch.tensor(small.std).view(3, 1, 1) * 255
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -254,7 +385,7 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
     from PIL import Image
 
     from ..io import atomic_write
-    from .archive import cache_dir
+    from .archive import cache_dir, cache_write_failed, writable_cache_dir
     h = hashlib.sha256()
     for path, _ in samples:
         st = os.stat(path)
@@ -269,36 +400,44 @@ def _decode_small_cached(samples: list[tuple[str, int]]):
             pass   # a damaged cache entry is rebuilt
     arr = np.empty((len(samples), 3, 32, 32), dtype=np.uint8)
     for i, (path, _) in enumerate(samples):
-        try:
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img = img.convert("RGB")
-        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-            raise FormatError(path, f"unreadable image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        img = read_image(path)   # FormatError: the caller falls back to the skipping folder dataset
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         arr[i] = np.asarray(img).transpose(2, 0, 1)
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    if writable_cache_dir() is None:   # warned once; decoding again next time is the cost
+        return arr
 
     def write(tmp):   # a file object: np.save would append ".npy" to a path
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
-    atomic_write(entry, write)
+    try:
+        atomic_write(entry, write)
+    except OSError as e:   # a full disk, ...: the cache is only an optimisation
+        cache_write_failed(entry, e)
     return arr
 
 
 def _resolve_folder(path: Path, split: str) -> Path:
-    """The class-folder root for ``split`` inside ``path`` (a folder or an archive)."""
-    if is_archive(path):
-        path = content_root(unpack(path))
-    if not path.is_dir():
-        raise FormatError(path, "no such folder or archive (expected digits, cifar10, a folder of "
-                                "class folders, or a .tar.gz of them)")
-    if (path / f"{split}").is_dir():
-        return content_root(path / split)
-    for suf in (".tar.gz", ".tgz", ".tar"):
-        if (path / f"{split}{suf}").is_file():
-            return _resolve_folder(path / f"{split}{suf}", split)
+    """The class-folder root for ``split`` inside ``path`` (a folder or an archive); archives
+    inside archives are followed at most :data:`~squeezenet.data.archive.MAX_NESTED_ARCHIVES`
+    deep."""
+    given = path
+    for _ in range(MAX_NESTED_ARCHIVES + 1):
+        if is_archive(path):
+            path = content_root(unpack(path))
+        if not path.is_dir():
+            raise FormatError(path, "no such folder or archive (expected digits, cifar10, a folder of "
+                                    "class folders, or a .tar.gz of them)")
+        if (path / f"{split}").is_dir():
+            return content_root(path / split)
+        inner = next((path / f"{split}{suf}" for suf in (".tar.gz", ".tgz", ".tar")
+                      if (path / f"{split}{suf}").is_file()), None)
+        if inner is None:
+            break
+        path = inner
+    else:
+        raise FormatError(given, f"archives nested over {MAX_NESTED_ARCHIVES} deep (the next: {path.name}); "
+                                 f"refusing to unpack further")
     if any((path / n).exists() for n in ("data_batch_1", "test_batch", "batches.meta")):
         raise SqueezeNetError(
             f"{path}: this is torchvision's pickled CIFAR-10 (cifar-10-batches-py); it is not read "
@@ -314,9 +453,9 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     """A dataset from a spec: ``"digits"``, ``"cifar10"``, a folder of class folders (or one
     holding ``train/`` and ``test/``), or a ``.tar.gz`` of such folders (unpacked into the cache).
 
-    ``preset`` picks the preprocessing (default: ``small`` for digits and cifar10, else
-    ``torchvision``); ``augment`` (default: ``split == "train"``) adds training augmentation.
-    ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
+    ``preset`` picks the preprocessing (default: :func:`preset_for` the data: ``small`` for
+    digits and cifar10, else ``torchvision``); ``augment`` (default: ``split == "train"``) adds
+    training augmentation. ``classes`` (a list or a class-list file) fixes the class-index order. With the ``small``
     preset the images are decoded once into memory (:class:`PreloadedSmallDataset`, cached);
     ``preload=False`` keeps per-image decoding. ``unlabeled=True`` also accepts a folder of
     images without class folders (labels are then all 0).
@@ -330,14 +469,13 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     augment = (split == "train") if augment is None else augment
     spec_s = str(spec)
     if spec_s == "digits":
-        preset = check_preset(preset or "small")
+        preset = check_preset(preset or preset_for(data=spec_s))
         if transform is None and augment and preset == "small":
             # centred, size-normalised digits: small affine warps (4-pixel crops slow learning)
-            from ..train.demo import digits_train_transform
             transform = digits_train_transform()
         tf = transform or get_transform(preset, train=augment, hflip=False)
         ds = DigitsDataset(split, tf)
-        want = _as_class_list(classes)
+        want = as_class_list(classes)
         if want is not None and want != DigitsDataset.classes:
             raise SqueezeNetError(f"digits has classes 0-9; the class list given has {len(want)} entries "
                                   f"starting {want[:3]}")
@@ -346,13 +484,13 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
         root = shared_dir() / "data" / "cifar10"
         if not root.is_dir():
             raise FormatError(root, "CIFAR-10 folder not found (set SQUEEZENET_SHARED to the shared folder)")
-        path, default_preset = root, "small"
+        path = root
     else:
-        path, default_preset = Path(spec_s).expanduser(), "torchvision"
+        path = Path(spec_s).expanduser()
         if not path.exists():
             raise FormatError(path, "no such dataset (expected digits, cifar10, a folder of class "
                                     "folders, or a .tar.gz of them)")
-    preset = check_preset(preset or default_preset)
+    preset = check_preset(preset or preset_for(data=spec_s))
     folder = _resolve_folder(path, split)
     tf = transform or get_transform(preset, train=augment)
     ds = ImageFolderDataset(folder, tf, classes=classes, strict=strict, flat=unlabeled)
@@ -365,7 +503,131 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     return ds
 
 
+def class_folder_names(spec: str | os.PathLike, split: str = "test") -> list[str]:
+    """The class names of a dataset spec's ``split`` as found on disk: digits' ``0``-``9``, else
+    the sorted class-folder names (an archive is unpacked into the cache first)."""
+    spec_s = str(spec)
+    if spec_s == "digits":
+        return list(DigitsDataset.classes)
+    path = shared_dir() / "data" / "cifar10" if spec_s == "cifar10" else Path(spec_s).expanduser()
+    if not path.exists():
+        return []
+    folder = _resolve_folder(path, split)
+    return sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+
+
+def dataset_label(spec: str | os.PathLike, split: str) -> str:
+    """How to name what was scored: ``cifar10/test``, ``data/test`` for a folder or archive with a
+    ``test`` split, else the folder itself (it is used whole)."""
+    spec_s = str(spec)
+    if spec_s in BUILTIN or is_archive(spec_s):
+        return f"{spec_s.rstrip('/')}/{split}"
+    p = Path(spec_s).expanduser()
+    if p.is_dir() and any((p / f"{split}{suf}").exists() for suf in ("", ".tar.gz", ".tgz", ".tar")):
+        return f"{spec_s.rstrip('/')}/{split}"
+    return spec_s
+
+
+def spread_indices(n: int, count: int | None = None) -> list[int]:
+    """``count`` indices spread evenly over ``range(n)`` (deterministic; all if None or more).
+
+    >>> spread_indices(10, 4)
+    [0, 2, 5, 7]
+    """
+    if count is None or count >= n:
+        return list(range(n))
+    return [int(k * n / count) for k in range(count)]
+
+
+def spread_subset(ds: Dataset, count: int | None) -> Dataset:
+    """``count`` items spread evenly over ``ds`` (deterministic; all of it when None or more).
+
+    >>> len(spread_subset(build_dataset("digits", "test"), 10))
+    10
+    """
+    n = len(ds)
+    if count is None or count >= n:
+        return ds
+    from torch.utils.data import Subset
+    sub = Subset(ds, spread_indices(n, count))
+    sub.classes = getattr(ds, "classes", None)
+    return sub
+
+
+def index_classes(names: Sequence[str]) -> list[str] | None:
+    """When every class folder is named by a model output index (``0``, ``7``, ``12``), the class
+    list that sends each folder to that index (other slots keep their index as name); else None.
+
+    >>> index_classes(["0", "1", "10", "2"])[:3], index_classes(["cat", "dog"])
+    (['0', '1', '2'], None)
+    """
+    if not names or not all(n.isdigit() for n in names):
+        return None
+    idx = [int(n) for n in names]
+    if len(set(idx)) != len(idx) or max(idx) > 100_000:
+        return None
+    out = [str(i) for i in range(max(idx) + 1)]
+    for n, i in zip(names, idx):
+        out[i] = n
+    return out
+
+
+def classes_for_scoring(spec: str | os.PathLike, split: str, classes, model: str = "the model") -> list[str] | str:
+    """The class list that matches the labels of ``spec`` to a model's outputs: ``classes`` (the
+    model's own or ``--classes``), else, when the class folders are named by output index, that
+    mapping. Otherwise the answer would be a silent 0 %: a one-line error asks for ``--classes``.
+    """
+    if classes is not None:
+        return classes
+    names = class_folder_names(spec, split)
+    by_index = index_classes(names)
+    if by_index is not None or not names:
+        return by_index
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    raise SqueezeNetError(f"{model} has no class list, so its outputs cannot be matched to the class folders "
+                          f"of {spec} ({shown}); give --classes FILE (the class ids in the model's output "
+                          f"order, e.g. synsets.txt)")
+
+
 # ---------------------------------------------------------------------------------- loading
+
+@dataclass(frozen=True)
+class Replaced:
+    """A readable sample standing in for the unreadable ones before it (``skipped``: their
+    ``(path, reason)``), so that a batch keeps its size; see :class:`ReplaceUnreadable`."""
+
+    sample: Any
+    skipped: tuple
+
+
+class ReplaceUnreadable(Dataset):
+    """``dataset`` with every unreadable image replaced by the next readable sample (index
+    ``i + 1``, ``i + 2``, ... wrapping around), instead of being dropped from its batch.
+
+    Distributed training uses it: each rank's batch then keeps the same shape whatever images
+    that rank meets, so no rank runs fewer or smaller steps than the others. The replaced images
+    are still recorded on the dataset (one warning line each, counted in ``skipped``) by
+    :class:`Loader`, through :func:`collate_skipping`. A dataset without one readable image is a
+    one-line :class:`~squeezenet.errors.FormatError`.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        n = len(self.dataset)
+        bad = []
+        for k in range(n):
+            item = self.dataset[(i + k) % n]
+            if not isinstance(item, Skipped):
+                return Replaced(item, tuple(bad)) if bad else item
+            bad.append((item.path, item.reason))
+        raise FormatError(getattr(base_dataset(self.dataset), "root", "the training data"),
+                          f"none of its {n} images is readable")
+
 
 class _Batch(list):
     """[images, targets] plus the paths of samples dropped from this batch (crosses workers)."""
@@ -374,11 +636,20 @@ class _Batch(list):
 
 
 def collate_skipping(samples: Sequence[Any]):
+    """Collate ``samples``, leaving out :class:`Skipped` markers and unwrapping
+    :class:`Replaced` samples; ``batch.skipped`` lists every unreadable image met."""
     from torch.utils.data import default_collate
-    good = [s for s in samples if not isinstance(s, Skipped)]
-    bad = tuple((s.path, s.reason) for s in samples if isinstance(s, Skipped))
+    good, bad = [], []
+    for s in samples:
+        if isinstance(s, Skipped):
+            bad.append((s.path, s.reason))
+        elif isinstance(s, Replaced):
+            good.append(s.sample)
+            bad.extend(s.skipped)
+        else:
+            good.append(s)
     batch = _Batch(default_collate(good)) if good else _Batch()
-    batch.skipped = bad
+    batch.skipped = tuple(bad)
     return batch
 
 

@@ -1,5 +1,9 @@
 """Preprocessing presets: how pixels become the tensors a model was trained on.
 
+:data:`PRESETS` is the one table of them (one :class:`Preset` row each); everything else that
+needs a preset's numbers (the ONNX metadata, the image readers, the preloaded 32x32 data)
+reads them from here.
+
 ``torchvision``: RGB, /255, ImageNet mean/std, resize 256, centre crop 224 (torchvision's
 copies of SqueezeNet and the ONNX-zoo weights).
 ``caffe``: BGR, 0-255, mean 104/117/123 subtracted, resize 256, centre crop 227 (the
@@ -9,40 +13,110 @@ DeepScale and Deep-Compression Caffe files, paper section 7).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from ..errors import ConfigError
 
-PRESETS = ("torchvision", "caffe", "small")
 
-#: Per preset: input side, and the (mean, std) applied to the tensor the preset produces.
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-INPUT_SIZE = {"torchvision": 224, "caffe": 227, "small": 32}
+@dataclass(frozen=True)
+class Preset:
+    """One preprocessing preset, as data.
+
+    A PIL image is converted to RGB, resized (``resize``: the short side, or ``(h, w)``),
+    centre-cropped to ``input_size`` (for training: ``augment`` picks the random crop), then
+    its 0-255 pixels are multiplied by ``scale``, put in ``color`` channel order, and
+    normalised: ``(x - mean) / std`` per channel.
+    """
+
+    name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: float                    # multiplies the 0-255 pixel values first
+    color: str                      # channel order of the tensor: "RGB" or "BGR"
+    input_size: int                 # side of the square the model sees
+    resize: int | tuple[int, int]   # short side before the crop, or both sides (h, w)
+    augment: str                    # training crop: "resized" (RandomResizedCrop), "crop"
+                                    # (resize + random crop), "pad" (resize + 4-pixel reflect pad + crop)
+
+    def spec(self) -> dict[str, Any]:
+        """The preset spelled out as plain JSON for consumers outside Python (ONNX metadata).
+
+        >>> PRESETS["caffe"].spec()["mean"], PRESETS["small"].spec()["resize"]
+        ([104.0, 117.0, 123.0], [32, 32])
+        """
+        return {"color": self.color, "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
+                "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
+                "crop": self.input_size, "layout": "NCHW"}
 
 
-class CaffeToTensor:
-    """PIL RGB image -> float tensor in Caffe's convention: BGR, 0-255, mean subtracted."""
+#: The presets, by name: the one place their numbers are written.
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("torchvision", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=1 / 255, color="RGB",
+           input_size=224, resize=256, augment="resized"),
+    Preset("caffe", mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), scale=1.0, color="BGR",
+           input_size=227, resize=256, augment="crop"),
+    # resize both sides to 32 (no aspect-preserving crop), CIFAR-10 statistics
+    Preset("small", mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), scale=1 / 255, color="RGB",
+           input_size=32, resize=(32, 32), augment="pad"),
+)}
+#: Input side per preset.
+INPUT_SIZE = {name: p.input_size for name, p in PRESETS.items()}
+
+
+class PixelsToTensor:
+    """PIL RGB image -> float tensor the way ``preset`` says: 0-255 x scale, channel order,
+    per-channel mean and std (e.g. Caffe's BGR, 0-255, mean subtracted)."""
+
+    def __init__(self, preset: Preset) -> None:
+        self.preset = preset
 
     def __call__(self, img) -> torch.Tensor:
         from torchvision.transforms.functional import pil_to_tensor
-        x = pil_to_tensor(img.convert("RGB")).float()[[2, 1, 0]]  # RGB -> BGR
-        return x - torch.tensor(CAFFE_MEAN_BGR).view(3, 1, 1)
+        p = self.preset
+        x = pil_to_tensor(img.convert("RGB")).float()
+        if p.color == "BGR":
+            x = x[[2, 1, 0]]
+        if p.scale != 1.0:
+            x = x * p.scale
+        x = x - torch.tensor(p.mean).view(3, 1, 1)
+        if any(s != 1.0 for s in p.std):
+            x = x / torch.tensor(p.std).view(3, 1, 1)
+        return x
 
     def __repr__(self) -> str:
-        return "CaffeToTensor(BGR, 0-255, mean=(104, 117, 123))"
+        p = self.preset
+        return f"PixelsToTensor({p.color}, x{p.scale:g}, mean={p.mean}, std={p.std})"
 
 
 def check_preset(preset: str) -> str:
     if preset not in PRESETS:
         import difflib
-        close = difflib.get_close_matches(str(preset), PRESETS, n=1)
+        close = difflib.get_close_matches(str(preset), list(PRESETS), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ConfigError(f"unknown preprocessing preset {preset!r} (known: {', '.join(PRESETS)}){hint}")
     return preset
+
+
+def check_model_input(model, preset: str, source=None) -> None:
+    """A one-line error (naming ``source``, the model's file) when ``model``'s config cannot
+    take ``preset``'s input: its stem or pooling would shrink it to nothing
+    (:meth:`squeezenet.models.SqueezeNetConfig.output_side`)."""
+    from ..errors import FormatError, first_line
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "output_side"):
+        return
+    size = PRESETS[check_preset(preset)].input_size
+    try:
+        config.output_side(size)
+    except ConfigError as e:
+        msg = first_line(e)
+        msg = f"the {preset} preset's {msg[2:]}" if msg.startswith("a ") else msg
+        if source is None:
+            raise ConfigError(msg) from None
+        raise FormatError(source, msg) from None
 
 
 def get_transform(preset: str, train: bool = False, hflip: bool = True) -> Callable:
@@ -58,19 +132,39 @@ def get_transform(preset: str, train: bool = False, hflip: bool = True) -> Calla
     torch.Size([3, 32, 32])
     """
     from torchvision import transforms as T
-    check_preset(preset)
-    flip = [T.RandomHorizontalFlip()] if hflip else []
-    if preset == "torchvision":
-        geo = ([T.RandomResizedCrop(224)] + flip) if train else [T.Resize(256), T.CenterCrop(224)]
-        return T.Compose([T.Lambda(_rgb), *geo, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    if preset == "caffe":
-        # Caffe's data layer: resized 256x256 images, random 227 crops + mirror for training.
-        geo = ([T.Resize(256), T.RandomCrop(227)] + flip) if train else [T.Resize(256), T.CenterCrop(227)]
-        return T.Compose([*geo, CaffeToTensor()])
-    geo = [T.Resize((32, 32))]
+    p = PRESETS[check_preset(preset)]
+    size = p.input_size
     if train:
-        geo += [T.RandomCrop(32, padding=4, padding_mode="reflect")] + flip
-    return T.Compose([T.Lambda(_rgb), *geo, T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+        if p.augment == "resized":
+            geo = [T.RandomResizedCrop(size)]
+        elif p.augment == "pad":
+            geo = [T.Resize(p.resize), T.RandomCrop(size, padding=4, padding_mode="reflect")]
+        else:
+            # Caffe's data layer: resized 256x256 images, random 227 crops + mirror for training.
+            geo = [T.Resize(p.resize), T.RandomCrop(size)]
+        geo += [T.RandomHorizontalFlip()] if hflip else []
+    else:
+        geo = [T.Resize(p.resize)] + ([] if p.resize == (size, size) else [T.CenterCrop(size)])
+    if p.color == "RGB" and p.scale == 1 / 255:
+        tensor = [T.ToTensor(), T.Normalize(p.mean, p.std)]
+    else:
+        tensor = [PixelsToTensor(p)]
+    return T.Compose([T.Lambda(_rgb), *geo, *tensor])
+
+
+def digits_train_transform() -> Callable:
+    """Training augmentation for the 32x32 digits: small rotations, shifts and scalings (the
+    digits are centred and size-normalised: 4-pixel crops slowed learning), then the ``small``
+    preset's tensor conversion and normalisation.
+
+    >>> from PIL import Image
+    >>> digits_train_transform()(Image.new("RGB", (32, 32))).shape
+    torch.Size([3, 32, 32])
+    """
+    from torchvision import transforms as T
+    p = PRESETS["small"]
+    return T.Compose([T.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+                      T.ToTensor(), T.Normalize(p.mean, p.std)])
 
 
 def _rgb(img):

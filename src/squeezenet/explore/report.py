@@ -1,7 +1,15 @@
 """Study report: the best trials and the Pareto front (top-1 vs size), as text, CSV and PNG.
 
->>> from squeezenet.explore import report
->>> text = report("sqlite:///s.db", "demo", "out/")                     # doctest: +SKIP
+>>> import tempfile, os
+>>> from squeezenet.explore import Budget, report, search
+>>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "s.db")
+>>> tiny = {"version": 1, "params": {"base_e": {"values": [8, 16]}, "incr_e": {"values": [0]}}}
+>>> _ = search("demo", url, "random", trials=2, space=tiny,
+...            budget=Budget("digits", max_steps=1, batch_size=32, test_subset=64))
+>>> out = tempfile.mkdtemp()
+>>> text = report(url, "demo", out)
+>>> text.splitlines()[1], sorted(os.listdir(out))
+('trials: 2 complete', ['pareto.csv', 'pareto.png', 'trials.csv'])
 """
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from .study import load_existing_study, open_storage, pareto_front, trials_table
-from .sweeps import scatter_png, write_bytes
+from .sweeps import scatter_png
 
 CSV_COLUMNS = ["number", "top1", "size_bytes", "params", "macs", "seconds"]
 
@@ -24,7 +32,9 @@ def _fmt(r: dict, names: list[str]) -> str:
 
 def report(storage: str, study_name: str, out_dir: str | Path | None, top: int = 5) -> str:
     """Text report of a study; writes ``pareto.csv``, ``pareto.png`` and ``trials.csv``."""
-    from ..io import atomic_write_text
+    from ..io import atomic_write_files, check_output
+    if out_dir is not None:
+        check_output(out_dir, folder=True)   # a file given as --out: one line, before the study is read
     st = open_storage(storage, heartbeat=None)
     study = load_existing_study(st, study_name)
     rows = trials_table(study)
@@ -44,15 +54,17 @@ def report(storage: str, study_name: str, out_dir: str | Path | None, top: int =
     if out_dir is not None:
         out = Path(out_dir)
         cols = CSV_COLUMNS + names
+        files = {}
         for fname, data in (("pareto.csv", front), ("trials.csv", rows)):
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=cols + (["state", "note"] if fname == "trials.csv" else []),
                                extrasaction="ignore")
             w.writeheader()
             w.writerows(data)
-            atomic_write_text(out / fname, buf.getvalue())
-        write_bytes(out / "pareto.png", scatter_png(
+            files[fname] = buf.getvalue()
+        files["pareto.png"] = scatter_png(
             front, "number", f"study {study_name}: {len(done)} trained trials, Pareto front in red",
-            label_fmt=lambda r: f"#{r['number']}", line=True, background=done))
+            label_fmt=lambda r: f"#{r['number']}", line=True, background=done)
+        atomic_write_files(out, files)
         lines.append(f"wrote {out / 'pareto.csv'}, {out / 'pareto.png'}, {out / 'trials.csv'}")
     return "\n".join(lines)

@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {"base_e": 128, "incr_e": 128, "pct_3x3": 0.5, "freq"
                             "sr": 0.125, "bypass": "none"}
 CONSTRAINTS = {"squeeze_le_expand": bool, "max_params": int}
 DEFAULT_SPACE = "paper"
+#: no grid value is larger (a network's size is bounded by its config: SqueezeNetConfig)
+MAX_VALUE = 1e9
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,12 @@ def _grid(path: str, name: str, spec: Any) -> Param:
 def _typed(path: str, key: str, typ: type, v: Any):
     if typ is str:
         if not isinstance(v, str):
-            raise FormatError(path, f"{key}: expected a name, got {v!r}")
+            raise FormatError(path, f"{key}: expected a name, got {str(v)[:40]!r}")
         return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise FormatError(path, f"{key}: expected a number, got {v!r}")
+        raise FormatError(path, f"{key}: expected a number, got {str(v)[:40]!r}")
+    if not math.isfinite(v) or abs(v) > MAX_VALUE:
+        raise FormatError(path, f"{key}: {v!r} is not a finite number within +-{MAX_VALUE:g}")
     if typ is int:
         if float(v) != int(v):
             raise FormatError(path, f"{key}: expected an integer, got {v!r}")
@@ -209,20 +213,18 @@ def parse_space(data: Any, source: str = "<memory>") -> Space:
 
 def load_space(path: str | Path | None = None) -> Space:
     """Read a space file (YAML); ``None`` or a bare name like ``"paper"`` reads package data."""
-    import yaml
+    from ..io import read_yaml
     if path is None or (isinstance(path, str) and "/" not in path and not path.endswith((".yaml", ".yml"))):
         name = path or DEFAULT_SPACE
         ref = resources.files(__package__) / "spaces" / f"{name}.yaml"
         if not ref.is_file():
             raise FormatError(name, "no such built-in space (give a .yaml file)")
-        text, source = ref.read_text(), f"{name}.yaml"
+        data = read_yaml(text=ref.read_bytes(), source=f"{name}.yaml")
     else:
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise FormatError(p, "space file not found")
-        text, source = p.read_text(), str(p)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise FormatError(source, f"not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_space(data, source)
+        # bounded: size, UTF-8, nesting, node count, no aliases (see squeezenet.io.read_yaml)
+        data, source = read_yaml(p), str(p)
+        return parse_space(data, source)
+    return parse_space(data, f"{name}.yaml")

@@ -119,7 +119,7 @@ class _GridSampler:
         return distributions(self.space)
 
     def _trials(self, study):
-        return study._storage.get_all_trials(study._study_id, deepcopy=False)
+        return study.get_trials(deepcopy=False)
 
 
 class UniqueRandomSampler(_GridSampler, optuna.samplers.RandomSampler):
@@ -221,7 +221,6 @@ class Strategy(ABC):
     """A search strategy: builds the Optuna sampler that proposes points of a space."""
 
     name: str = ""
-    multi_objective: bool = True     # can it drive a Pareto (accuracy, size) study?
 
     @abstractmethod
     def sampler(self, space, seed: int | None, multi_objective: bool) -> optuna.samplers.BaseSampler:

@@ -5,12 +5,16 @@ Each trial's params are written when suggested, so workers see each other's runn
 skip those points; a heartbeat marks the running trial of a killed worker failed, and the study
 resumes with the next worker.
 
+A smoke run (one training step per network; a real budget trains for epochs):
+
 >>> import tempfile, os
 >>> from squeezenet.explore import Budget, search
 >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "s.db")
->>> tiny = {"version": 1, "params": {"base_e": {"values": [4, 8]}, "incr_e": {"values": [0]}}}
->>> study = search("demo", url, "random", trials=2, budget=Budget("digits", max_steps=1),
-...                space=tiny)                                            # doctest: +SKIP
+>>> tiny = {"version": 1, "params": {"base_e": {"values": [8, 16]}, "incr_e": {"values": [0]}}}
+>>> cheap = Budget("digits", max_steps=1, batch_size=32, test_subset=64)
+>>> study = search("demo", url, "random", trials=2, budget=cheap, space=tiny)
+>>> [t.state.name for t in study.trials], sorted(study.trials[0].params)
+(['COMPLETE', 'COMPLETE'], ['base_e', 'incr_e'])
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import time
 import warnings
 from typing import Any
 
-from ..errors import ConfigError, SqueezeNetError
+from ..errors import ConfigError, SqueezeNetError, first_line
 from .space import Space, load_space, parse_space
 from .strategies import get_strategy, occupied, point_key, suggest_point
 from .trial import Budget, OverBudget, run_point
@@ -50,6 +54,12 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise SqueezeNetError(f"storage {redact(url)}: unsupported scheme {scheme!r} "
                               "(use sqlite:///FILE or postgresql://USER@HOST:PORT/DB)")
+    if scheme == "sqlite":
+        db = url.split("://", 1)[1][1:] if url.split("://", 1)[1].startswith("/") else ""
+        if db.split("?", 1)[0] in ("", ":memory:") or db.startswith("file::memory:"):
+            raise SqueezeNetError(f"storage {url}: no database file (an in-memory SQLite database "
+                                  f"would lose every trial when the process ends); use sqlite:///FILE "
+                                  f"or a file path")
     if scheme == "postgres":  # SQLAlchemy only knows the long name
         url = "postgresql" + url[len("postgres"):]
     if url.startswith("postgresql://"):
@@ -72,8 +82,7 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
         except Exception as e:  # SQLAlchemy/driver errors: many types, one user-facing message
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            first = re.sub(r"^\(\S+\) ", "", first)
+            first = re.sub(r"^\(\S+\) ", "", first_line(e))
             # workers starting together race to create the schema: the loser retries
             if attempt < 5 and re.search(r"UNIQUE constraint|already exists|duplicate key|locked", first):
                 time.sleep(0.5 + attempt)
@@ -107,7 +116,7 @@ def open_study(storage, name: str, objective: str, space: Space, budget: Budget,
         study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                     sampler=sampler, load_if_exists=True)
     except ValueError as e:  # e.g. directions differ from the stored study
-        raise SqueezeNetError(f"study {name!r}: {str(e).splitlines()[0]}") from None
+        raise SqueezeNetError(f"study {name!r}: {first_line(e)}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise SqueezeNetError(f"study {name!r} has objectives {[d.name.lower() for d in study.directions]}, "
                               f"not {objective!r}; use another --study")
@@ -170,8 +179,8 @@ def search(study_name: str, storage: str, strategy: str = "random", trials: int 
            heartbeat: float | None = 30.0, log=None):
     """Run (or join) a search until the study holds ``trials`` complete trials.
 
-    Several processes may call this on one study at once; they share the count.
-    >>> search("s", "sqlite:///s.db", "anneal", trials=20, size_budget=500_000)   # doctest: +SKIP
+    Several processes may call this on one study at once; they share the count, e.g.
+    ``search("s", "sqlite:///s.db", "anneal", trials=20, size_budget=500_000)``.
     """
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -210,11 +219,9 @@ def _fail_stale(study) -> None:
     """Mark trials whose worker stopped sending heartbeats as failed (their points get retried)."""
     import optuna
     from optuna.storages import fail_stale_trials
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-    if is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)
+    with warnings.catch_warnings():  # a no-op on storages without a heartbeat
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
 
 
 def trials_table(study) -> list[dict[str, Any]]:

@@ -2,8 +2,10 @@
 budget, write a CSV and an accuracy-vs-size plot with each point labelled by its value.
 
 >>> from squeezenet.explore import Budget, sweep
->>> rows = sweep("sr", [0.25, 0.5], Budget("digits", max_steps=2), base={"base_e": 8, "incr_e": 8},
-...              out_dir=None)                                            # doctest: +SKIP
+>>> cheap = Budget("digits", max_steps=1, batch_size=32, test_subset=64)   # a smoke run
+>>> rows = sweep("sr", [0.25, 0.5], cheap, base={"base_e": 8, "incr_e": 8}, out_dir=None)
+>>> [(r["param"], r["value"]) for r in rows], all(r["size_bytes"] > 0 for r in rows)
+([('sr', 0.25), ('sr', 0.5)], True)
 """
 from __future__ import annotations
 
@@ -39,6 +41,18 @@ def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None 
         raise SqueezeNetError("--values: give at least one value")
     space = Space({n: Param(n, (v,)) for n, v in fixed.items()}, model=model,
                   constraints={"squeeze_le_expand": False, "max_params": None})
+    invalid = {}
+    for v in values:   # say up front which values make no network at these settings
+        try:
+            space.to_meta({**fixed, param: PARAM_TYPES[param](v)})
+        except ConfigError as e:
+            invalid[v] = str(e)
+    if len(invalid) == len(values):
+        raise SqueezeNetError(f"no value of --values makes a network with {_fixed_text(fixed, param)}: "
+                              f"{next(iter(invalid.values()))}")
+    if invalid and log:
+        log(f"{param}={', '.join(map(str, invalid))}: not a network with {_fixed_text(fixed, param)} "
+            f"({next(iter(invalid.values()))}); these rows get a note instead of a figure")
     rows = []
     for v in values:
         point = {**fixed, param: PARAM_TYPES[param](v)}
@@ -56,27 +70,26 @@ def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None 
     return rows
 
 
+def _fixed_text(fixed: dict, param: str) -> str:
+    return ", ".join(f"{k}={v}" for k, v in fixed.items() if k != param)
+
+
 def write_sweep(rows: list[dict], out_dir, param: str, fixed: dict, budget: Budget) -> tuple[Path, Path]:
-    from ..io import atomic_write_text
+    """``sweep_<param>.csv`` and ``.png`` in ``out_dir``, written together as one set."""
+    from ..io import atomic_write_files
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     csv_path, png_path = out / f"sweep_{param}.csv", out / f"sweep_{param}.png"
-    atomic_write_text(csv_path, buf.getvalue())
-    fixed_s = ", ".join(f"{k}={v}" for k, v in fixed.items() if k != param)
+    fixed_s = _fixed_text(fixed, param)
     title = (f"{param} sweep on {budget.data} ({fixed_s})\n"
              f"budget: {_budget_text(budget)}")
-    write_bytes(png_path, scatter_png([r for r in rows if "top1" in r], "value", title,
-                                      label_fmt=lambda r: f"{param}={r['value']}", line=True))
+    png = scatter_png([r for r in rows if "top1" in r], "value", title,
+                      label_fmt=lambda r: f"{param}={r['value']}", line=True)
+    atomic_write_files(out, {csv_path.name: buf.getvalue(), png_path.name: png})
     return csv_path, png_path
-
-
-def write_bytes(path, data: bytes) -> None:
-    from ..io import atomic_write
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _budget_text(b: Budget) -> str:

@@ -13,11 +13,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import SqueezeNetError
-from ..train.demo import DEMO_RECIPE
+from ..errors import Range, SqueezeNetError, check_fields
+from ..train.config import MAX_SEED
+from ..train.recipes import RECIPES
 
-#: TrainConfig fields a trial takes from the demo recipe (its epochs, seed and checkpointing
-#: are the budget's business).
+#: The recipe trials train with (``optimizer="adamw"``): the digits demo's.
+RECIPE = RECIPES["digits"]
+#: TrainConfig fields a trial takes from the recipe (its epochs, seed and checkpointing are the
+#: budget's business).
 RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "label_smoothing", "channels_last")
 
 
@@ -25,28 +28,44 @@ RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", 
 class Budget:
     """The fixed training budget every trial of a study or sweep gets.
 
-    The default recipe is :data:`squeezenet.train.demo.DEMO_RECIPE` (AdamW, poly decay to 0,
-    label smoothing, ``alive`` init, affine augmentation on digits), which trains the small
-    SqueezeNets within a few epochs; ``optimizer="sgd"`` is the paper's recipe (the Trainer's
-    defaults). The budget itself (``epochs`` / ``max_steps``) is the knob.
+    The default recipe is the digits demo's (``squeezenet.train.recipes.RECIPES["digits"]``:
+    AdamW, poly decay to 0, label smoothing, ``alive`` init, affine augmentation on digits),
+    which trains the small SqueezeNets within a few epochs; ``optimizer="sgd"`` is the paper's
+    recipe (the Trainer's defaults). The budget itself (``epochs`` / ``max_steps``) is the knob.
     """
 
     data: str = "digits"              # dataset spec for squeezenet.data.build_dataset
     epochs: float = 1.0               # passes over the (sub)set of training images
     max_steps: int | None = None      # stop after this many optimizer steps (None: epochs decide)
-    batch_size: int = DEMO_RECIPE["batch_size"]
-    optimizer: str = DEMO_RECIPE["optimizer"]  # adamw (the demo recipe) | sgd (the paper's recipe)
+    batch_size: int = RECIPE.config["batch_size"]
+    optimizer: str = RECIPE.config["optimizer"]  # adamw (the demo recipe) | sgd (the paper's recipe)
     lr: float | None = None           # learning rate (None: the recipe's)
-    init: str = "alive"               # squeezenet.train.init_weights scheme
-    dropout: float = DEMO_RECIPE["dropout"]    # before conv10
+    init: str = RECIPE.init           # squeezenet.train.init_weights scheme
+    dropout: float = RECIPE.config["dropout"]  # before conv10
     augment: bool = True              # training augmentation (digits: the demo's affine warp)
     train_subset: int | None = None   # train on this many images (a fixed random subset)
     test_subset: int | None = None    # evaluate on this many images
     seed: int = 0                     # weight init, data order and subset choice
     batch_norm: bool = False          # networks with BatchNorm (not the paper's; trains faster)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "budget", BUDGET_RANGES)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: The accepted range of every numeric field of :class:`Budget` (checked when it is made).
+BUDGET_RANGES = {
+    "epochs": Range(0, lo_open=True),
+    "max_steps": Range(1, integer=True, optional=True),
+    "batch_size": Range(1, integer=True),
+    "lr": Range(0, lo_open=True, optional=True),
+    "dropout": Range(0, 1, hi_open=True),
+    "train_subset": Range(1, integer=True, optional=True),
+    "test_subset": Range(1, integer=True, optional=True),
+    "seed": Range(0, MAX_SEED, integer=True),
+}
 
 
 class OverBudget(SqueezeNetError):
@@ -77,7 +96,7 @@ def load_data(budget: Budget, split: str):
         from ..data import build_dataset
         augment = budget.augment and split == "train"
         if augment and budget.data == "digits":
-            from ..train.demo import digits_train_transform
+            from ..data import digits_train_transform
             ds = build_dataset(budget.data, split=split, transform=digits_train_transform())
         else:
             ds = build_dataset(budget.data, split=split, augment=augment)
@@ -102,7 +121,7 @@ def train_config(budget: Budget, steps_per_epoch: int):
 
     from ..train import TrainConfig
     if budget.optimizer == "adamw":
-        kw = {k: DEMO_RECIPE[k] for k in RECIPE_FIELDS}
+        kw = {k: RECIPE.config[k] for k in RECIPE_FIELDS}
     elif budget.optimizer == "sgd":
         kw = {}
     else:

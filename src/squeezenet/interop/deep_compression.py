@@ -9,9 +9,11 @@ weight; a gap over 15 is bridged by filler entries with gap 15 and code 0.
 Layer order and shapes come from our ``squeezenet1_0_caffe`` model (conv layers in
 state_dict order == Caffe forward order); a prototxt, when given, is checked against them.
 
->>> recs = read_net("compressed_SqueezeNet.net")          # doctest: +SKIP
->>> model = import_net("compressed_SqueezeNet.net")       # doctest: +SKIP
->>> net_to_sqz("compressed_SqueezeNet.net", "dc.sqz")     # doctest: +SKIP
+With the released file (not shipped; tests read it from the shared fixtures)::
+
+    recs = read_net("compressed_SqueezeNet.net")
+    model = import_net("compressed_SqueezeNet.net")
+    net_to_sqz("compressed_SqueezeNet.net", "dc.sqz")
 """
 from __future__ import annotations
 
@@ -22,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError
+from ..data.datasets import as_class_list
+from ..errors import FormatError, read_input
 
 #: Caffe names of the 26 conv layers of the Deep-Compression prototxt, in forward order.
 CAFFE_NAMES = (["conv1"] + [f"fire{i}/{n}" for i in range(2, 10)
                             for n in ("conv1x1_1", "conv1x1_2", "conv3x3_2")] + ["conv_final"])
 ARCH = "squeezenet1_0_caffe"
 GAP_BITS = 4
+MAX_NET_BYTES = 64 << 20   # the released file is 0.48 MB; the layout's largest is about 6 MB
 
 
 @dataclass
@@ -68,10 +72,7 @@ def _layer_specs() -> list[tuple[str, str, tuple, str]]:
 def prototxt_convs(path: str | os.PathLike) -> list[tuple[str, int]]:
     """(name, num_output) of every Convolution layer of a deploy prototxt, in file order."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise FormatError(path, f"cannot read prototxt ({e.strerror})") from None
+    text = read_input(path, "prototxt", 16 << 20).decode("utf-8", errors="replace")
     out = []
     for block in re.split(r"\blayers?\s*\{", text)[1:]:
         ty = re.search(r'type:\s*"?(\w+)"?', block)
@@ -98,16 +99,16 @@ def check_prototxt(path: str | os.PathLike) -> None:
 def read_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None) -> list[NetLayer]:
     """Parse a Deep-Compression ``.net`` file into per-layer records, checking every count.
 
-    >>> layers = read_net("compressed_SqueezeNet.net")      # doctest: +SKIP
-    >>> layers[0].caffe_name, layers[0].shape, layers[0].bits
-    ('conv1', (96, 3, 7, 7), 8)
+    With the released file::
+
+        layers = read_net("compressed_SqueezeNet.net")
+        layers[0].caffe_name, layers[0].shape, layers[0].bits   # ('conv1', (96, 3, 7, 7), 8)
     """
     path = Path(path)
     if prototxt is not None:
         check_prototxt(prototxt)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
-    buf = np.fromfile(path, dtype=np.uint8)
+    data = read_input(path, "file", MAX_NET_BYTES)
+    buf = np.frombuffer(data, dtype=np.uint8)
     size = buf.size
     specs = _layer_specs()
     nl = len(specs)
@@ -142,6 +143,9 @@ def read_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None)
         if last >= numel:
             raise FormatError(path, f"layer {caffe}: positions run to {last}, past the "
                                     f"{numel} weights of shape {shape}")
+        if not (np.isfinite(codebook).all() and np.isfinite(bias).all()):
+            raise FormatError(path, f"layer {caffe}: non-finite values (NaN or infinity) in its "
+                                    f"{'codebook' if not np.isfinite(codebook).all() else 'bias'}")
         layers.append(NetLayer(key, caffe, shape, bits, codebook, bias, codes, gaps))
     if off != size:
         raise FormatError(path, f"{size - off} trailing bytes after the last layer "
@@ -165,16 +169,6 @@ def _find_prototxt(path: Path) -> Path | None:
     return None
 
 
-def _read_classes(classes) -> list[str] | None:
-    if classes is None or isinstance(classes, list):
-        return classes
-    p = Path(classes)
-    if not p.is_file():
-        raise FormatError(p, "no such class-list file")
-    lines = [ln.split()[0] for ln in p.read_text().splitlines() if ln.strip()]
-    return lines
-
-
 def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = None,
                classes: list[str] | str | os.PathLike | None = None):
     """A runnable ``squeezenet1_0_caffe`` with the ``.net`` weights (preprocess "caffe").
@@ -182,7 +176,7 @@ def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = Non
     ``prototxt`` defaults to ``SqueezeNet_deploy.prototxt`` beside the file (checked when
     present). ``classes``: a list or a file with one class id per line (model index order).
 
-    >>> m = import_net("compressed_SqueezeNet.net", classes="synsets.txt")   # doctest: +SKIP
+    Example: ``m = import_net("compressed_SqueezeNet.net", classes="synsets.txt")``.
     """
     import torch
     from ..models import create_model
@@ -196,7 +190,7 @@ def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = Non
         sd[layer.name] = torch.from_numpy(layer.weight())
         sd[bkey] = torch.from_numpy(layer.bias.copy())
     model.load_state_dict(sd)
-    model.classes = _read_classes(classes)
+    model.classes = as_class_list(classes)
     model.preprocess = "caffe"
     model.metadata = {"source": f"deep-compression:{path.name}", "arch": ARCH}
     return model.eval()
@@ -204,12 +198,14 @@ def import_net(path: str | os.PathLike, prototxt: str | os.PathLike | None = Non
 
 def net_to_sqz(path: str | os.PathLike, out: str | os.PathLike,
                prototxt: str | os.PathLike | None = None,
-               classes: list[str] | str | os.PathLike | None = None) -> dict:
+               classes: list[str] | str | os.PathLike | None = None,
+               class_names: list[str] | None = None) -> dict:
     """Convert a ``.net`` to a ``.sqz`` losslessly (same codebooks, codes and positions,
     Huffman-coded). Returns the :func:`squeezenet.compress.sqz.write_sqz` summary.
 
-    >>> net_to_sqz("compressed_SqueezeNet.net", "dc.sqz")["bytes"] <= 560000   # doctest: +SKIP
-    True
+    With the released file::
+
+        net_to_sqz("compressed_SqueezeNet.net", "dc.sqz")["bytes"] <= 560000   # True
     """
     from ..compress.sqz import SparseLayer, write_sqz
     from ..models import create_model
@@ -221,6 +217,8 @@ def net_to_sqz(path: str | os.PathLike, out: str | os.PathLike,
     recs = [SparseLayer(name=l.name, shape=l.shape, codebook=l.codebook, codes=l.codes,
                         gaps=l.gaps, gap_bits=GAP_BITS, bias_name=b, bias=l.bias)
             for l, (_, _, _, b) in zip(layers, _layer_specs())]
-    return write_sqz(out, config, recs, dense={}, classes=_read_classes(classes),
-                     preprocess="caffe",
-                     metadata={"source": f"deep-compression:{path.name}", "arch": ARCH})
+    meta = {"source": f"deep-compression:{path.name}", "arch": ARCH}
+    if class_names is not None:
+        meta["class_names"] = list(class_names)   # as SqueezeNet.class_names keeps them
+    return write_sqz(out, config, recs, dense={}, classes=as_class_list(classes),
+                     preprocess="caffe", metadata=meta)

@@ -5,11 +5,12 @@
 """
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
-from ..errors import FormatError, SqueezeNetError
+from ..data.datasets import read_class_list as read_classes  # noqa: F401  (the one class-list reader)
+from ..errors import SqueezeNetError
+from ..models.classes import check_classes
 
 SOURCES = ("caffe", "deep-compression", "onnx-zoo", "torchvision")
 #: preprocessing preset each source's weights were trained with
@@ -19,42 +20,6 @@ _PROTOTXT = (".prototxt", ".pbtxt", ".txt")
 _CAFFEMODEL = (".caffemodel", ".caffemodel.h5")
 
 
-def read_classes(path: str | os.PathLike) -> list[str]:
-    """Class ids from a text file, one per line; the first word of each line counts, so
-    both ``synsets.txt`` (``n01440764``) and ``synset_words.txt`` (``n01440764 tench, ...``)
-    work.
-
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "c.txt")
-    >>> _ = open(p, "w").write("n01440764 tench\\nn01443537 goldfish\\n")
-    >>> read_classes(p)
-    ['n01440764', 'n01443537']
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such class list file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise FormatError(path, "class list is not UTF-8 text") from None
-    classes = [ln.split()[0] for ln in lines if ln.strip()]
-    if not classes:
-        raise FormatError(path, "empty class list")
-    if len(set(classes)) != len(classes):
-        raise FormatError(path, "class list has duplicate ids")
-    return classes
-
-
-def _deep_compression():
-    try:
-        from . import deep_compression
-    except ImportError as e:
-        raise SqueezeNetError("--from deep-compression needs squeezenet.interop.deep_compression, "
-                              f"which this installation lacks ({e})") from None
-    for fn in ("import_net", "net_to_sqz"):
-        if not hasattr(deep_compression, fn):
-            raise SqueezeNetError(f"squeezenet.interop.deep_compression has no {fn}() in this installation")
-    return deep_compression
 
 
 def _split_caffe(srcs: list[str]) -> tuple[str | None, str]:
@@ -75,28 +40,45 @@ def _one(srcs: list[str], source: str, what: str) -> str:
     return srcs[0]
 
 
-def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] | None = None):
+def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] | None = None,
+                 class_names: list[str] | None = None, preprocess: str | None = None, log=None):
     """A :class:`~squeezenet.models.SqueezeNet` from foreign files; ``classes`` (e.g. the
-    ImageNet ids of ``synsets.txt``) and the source's preprocessing preset travel with it.
+    ImageNet ids of ``synsets.txt``), their human-readable ``class_names`` (from
+    ``synset_words.txt``) and the preprocessing preset travel with it.
 
     * ``caffe``: ``[deploy.prototxt] model.caffemodel`` (without a prototxt the caffemodel's
-      own net definition is used)
+      own net definition is used); the preset and class list noted in the prototxt by
+      ``export-caffe`` are honoured, else ``caffe`` is assumed (``log`` says so)
     * ``deep-compression``: ``compressed_SqueezeNet.net [SqueezeNet_deploy.prototxt]``
     * ``onnx-zoo``: the zoo's ``weights`` folder of ``.npy`` files
     * ``torchvision``: a ``squeezenet1_*.pth`` state_dict
+
+    ``preprocess`` overrides the source's preset. ``log(message)`` gets one line for each
+    thing assumed or missing.
     """
+    from ..data import check_preset
     srcs = [str(s) for s in srcs]
     if source not in SOURCES:
         raise SqueezeNetError(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
     if not srcs:
         raise SqueezeNetError("no input files")
+    if preprocess is not None:
+        check_preset(preprocess)
     if source == "caffe":
         from .caffe import import_caffe
         proto, weights = _split_caffe(srcs)
-        model = import_caffe(proto, weights)
+        model = import_caffe(proto, weights, classes=classes, preprocess=preprocess)
+        meta = model.metadata
+        if meta.get("preprocess_from") == "assumed" and log:
+            log(f"{proto or weights} does not say how its images are preprocessed: assumed '{model.preprocess}' "
+                f"(the released Caffe files' BGR 0-255 mean-subtracted 227 crop); --preprocess NAME to choose")
+        if str(meta.get("classes_from", "")).startswith("missing:") and classes is None and log:
+            log(f"{proto} names the class list {meta['classes_from'][8:]}, which is not beside it: "
+                f"the model has no class list (give --classes FILE)")
     elif source == "deep-compression":
+        from .deep_compression import import_net
         net, proto = _deep_compression_args(srcs)
-        model = _deep_compression().import_net(net, prototxt=proto)
+        model = import_net(net, prototxt=proto)
     elif source == "onnx-zoo":
         from .onnx_zoo import import_onnx_zoo
         model = import_onnx_zoo(_one(srcs, source, "weights folder"))
@@ -105,15 +87,22 @@ def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] 
         model = model_from_torchvision_checkpoint(_one(srcs, source, ".pth file"))
     if classes is not None:
         n = model.config.num_classes
-        if len(classes) != n:
+        if isinstance(classes, (list, tuple)) and len(classes) != n:
             raise SqueezeNetError(f"the class list has {len(classes)} ids, the model has {n} outputs")
-        model.classes = list(classes)
+        model.classes = check_classes(classes, n)   # the one class-list check
+        model.class_names = None
+    if preprocess is not None:
+        model.preprocess = preprocess
     if getattr(model, "preprocess", None) is None:
         model.preprocess = PRESETS[source]
     meta = dict(getattr(model, "metadata", {}) or {})
     meta.setdefault("source", source)
     meta["imported_from"] = [Path(s).name for s in srcs]
     model.metadata = meta
+    if classes is not None and class_names is not None:
+        if len(class_names) != len(classes):
+            raise SqueezeNetError(f"{len(class_names)} class names for {len(classes)} class ids")
+        model.class_names = list(class_names)
     return model
 
 
@@ -126,22 +115,24 @@ def _deep_compression_args(srcs: list[str]) -> tuple[str, str | None]:
 
 
 def import_to_file(source: str, srcs: list[str | os.PathLike], out: str | os.PathLike,
-                   classes: list[str] | None = None) -> Path:
+                   classes: list[str] | None = None, class_names: list[str] | None = None,
+                   preprocess: str | None = None, log=None) -> Path:
     """:func:`import_model` then save to ``out`` (``.safetensors``; for Deep-Compression also
     ``.sqz``, a lossless conversion of the compressed file)."""
     out = Path(out)
     suffix = out.suffix.lower()
     if source == "deep-compression" and suffix == ".sqz":
-        dc = _deep_compression()
+        from .deep_compression import net_to_sqz
         net, proto = _deep_compression_args([str(s) for s in srcs])
-        kwargs = {}
-        if classes is not None and "classes" in inspect.signature(dc.net_to_sqz).parameters:
-            kwargs["classes"] = classes
-        dc.net_to_sqz(net, out, prototxt=proto, **kwargs)
+        if preprocess is not None and preprocess != PRESETS[source]:
+            raise SqueezeNetError(f"--preprocess {preprocess}: the Deep-Compression file was trained with "
+                                  f"'{PRESETS[source]}' preprocessing")
+        net_to_sqz(net, out, prototxt=proto, classes=classes,
+                   class_names=class_names if classes is not None else None)
         return out
     if suffix != ".safetensors":
         hint = " (or .sqz for --from deep-compression)" if source == "deep-compression" else ""
         raise SqueezeNetError(f"{out}: the output must end in .safetensors{hint}")
     from ..io import save
-    model = import_model(source, srcs, classes)
+    model = import_model(source, srcs, classes, class_names=class_names, preprocess=preprocess, log=log)
     return save(model, out)

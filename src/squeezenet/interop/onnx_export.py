@@ -11,7 +11,8 @@ key                    value
 ``format``             ``squeezenet``
 ``squeezenet_version`` the toolkit version that wrote the file
 ``config``             JSON of :class:`squeezenet.SqueezeNetConfig`
-``classes``            JSON list of class names (or ``null``)
+``classes``            JSON list of class ids (or ``null``)
+``class_names``        JSON list of their human-readable names (or ``null``)
 ``preprocess``         JSON: ``{"preset": name, ...}`` with the resize (short side, or
                        [h, w])/crop/scale/mean/std/channel order of a known preset
 ``input_size``         the square input side the graph was exported for
@@ -22,7 +23,6 @@ this all-convolution network, takes about a second, and needs no onnxscript.
 """
 from __future__ import annotations
 
-import copy
 import io
 import json
 import os
@@ -33,47 +33,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SqueezeNetError
+from ..data.transforms import PRESETS
+from ..errors import SqueezeNetError, first_line
+from ..models.registry import default_input_size
+from ..models.utils import dense_eval_copy
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
-#: What each preprocessing preset does, spelled out for consumers outside Python.
-PREPROCESS_SPECS: dict[str, dict[str, Any]] = {
-    "torchvision": {"color": "RGB", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406],
-                    "std": [0.229, 0.224, 0.225], "resize": 256, "crop": 224, "layout": "NCHW"},
-    "caffe": {"color": "BGR", "scale": 1.0, "mean": [104.0, 117.0, 123.0], "std": [1.0, 1.0, 1.0],
-              "resize": 256, "crop": 227, "layout": "NCHW"},
-    # resize both sides to 32 (no aspect-preserving crop), CIFAR-10 statistics
-    "small": {"color": "RGB", "scale": 1 / 255, "mean": [0.4914, 0.4822, 0.4465],
-              "std": [0.2470, 0.2435, 0.2616], "resize": [32, 32], "crop": 32, "layout": "NCHW"},
-}
-
-_DEFAULT_SIZE = {"v1.0": 227, "v1.1": 224, "small": 32}
-
-
-def default_input_size(model: nn.Module) -> int:
-    """The square input side a model is documented for (227 v1.0, 224 v1.1, 32 small).
-
-    >>> import squeezenet
-    >>> default_input_size(squeezenet.create_model("squeezenet1_1"))
-    224
-    """
-    config = getattr(model, "config", None)
-    return _DEFAULT_SIZE.get(getattr(config, "stem", None), 224)
-
-
-def dense_eval_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in eval mode with any ``torch.nn.utils.parametrize`` (pruning masks,
-    weight sharing) baked into plain dense weights, so exporters see ordinary convolutions."""
-    from torch.nn.utils import parametrize
-    m = copy.deepcopy(model).eval()
-    for mod in list(m.modules()):
-        if parametrize.is_parametrized(mod):
-            for name in list(mod.parametrizations.keys()):
-                parametrize.remove_parametrizations(mod, name, leave_parametrized=True)
-    return m
+#: What each preprocessing preset does, spelled out for consumers outside Python (from the
+#: one preset table, :data:`squeezenet.data.transforms.PRESETS`).
+PREPROCESS_SPECS: dict[str, dict[str, Any]] = {name: p.spec() for name, p in PRESETS.items()}
 
 
 def onnx_metadata(model: nn.Module, input_size) -> dict[str, str]:
@@ -89,6 +60,7 @@ def onnx_metadata(model: nn.Module, input_size) -> dict[str, str]:
         "squeezenet_version": __version__,
         "config": json.dumps(config.to_dict() if hasattr(config, "to_dict") else None),
         "classes": json.dumps(getattr(model, "classes", None)),
+        "class_names": json.dumps(getattr(model, "class_names", None)),
         "preprocess": json.dumps(pre),
         "input_size": json.dumps(input_size),
         "input": INPUT_NAME,
@@ -111,8 +83,9 @@ def to_onnx_bytes(model: nn.Module, input_size: int | tuple[int, int] | None = N
         raise SqueezeNetError(f"--opset {opset}: this exporter writes opset 17 or newer")
     size = input_size or default_input_size(model)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if min(h, w) < 8:
-        raise SqueezeNetError(f"input size {h}x{w}: too small (need >= 8)")
+    from ..models.registry import MAX_INPUT_SIZE
+    if min(h, w) < 8 or max(h, w) > MAX_INPUT_SIZE:
+        raise SqueezeNetError(f"input size {h}x{w}: each side must be in 8..{MAX_INPUT_SIZE}")
     m = dense_eval_copy(model)
     c = in_channels or getattr(getattr(model, "config", None), "in_channels", 3)
     x = torch.zeros(1, c, h, w)
@@ -126,7 +99,7 @@ def to_onnx_bytes(model: nn.Module, input_size: int | tuple[int, int] | None = N
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                               do_constant_folding=True)
         except RuntimeError as e:
-            raise SqueezeNetError(f"cannot export at {h}x{w}: {str(e).splitlines()[0]}") from None
+            raise SqueezeNetError(f"cannot export at {h}x{w}: {first_line(e)}") from None
     proto = onnx.load_from_string(buf.getvalue())
     if metadata:
         del proto.metadata_props[:]
@@ -163,7 +136,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise FormatError(path, f"not a readable ONNX file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        raise FormatError(path, f"not a readable ONNX file ({first_line(e, 120)})") from None
     out: dict[str, Any] = {}
     for p in proto.metadata_props:
         try:

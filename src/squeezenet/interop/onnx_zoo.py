@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import FormatError, SqueezeNetError
+from ..errors import FormatError, SqueezeNetError, read_input
 
 PREPROCESS = "torchvision"
 ARCH = "squeezenet1_1"
 PREFIX = "squeezenet0_conv"
 NUM_CONVS = 26
 _MAX_HEADER = 1 << 16
+MAX_NPY_BYTES = 1 << 30
 
 
 def read_npy(path: str | os.PathLike) -> np.ndarray:
@@ -38,9 +39,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     [0.0, 1.0, 2.0]
     """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "no such file")
-    data = path.read_bytes()
+    data = read_input(path, ".npy file", MAX_NPY_BYTES)
     if len(data) < 10 or data[:6] != b"\x93NUMPY":
         raise FormatError(path, "not a .npy file (bad magic)")
     major = data[6]
@@ -60,7 +59,8 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
         dtype = np.dtype(descr)
     except Exception as e:  # SyntaxError, KeyError, TypeError, ValueError ...
         raise FormatError(path, f"corrupt .npy header ({type(e).__name__})") from None
-    if not (isinstance(shape, tuple) and all(isinstance(d, int) and 0 <= d < (1 << 40) for d in shape)):
+    if not (isinstance(shape, tuple) and len(shape) <= 32
+            and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < (1 << 40) for d in shape)):
         raise FormatError(path, f"corrupt .npy header (shape {shape!r})")
     if dtype.hasobject or dtype.kind not in "fiub" or not isinstance(fortran, bool):
         raise FormatError(path, f"unsupported .npy dtype {descr!r} (need a plain numeric array)")
@@ -104,12 +104,11 @@ def onnx_zoo_state_dict(weights_dir: str | os.PathLike, model) -> dict[str, torc
 def import_onnx_zoo(weights_dir: str | os.PathLike, classes: list[str] | None = None):
     """ONNX-zoo SqueezeNet 1.1 weights -> our ``squeezenet1_1`` (torchvision preprocessing).
 
-    ``weights_dir`` is the zoo's ``weights`` folder (or its parent holding ``weights/``).
-
-    >>> # m = import_onnx_zoo("onnx_zoo_squeezenet1.1/weights", classes=synsets)
+    ``weights_dir`` is the zoo's ``weights`` folder (or its parent holding ``weights/``), e.g.
+    ``import_onnx_zoo("onnx_zoo_squeezenet1.1/weights", classes=synsets)``.
     """
-    from ..io import load_state_dict_checked
     from ..models import create_model
+    from ..models.weights import load_state_dict_checked
     d = Path(weights_dir)
     if d.is_dir() and not any(d.glob(f"{PREFIX}*.npy")) and (d / "weights").is_dir():
         d = d / "weights"

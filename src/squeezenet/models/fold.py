@@ -31,6 +31,7 @@ from torch import nn
 
 from .fire import Fire
 from .squeezenet import SqueezeNet
+from .utils import prunable
 
 
 def _conv_bn_pairs(model: SqueezeNet) -> list[tuple[nn.Conv2d, nn.Module]]:
@@ -45,7 +46,6 @@ def _conv_bn_pairs(model: SqueezeNet) -> list[tuple[nn.Conv2d, nn.Module]]:
 
 
 def _folded_convs(model: SqueezeNet, folded: SqueezeNet) -> list[tuple[nn.Conv2d, nn.Module, nn.Conv2d]]:
-    from ..compress.prune import prunable
     pairs, dst = _conv_bn_pairs(model), list(prunable(folded).values())
     if len(dst) != len(pairs):
         raise ValueError(f"folded model has {len(dst)} convs, the original {len(pairs)}")
@@ -99,7 +99,6 @@ def unfold_weights(model: SqueezeNet, folded: SqueezeNet) -> None:
 
 def folded_key_map(model: nn.Module, folded: nn.Module) -> dict[str, str]:
     """Conv weight key in the folded model -> the same conv's key in ``model``."""
-    from ..compress.prune import prunable
     a, b = list(prunable(folded)), list(prunable(model))
     if len(a) != len(b):
         raise ValueError(f"folded model has {len(a)} convs, the original {len(b)}")

@@ -8,6 +8,7 @@ the max-pools sit; :class:`SqueezeNet` builds any of them with torchvision's lay
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,20 @@ STEMS = {
     "small": (64, 3, 1, 1),  # 32x32 inputs: keeps 32x32 after conv1
 }
 BYPASS = ("none", "simple", "complex")
+
+# Bounds on a model config, checked by SqueezeNetConfig itself (so by every reader: .safetensors
+# headers and sidecars, .sqz, imports, spaces and sweeps) before any network is built.
+MAX_FIRES = 64                 # Fire modules
+MAX_WIDTH = 1 << 20            # channels of any layer, num_classes, in_channels
+MAX_PARAMS = 1 << 26           # parameters of the whole network (256 MiB as float32; v1.0 has 1.25 M)
+
+
+def _count(name: str, v, hi: int = MAX_WIDTH, lo: int = 1) -> int:
+    """``v`` as an int in ``lo..hi`` (ints only: not a bool, a float or a string)."""
+    import numbers
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+        raise ConfigError(f"{name}={v!r}: must be an integer in {lo}..{hi}")
+    return int(v)
 
 
 @dataclass(frozen=True)
@@ -49,18 +64,22 @@ class MetaParams:
     def __post_init__(self) -> None:
         def bad(name, value, why):
             raise ConfigError(f"metaparameter {name}={value!r}: {why}")
-        if not isinstance(self.freq, int) or self.freq < 1:
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not isinstance(self.freq, int) or isinstance(self.freq, bool) or self.freq < 1:
             bad("freq", self.freq, "must be an integer >= 1")
-        if not (0.0 < self.pct_3x3 < 1.0):
+        if not number(self.pct_3x3) or not (0.0 < self.pct_3x3 < 1.0):
             bad("pct_3x3", self.pct_3x3, "must be in (0, 1)")
-        if not (self.sr > 0):
+        if not number(self.sr) or not (0 < self.sr <= MAX_WIDTH):
             bad("SR", self.sr, "must be > 0")
-        if self.base_e < 1:
-            bad("base_e", self.base_e, "must be >= 1")
-        if self.incr_e < 0:
-            bad("incr_e", self.incr_e, "must be >= 0")
-        if self.num_fires < 1:
-            bad("num_fires", self.num_fires, "must be >= 1")
+        if not number(self.base_e) or not 1 <= self.base_e <= MAX_WIDTH:
+            bad("base_e", self.base_e, f"must be in 1..{MAX_WIDTH}")
+        if not number(self.incr_e) or not 0 <= self.incr_e <= MAX_WIDTH:
+            bad("incr_e", self.incr_e, f"must be in 0..{MAX_WIDTH}")
+        if not isinstance(self.num_fires, int) or isinstance(self.num_fires, bool) \
+                or not 1 <= self.num_fires <= MAX_FIRES:
+            bad("num_fires", self.num_fires, f"must be an integer in 1..{MAX_FIRES}")
         for i in range(self.num_fires):
             e = self.base_e + self.incr_e * (i // self.freq)
             e3 = round(e * self.pct_3x3)
@@ -81,7 +100,6 @@ class MetaParams:
 
 
 V10_FIRES = tuple(MetaParams().fires())
-V11_FIRES = V10_FIRES
 
 
 @dataclass(frozen=True)
@@ -99,21 +117,101 @@ class SqueezeNetConfig:
     batch_norm: bool = False                # BatchNorm after every conv but conv10 (not in the paper)
 
     def __post_init__(self) -> None:
-        if self.stem not in STEMS:
+        """Check every field's type and range, then the network's size (:data:`MAX_PARAMS`),
+        from the numbers alone: nothing is built, so a hostile config costs nothing."""
+        if not isinstance(self.stem, str) or self.stem not in STEMS:
             raise ConfigError(f"stem={self.stem!r}: must be one of {', '.join(STEMS)}")
-        if self.bypass not in BYPASS:
+        if not isinstance(self.bypass, str) or self.bypass not in BYPASS:
             raise ConfigError(f"bypass={self.bypass!r}: must be one of {', '.join(BYPASS)}")
-        if self.num_classes < 1:
-            raise ConfigError(f"num_classes={self.num_classes!r}: must be >= 1")
-        if not (0.0 <= self.dropout < 1.0):
+        object.__setattr__(self, "num_classes", _count("num_classes", self.num_classes))
+        object.__setattr__(self, "in_channels", _count("in_channels", self.in_channels))
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
+                or not (0.0 <= self.dropout < 1.0)):
             raise ConfigError(f"dropout={self.dropout!r}: must be in [0, 1)")
-        if self.conv10_padding not in (0, 1):
+        if isinstance(self.conv10_padding, bool) or self.conv10_padding not in (0, 1):
             raise ConfigError(f"conv10_padding={self.conv10_padding!r}: must be 0 or 1")
-        object.__setattr__(self, "fires", tuple(tuple(int(v) for v in f) for f in self.fires))
-        object.__setattr__(self, "pool_after", tuple(int(v) for v in self.pool_after))
+        if not isinstance(self.batch_norm, bool):
+            raise ConfigError(f"batch_norm={self.batch_norm!r}: must be true or false")
+        if not isinstance(self.fires, (list, tuple)) or len(self.fires) > MAX_FIRES:
+            raise ConfigError(f"fires: must be a list of at most {MAX_FIRES} Fire modules")
         for i, f in enumerate(self.fires):
-            if len(f) != 3 or min(f) < 1:
+            if not isinstance(f, (list, tuple)) or len(f) != 3:
                 raise ConfigError(f"fires[{i}]={f!r}: needs three filter counts >= 1")
+            for v in f:
+                _count(f"fires[{i}]", v)
+        if not isinstance(self.pool_after, (list, tuple)) or len(self.pool_after) > MAX_FIRES:
+            raise ConfigError(f"pool_after: must be a list of at most {MAX_FIRES} Fire indices")
+        pools = tuple(_count("pool_after", v, hi=MAX_FIRES, lo=0) for v in self.pool_after)
+        object.__setattr__(self, "fires", tuple(tuple(int(v) for v in f) for f in self.fires))
+        object.__setattr__(self, "pool_after", pools)
+        n = self.num_params()
+        if n > MAX_PARAMS:
+            raise ConfigError(f"the network has {n:,} parameters, over the {MAX_PARAMS:,} limit")
+
+    def num_params(self) -> int:
+        """Parameters (weights and biases, BatchNorm's scale and shift) of the network, counted
+        from the config alone.
+
+        >>> SqueezeNetConfig().num_params(), SqueezeNetConfig(stem="v1.1", pool_after=(1, 3)).num_params()
+        (1248424, 1235496)
+        """
+        bn = 2 if self.batch_norm else 0
+        c1, k, _, _ = STEMS[self.stem]
+        n = self.in_channels * c1 * k * k + c1 + bn * c1
+        cin = c1
+        for (s, e1, e3), kind in zip(self.fires, fire_bypass_kinds(self)):
+            out = e1 + e3
+            n += cin * s + s + s * e1 + e1 + 9 * s * e3 + e3 + bn * (s + e1 + e3)
+            if kind == "conv":
+                n += cin * out + out + bn * out
+            cin = out
+        return n + cin * self.num_classes + self.num_classes
+
+    def output_side(self, input_size: int) -> int:
+        """Side of conv10's output for a square ``input_size`` input; a :class:`ConfigError`
+        when the stem or a max-pool shrinks it to nothing (PyTorch's size rules, no tensors).
+
+        >>> SqueezeNetConfig().output_side(227)
+        13
+        >>> SqueezeNetConfig(pool_after=tuple(range(8))).output_side(64)
+        Traceback (most recent call last):
+        ...
+        squeezenet.errors.ConfigError: a 64x64 input shrinks to nothing at the max-pool after fire5 (this network needs inputs of at least 1029x1029)
+        """
+        where, side = self._sides(_count("input size", input_size))
+        if side >= 1:
+            return side
+        lo, hi = input_size, MAX_WIDTH          # the smallest input that fits (sides grow with it)
+        if self._sides(hi)[1] < 1:
+            need = f"more than {MAX_WIDTH}"
+        else:
+            while lo + 1 < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if self._sides(mid)[1] >= 1 else (mid, hi)
+            need = f"at least {hi}x{hi}"
+        raise ConfigError(f"a {input_size}x{input_size} input shrinks to nothing at {where} "
+                          f"(this network needs inputs of {need})")
+
+    def _sides(self, n: int) -> tuple[str, int]:
+        """(the layer where the side first drops below 1, or "conv10"; the side there)."""
+        def pool(n: int) -> int:   # MaxPool2d(3, stride 2, ceil_mode=True): ATen's pooling_output_shape
+            out = (n - 3 + 1) // 2 + 1
+            if (out - 1) * 2 >= n:
+                out -= 1
+            return out
+        _, k, stride, pad = STEMS[self.stem]
+        n = (n + 2 * pad - k) // stride + 1
+        if n < 1:
+            return "conv1", n
+        n = pool(n)
+        if n < 1:
+            return "the max-pool after conv1", n
+        for i in range(len(self.fires)):
+            if i in self.pool_after:
+                n = pool(n)
+                if n < 1:
+                    return f"the max-pool after fire{i + 2}", n
+        return "conv10", n + 2 * self.conv10_padding
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -123,15 +221,14 @@ class SqueezeNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SqueezeNetConfig":
+        """The config of a mapping read from a file (JSON header, sidecar, checkpoint); every
+        problem is a one-line :class:`ConfigError` (a reader adds the file's name)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"model config must be a mapping, not {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        unknown = [str(k) for k in d if k not in names]
         if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if "fires" in d:
-            d["fires"] = tuple(tuple(f) for f in d["fires"])
-        if "pool_after" in d:
-            d["pool_after"] = tuple(d["pool_after"])
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown)[:5])}")
         return cls(**d)
 
     def replace(self, **kw) -> "SqueezeNetConfig":
@@ -203,6 +300,30 @@ class SqueezeNet(nn.Module):
         """conv10 (``classifier.1``), kept out of the state_dict under this name."""
         return self.classifier[1]
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Human-readable names parallel to ``classes`` (``"Egyptian cat"`` for ``n02124075``),
+        kept in ``metadata["class_names"]`` so that every model file carries them; None when
+        unknown or when they do not match ``classes``.
+
+        >>> m = SqueezeNet(SqueezeNetConfig(num_classes=2))
+        >>> m.classes, m.class_names = ["n1", "n2"], ["cat", "dog"]
+        >>> m.class_names, m.metadata["class_names"]
+        (['cat', 'dog'], ['cat', 'dog'])
+        """
+        names = (self.metadata or {}).get("class_names")
+        if not isinstance(names, list) or not self.classes or len(names) != len(self.classes):
+            return None
+        return [str(n) for n in names]
+
+    @class_names.setter
+    def class_names(self, names: list[str] | None) -> None:
+        self.metadata = dict(self.metadata or {})
+        if names is None:
+            self.metadata.pop("class_names", None)
+        else:
+            self.metadata["class_names"] = [str(n) for n in names]
+
     def reset_parameters(self, init: str = "paper") -> None:
         """``paper``: Caffe's "xavier" filler (uniform, fan-in) for every conv and Gaussian
         std 0.01 for conv10, biases 0 (paper section 7). ``torchvision``: kaiming-uniform."""
@@ -225,3 +346,39 @@ class SqueezeNet(nn.Module):
         x = self.features(x)
         x = self.classifier(x)
         return torch.flatten(x, 1)
+
+
+def skeleton(config: SqueezeNetConfig, device: str = "meta") -> SqueezeNet:
+    """The model of ``config`` with its ``torch.nn.init`` calls skipped (tensors uninitialised),
+    for readers whose every tensor is about to come from a file.
+
+    Initialising would be wasted work; worse, on the meta device ``normal_`` runs through a
+    Python decomposition that imports ``torch._dynamo`` (about 1.5 s of CPU, once per process).
+    On the CPU the tensors are allocated but never written (no memory is touched), which is
+    quicker than the meta device's dispatch.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    class _SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__module__", None) == "torch.nn.init":
+                return args[0] if args else kwargs.get("tensor")
+            return func(*args, **kwargs)
+
+    if device == "cpu":
+        with _SkipInit():
+            return SqueezeNet(config)
+    with torch.device(device), _SkipInit():
+        return SqueezeNet(config)
+
+
+@functools.lru_cache(maxsize=32)
+def state_shapes(config: SqueezeNetConfig) -> dict[str, tuple]:
+    """state_dict key -> tensor shape of ``config``'s model (built on the meta device: no
+    memory, cached), so a reader can check a file's tensors before it allocates a model.
+
+    >>> state_shapes(SqueezeNetConfig(num_classes=10))["classifier.1.weight"]
+    (10, 512, 1, 1)
+    """
+    return {k: tuple(v.shape) for k, v in skeleton(config).state_dict().items()}

@@ -100,6 +100,10 @@ def summary(model: nn.Module, input_size: int | tuple[int, int] = 224, name: str
     1248424
     """
     hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    from ..errors import ConfigError
+    from .registry import MAX_INPUT_SIZE
+    if not all(1 <= int(v) <= MAX_INPUT_SIZE for v in hw):
+        raise ConfigError(f"input size {hw[0]}x{hw[1]}: each side must be in 1..{MAX_INPUT_SIZE}")
     macs: dict[nn.Module, int] = {}
     outs: dict[nn.Module, list[int]] = {}
     internal: dict[nn.Module, int] = {}

@@ -7,7 +7,6 @@ load from other processes hits every engine alike; compare ratios, not absolute 
 """
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 import time
@@ -95,7 +94,8 @@ def build_engines(model: nn.Module, engines: Sequence[str], shape, threads: int,
                   calibration: Iterable | None = None) -> tuple[dict, dict]:
     """Callables for each engine name and facts about them (build time, memory, ...)."""
     from ..interop.onnx_export import to_onnx_bytes
-    from . import compile_model, ort_session
+    from .auto import compile_model
+    from .engines import ort_session
     from .quantize import quantize_int8
     fns, info = {}, {}
     fp32_bytes = None
@@ -140,10 +140,11 @@ def build_engines(model: nn.Module, engines: Sequence[str], shape, threads: int,
 
 def _memory_child(model_path: str, engine: str, shape: list, batch: int, threads: int) -> None:
     """Run in a fresh interpreter: build one engine, run one batch twice, print peak RSS (JSON)."""
+    import importlib
     import json
     import sys
-    from .. import load
-    import importlib
+
+    from ..io import load
     torch.set_num_threads(threads)
     # libraries are loaded before the baseline so only the engine itself is counted
     for lib in ("torchvision.models", "onnx", "onnxruntime", "onnxruntime.quantization",
@@ -171,7 +172,7 @@ def isolated_memory(model: nn.Module, engines: Sequence[str], shape, batch: int,
     import subprocess
     import sys
     import tempfile
-    from .. import save
+    from ..io import save
     out = {}
     with tempfile.TemporaryDirectory(prefix="sqz-bench-") as tmp:
         path = save(model, os.path.join(tmp, "m.safetensors"))
@@ -187,11 +188,17 @@ def isolated_memory(model: nn.Module, engines: Sequence[str], shape, batch: int,
     return out
 
 
+#: The largest batch a benchmark runs, and the most input pixels in one batch (1,024 images at
+#: 224x224, ~0.6 GB of fp32 input before any activation): refused before a tensor is made.
+MAX_BATCH = 1024
+MAX_BATCH_PIXELS = 1024 * 224 * 224
+
+
 def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] = (1, 32),
                   threads: int = 2, engines: Sequence[str] = DEFAULT_ENGINES,
                   input_size: int | tuple[int, int] | None = None, rounds: int = 5, iters: int = 6,
                   calibration: Iterable | None = None, sgemm_n: int = 2048,
-                  memory: str = "inprocess") -> dict:
+                  memory: str = "inprocess", extra: dict[str, Callable] | None = None) -> dict:
     """Benchmark ``engines`` on ``model``; returns a JSON-able dict with ``results`` (one row per
     engine and batch size) and ``speedup_vs_torchvision`` (engine -> peer p50 / engine p50 at
     the smallest batch).
@@ -200,6 +207,9 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     process's peak RSS while that engine runs, which undercounts memory an earlier engine freed)
     or ``subprocess`` (each engine also built and run at the largest batch in its own
     interpreter: ``engines[e]["memory"]`` holds its peak RSS and its rise over the loaded model).
+    ``extra``: more engines as ready callables (e.g. an exported ``.onnx`` file's session), timed
+    like the others; their outputs are not compared with ``model``'s (the weights may differ)
+    and their memory is measured in this process.
 
     >>> import squeezenet
     >>> r = run_benchmark(squeezenet.create_model("squeezenet_small"), batches=(1,), threads=1,
@@ -207,30 +217,39 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     >>> sorted(r["speedup_vs_torchvision"])
     ['eager', 'torchvision']
     """
-    from ..interop.onnx_export import dense_eval_copy, default_input_size
-    from ..models import summary
-    from . import _input_shape, cpu_model
+    from ..models import default_input_size, summary
+    from ..models.utils import dense_eval_copy
+    from .auto import cpu_model
+    from .engines import input_shape, time_callables
     if threads < 1:
         raise SqueezeNetError(f"--threads {threads}: must be >= 1")
     if memory not in ("inprocess", "subprocess"):
         raise SqueezeNetError(f"memory={memory!r}: choose inprocess or subprocess")
     if not batches or min(batches) < 1:
         raise SqueezeNetError(f"batch sizes {list(batches)}: need one or more sizes >= 1")
+    shape = input_shape(model, input_size)
+    big = max(batches)
+    if big > MAX_BATCH or big * shape[1] * shape[2] > MAX_BATCH_PIXELS:
+        raise SqueezeNetError(f"batch {big} at {shape[1]}x{shape[2]}: over the benchmark's bound "
+                              f"({MAX_BATCH:,} images, {MAX_BATCH_PIXELS:,} input pixels per batch); "
+                              f"use a smaller --batch or --input-size")
     torch.set_num_threads(threads)
     model = dense_eval_copy(model)
-    shape = _input_shape(model, input_size)
+    shape = input_shape(model, input_size)
     try:
         macs = summary(model, shape[1] if shape[1] == shape[2] else default_input_size(model)).macs
     except Exception:
         macs = None
     gflops_floor = sgemm_gflops(sgemm_n)
     fns, info = build_engines(model, list(engines), shape, threads, calibration)
+    for e, fn in (extra or {}).items():
+        fns[e], info[e] = fn, {"external": True}
 
     g = torch.Generator().manual_seed(0)
     x1 = torch.randn(1, *shape, generator=g)
     ref = fns["eager"](x1) if "eager" in fns else _eager(model)(x1)
     for e, fn in fns.items():
-        info[e]["max_abs_diff_vs_eager"] = float((fn(x1) - ref).abs().max())
+        info[e]["max_abs_diff_vs_eager"] = None if e in (extra or {}) else float((fn(x1) - ref).abs().max())
 
     rows = []
     for b in sorted(set(int(v) for v in batches)):
@@ -244,7 +263,6 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
             peak = _proc_status("VmHWM")
             if ok and base is not None and peak is not None:
                 info[e].setdefault("peak_extra_rss_mib", {})[b] = round(max(0, peak - base) / 2**20, 2)
-        from . import time_callables
         n_round = iters if b == min(batches) else max(1, iters // 3)
         times = time_callables(fns, x, rounds=rounds, per_round=n_round, warmup=0)
         for e, ts in times.items():
@@ -276,7 +294,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         ort_v = None
     engines_info = {e: {k: v for k, v in m.items() if k != "peak_extra_rss_mib"} for e, m in info.items()}
     if memory == "subprocess":
-        mem = isolated_memory(model, list(fns), shape, max(batches), threads)
+        mem = isolated_memory(model, [e for e in fns if e not in (extra or {})], shape, max(batches), threads)
         for e, m in mem.items():
             engines_info[e]["memory"] = {**m, "batch": max(batches), "isolated": True}
     return {

@@ -13,6 +13,7 @@ file may be deployed on such a CPU, so the safe choice is the default.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
@@ -64,6 +65,11 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
     from onnxruntime.quantization.shape_inference import quant_pre_process
     if method not in METHODS:
         raise SqueezeNetError(f"calibration method {method!r}: choose {', '.join(METHODS)}")
+    calibration = iter(calibration)
+    first = next(calibration, None)   # ONNX Runtime fails with a traceback on no data at all
+    if first is None:
+        raise SqueezeNetError("no readable calibration images: give --calibration a folder with images")
+    calibration = itertools.chain([first], calibration)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix="sqz-int8-") as tmp:

@@ -19,11 +19,32 @@ from typing import Any
 import torch
 
 from ..errors import FormatError
-from ..io import atomic_write, atomic_write_text, save
+from ..io import atomic_write, atomic_write_safetensors, atomic_write_text, parse_json, save
 
 STATE_FORMAT = "squeezenet-train-state"
 STATE_VERSION = "1"
 STATE_FILE = "train_state.safetensors"
+METRICS_FILE = "metrics.jsonl"
+#: Every file a training run writes into its folder (and ``train --overwrite`` removes).
+RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", STATE_FILE, METRICS_FILE)
+
+
+def clear_run(out_dir: Path) -> list[str]:
+    """Remove the files of an earlier run from ``out_dir`` (:data:`RUN_FILES` and their stale
+    temps), nothing else; returns the names removed."""
+    from ..io import clean_stale_temps
+    from ..errors import OutputError
+    removed = []
+    for name in RUN_FILES:
+        p = Path(out_dir) / name
+        clean_stale_temps(p)
+        try:
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                removed.append(name)
+        except OSError as e:
+            raise OutputError(p, f"cannot remove ({e.strerror or e})") from None
+    return removed
 
 
 def save_model_checkpoint(model, out_dir: Path, name: str, info: dict[str, Any]) -> Path:
@@ -93,7 +114,6 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 
 def save_train_state(path: Path, model, optimizer, rngs: list, info: dict[str, Any]) -> None:
     """Write the one-file training state (see the module docstring)."""
-    from safetensors.torch import save_file
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_t, opt_meta = optimizer_to_flat(optimizer)
     tensors.update({f"optim.{k}": v for k, v in opt_t.items()})
@@ -103,7 +123,7 @@ def save_train_state(path: Path, model, optimizer, rngs: list, info: dict[str, A
         rng_meta.append(m)
     header = {"format": STATE_FORMAT, "format_version": STATE_VERSION,
               "state": json.dumps({**info, "optimizer": opt_meta, "rng": rng_meta}, default=float)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    atomic_write_safetensors(path, tensors, header)
 
 
 def load_train_state(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
@@ -114,10 +134,11 @@ def load_train_state(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], di
         raise FormatError(path, "not a squeezenet training-state file")
     if meta.get("format_version") != STATE_VERSION:
         raise FormatError(path, f"training-state version {meta.get('format_version')!r} is not supported")
-    try:
-        info = json.loads(meta["state"])
-    except (KeyError, ValueError) as e:
-        raise FormatError(path, f"bad training-state header ({e})") from None
+    if not isinstance(meta.get("state"), str):
+        raise FormatError(path, "bad training-state header (no state)")
+    info = parse_json(meta["state"], path, "training-state header")
+    if not isinstance(info, dict):
+        raise FormatError(path, "bad training-state header (not a JSON object)")
     groups: dict[str, Any] = {"model": {}, "optim": {}, "rng": {}}
     for k, v in tensors.items():
         head, rest = k.split(".", 1)

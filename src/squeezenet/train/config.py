@@ -2,15 +2,39 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError, FormatError, Range, check_fields, first_line
 
 SCHEDULES = ("poly", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
+#: The largest seed: seeds feed torch, NumPy (32-bit) and per-epoch generators.
+MAX_SEED = 2**32 - 1
+
+#: The accepted range of every numeric field of :class:`TrainConfig` (checked when it is made).
+RANGES = {
+    "epochs": Range(1, integer=True),
+    "batch_size": Range(1, integer=True),
+    "accum_steps": Range(1, integer=True),
+    "eval_batch_size": Range(1, integer=True),
+    "lr": Range(0, lo_open=True),
+    "momentum": Range(0, 1, hi_open=True),
+    "weight_decay": Range(0),
+    "power": Range(0, lo_open=True),
+    "warmup_steps": Range(0, integer=True),
+    "dropout": Range(0, 1, hi_open=True, optional=True),
+    "label_smoothing": Range(0, 1, hi_open=True),
+    "grad_clip": Range(0, lo_open=True, optional=True, note="(None: no clipping)"),
+    "seed": Range(0, MAX_SEED, integer=True),
+    "max_steps": Range(1, integer=True, optional=True),
+    "workers": Range(0, 256, integer=True),
+    "checkpoint_every": Range(0, integer=True, note="(0: epoch ends only)"),
+    "checkpoint_minutes": Range(0),
+}
+#: ``device``: auto, cpu, cuda, cuda:N or mps (whether this machine has it: Trainer.pick_device).
+DEVICE_RE = r"auto|cpu|mps|cuda(:\d+)?"
 
 
 @dataclass
@@ -53,33 +77,20 @@ class TrainConfig:
     progress: bool = True             # tqdm progress bar on stderr (rank 0)
 
     def __post_init__(self) -> None:
+        import re
+
         def bad(name, why):
             raise ConfigError(f"train config {name}={getattr(self, name)!r}: {why}")
-        for name in ("epochs", "batch_size", "accum_steps", "eval_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                bad(name, "must be an integer >= 1")
-        if self.lr <= 0:
-            bad("lr", "must be > 0")
-        if not (0 <= self.momentum < 1):
-            bad("momentum", "must be in [0, 1)")
-        if self.weight_decay < 0:
-            bad("weight_decay", "must be >= 0")
+        check_fields(self, "train config", RANGES)
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
-        if self.power <= 0:
-            bad("power", "must be > 0")
-        if self.warmup_steps < 0:
-            bad("warmup_steps", "must be >= 0")
-        if self.dropout is not None and not (0 <= self.dropout < 1):
-            bad("dropout", "must be in [0, 1)")
-        if not (0 <= self.label_smoothing < 1):
-            bad("label_smoothing", "must be in [0, 1)")
-        if self.max_steps is not None and self.max_steps < 1:
-            bad("max_steps", "must be >= 1")
-        if self.workers < 0 or self.checkpoint_every < 0:
-            bad("workers" if self.workers < 0 else "checkpoint_every", "must be >= 0")
+        if not (isinstance(self.device, str) and re.fullmatch(DEVICE_RE, self.device)):
+            bad("device", "must be auto, cpu, cuda, cuda:N or mps")
+        for name in ("nesterov", "channels_last", "bf16", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be true or false")
 
     @property
     def effective_batch(self) -> int:
@@ -102,17 +113,14 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
         """Read a YAML or JSON mapping of fields; ``overrides`` (non-None) win."""
+        from ..io import read_json, read_yaml
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FormatError(path, "config file not found")
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(path.read_text())
-            else:
-                import yaml
-                data = yaml.safe_load(path.read_text())
-        except Exception as e:  # yaml.YAMLError, ValueError
-            raise FormatError(path, f"cannot parse config ({str(e).splitlines()[0]})") from None
+        try:   # the bounded readers: size, nesting, aliases and UTF-8 checked
+            data = read_json(path, "JSON") if path.suffix.lower() == ".json" else read_yaml(path)
+        except FormatError as e:
+            raise FormatError(path, f"cannot parse config ({e.problem})") from None
         data = data or {}
         if not isinstance(data, dict):
             raise FormatError(path, "config must be a mapping of field: value")

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import SqueezeNetError
 from . import distributed as D
-from .checkpoint import (STATE_FILE, load_train_state, optimizer_from_flat, rng_state,
+from .checkpoint import (METRICS_FILE, STATE_FILE, load_train_state, optimizer_from_flat, rng_state,
                          save_model_checkpoint, save_train_state, set_rng_state)
 from .config import TrainConfig, lr_at
 
@@ -96,6 +96,13 @@ class Trainer:
     ``on_train_end``. With ``out_dir``, rank 0 writes ``last``/``best`` checkpoints, the
     training state for :meth:`resume` and ``metrics.jsonl``.
 
+    ``stop_on_signal`` (default: when there is an ``out_dir`` to resume from): SIGINT/SIGTERM
+    finish the current step, save, and :meth:`fit` returns with ``interrupted`` set (a second
+    signal aborts). Without it a signal raises ``KeyboardInterrupt`` at once, so that a
+    caller with no way to resume (compression, a demo, a search trial) stops as a whole.
+    ``log_epochs=False`` keeps the per-epoch metrics line off stdout (the progress bar of
+    ``config.progress`` still shows, on stderr).
+
     Public state: ``model`` (the unwrapped module), ``optimizer``, ``step`` (optimizer steps
     done), ``epoch`` (epochs completed), ``history``, ``rank``, ``world_size``.
     """
@@ -103,15 +110,19 @@ class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig | None = None,
                  train_data: Dataset | None = None, val_data: Dataset | None = None,
                  out_dir: str | Path | None = None, callbacks: Iterable = (),
-                 loss_fn: Callable | None = None) -> None:
+                 loss_fn: Callable | None = None, stop_on_signal: bool | None = None,
+                 log_epochs: bool = True) -> None:
         self.config = cfg = config or TrainConfig()
-        self.device = self._pick_device(cfg.device)
+        self.device = self.pick_device(cfg.device)
         self.rank, self.world_size = D.setup(self.device)
         self.is_main = self.rank == 0
         self.train_data, self.val_data = train_data, val_data
         self.out_dir = Path(out_dir) if out_dir else None
+        self.stop_on_signal = self.out_dir is not None if stop_on_signal is None else bool(stop_on_signal)
+        self.log_epochs = log_epochs
         if self.out_dir and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            from ..io import check_output
+            check_output(self.out_dir, folder=True)   # a file in the way, read-only: one line, now
         self.callbacks = list(callbacks)
         self.loss_fn = loss_fn or (lambda m, x, y: default_loss(m, x, y, cfg.label_smoothing))
         self.run_info: dict[str, Any] = {}   # stored with checkpoints (e.g. the CLI's data spec)
@@ -156,15 +167,27 @@ class Trainer:
     # ------------------------------------------------------------------ set-up helpers
 
     @staticmethod
-    def _pick_device(name: str) -> torch.device:
+    def pick_device(name: str) -> torch.device:
+        """The torch device for ``TrainConfig.device``, checked against this machine: ``cuda``
+        without CUDA, or ``cuda:N`` past the last GPU, is a one-line error before any work."""
         if name == "auto":
             if torch.cuda.is_available():
                 return torch.device("cuda", D.env_world()[2])
             return torch.device("cpu")
         try:
-            return torch.device(name)
+            dev = torch.device(name)
         except RuntimeError:
             raise SqueezeNetError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+        if dev.type == "cuda":
+            n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if n == 0:
+                raise SqueezeNetError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+            if dev.index is not None and dev.index >= n:
+                raise SqueezeNetError(f"--device {name}: this machine has {n} CUDA device(s), "
+                                      f"cuda:0..cuda:{n - 1}")
+        elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise SqueezeNetError(f"--device {name}: MPS is not available on this machine (use cpu or auto)")
+        return dev
 
     def micro_batches_per_epoch(self) -> int:
         if self.train_data is None:
@@ -228,15 +251,20 @@ class Trainer:
         gen = torch.Generator()
         gen.manual_seed((cfg.seed * 1_000_003 + self.epoch) * 7919 + self.rank)
         from ..data import Loader
-        from ..data.datasets import collate_skipping
-        loader = Loader(self.train_data, batch_size=cfg.batch_size, sampler=sampler,
+        from ..data.datasets import ReplaceUnreadable, collate_skipping
+        # several processes: an unreadable image is replaced, not dropped, so that every rank's
+        # batches keep the same shape (DDP steps in lockstep); one process skips and counts it
+        data = ReplaceUnreadable(self.train_data) if self.world_size > 1 else self.train_data
+        loader = Loader(data, batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=cfg.workers, collate_fn=collate_skipping, generator=gen,
                         pin_memory=self.device.type == "cuda")
         bar = None
         if cfg.progress and self.is_main:
             from tqdm import tqdm
             n_ep = math.ceil(total / self.steps_per_epoch())
-            bar = tqdm(total=M, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
+            # the micro-batches this epoch will really run: a --max-steps run stops early
+            todo = min(M, self._pos + max(0, total - self.step) * accum)
+            bar = tqdm(total=todo, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
                        unit="batch", leave=False, dynamic_ncols=True)
         self.net.train()
         pending = 0                    # micro-batches accumulated into the current step
@@ -329,7 +357,8 @@ class Trainer:
         if self.val_data is not None:
             metrics.update(self.validate())
         from ..data import base_dataset
-        metrics["skipped"] = len(getattr(base_dataset(self.train_data), "skipped", {}) or {})
+        skipped = list(getattr(base_dataset(self.train_data), "skipped", {}) or {})
+        metrics["skipped"] = len(set().union(*D.all_gather_object(skipped)))   # every rank's, once
         self.epoch += 1
         self._pos, self._sums, self._train_seconds = 0, [0.0, 0.0, 0.0], 0.0
         score = metrics.get("val_top1", -metrics["train_loss"])
@@ -338,18 +367,24 @@ class Trainer:
             self.best = score
         self.history.append(metrics)
         if self.out_dir and self.is_main:
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            try:
+                with open(self.out_dir / METRICS_FILE, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+            except OSError as e:
+                from ..errors import OutputError
+                raise OutputError(self.out_dir / METRICS_FILE, f"cannot write ({e.strerror or e})") from None
         self.save_checkpoint(best=is_best, metrics=metrics)
-        if self.is_main and self.config.progress:
+        if self.is_main and self.config.progress and self.log_epochs:
             vals = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
             print(vals, flush=True)
         _call(self.callbacks, "on_epoch_end", self, metrics)
 
     def validate(self) -> dict[str, float]:
         """Top-1/top-5 on ``val_data`` (sharded over ranks, summed)."""
-        from ..data import make_loader
         from torch.utils.data import Subset
+
+        from ..data import make_loader
+        from ..evaluate import count_correct
         ds = self.val_data
         if D.active():
             ds = Subset(ds, list(range(self.rank, len(ds), self.world_size)))
@@ -362,9 +397,9 @@ class Trainer:
                 images, targets = self._to_device(images), targets.to(self.device)
                 logits = self.model(images).float()
                 loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(targets.view(-1, 1))
-                c1 += float(top[:, 0].sum())
-                c5 += float(top.any(dim=1).sum())
+                hit1, hit5 = count_correct(logits, targets)
+                c1 += hit1
+                c5 += hit5
                 count += targets.shape[0]
         self.model.train()
         c1, c5, count, loss_sum = D.all_reduce([c1, c5, count, loss_sum], "sum")
@@ -378,25 +413,28 @@ class Trainer:
                 "train_config": self.config.to_dict(), **self.run_info}
 
     def save_checkpoint(self, best: bool = False, metrics: dict | None = None) -> None:
-        """Write last (and best) model files and the training state (rank 0; all ranks join)."""
+        """Write last (and best) model files, then the training state (rank 0; all ranks join).
+
+        The state file is written last: it is the commit point of a checkpoint. A kill before
+        it leaves model files one step ahead of the state, which a resume recomputes exactly;
+        a kill after it leaves every file the state speaks of in place."""
         rngs = D.all_gather_object(rng_state())
         self._last_save = time.monotonic()
         if not (self.out_dir and self.is_main):
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         info = self._info(metrics)
         state = {**info, "pos": self._pos, "sums": self._sums, "train_seconds": self._train_seconds,
                  "best": self.best, "history": self.history, "lr": self.lr, "world_size": self.world_size,
                  "total_steps": self.total_steps(),
                  "model": {"config": self.model.config.to_dict() if hasattr(self.model, "config") else None,
                            "classes": getattr(self.model, "classes", None),
+                           "class_names": getattr(self.model, "class_names", None),
                            "preprocess": getattr(self.model, "preprocess", None)}}
-        save_train_state(self.out_dir / STATE_FILE, self.model, self.optimizer, rngs, state)
-        has_config = hasattr(self.model, "config")
-        if has_config:
-            save_model_checkpoint(self.model, self.out_dir, "last", info)
+        if hasattr(self.model, "config"):
             if best:
                 save_model_checkpoint(self.model, self.out_dir, "best", info)
+            save_model_checkpoint(self.model, self.out_dir, "last", info)
+        save_train_state(self.out_dir / STATE_FILE, self.model, self.optimizer, rngs, state)
 
     #: Config fields that change the sequence of steps; a resume must not change them.
     SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "optimizer", "schedule", "power", "warmup_steps",
@@ -416,7 +454,7 @@ class Trainer:
         if info.get("world_size", 1) != self.world_size:
             raise SqueezeNetError(f"{path}: saved with {info.get('world_size')} processes, now "
                                   f"{self.world_size}; resume with the same --nproc_per_node")
-        from ..io import load_state_dict_checked
+        from ..models.weights import load_state_dict_checked
         load_state_dict_checked(self.model, groups["model"], path)
         optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
         self.step, self.epoch, self._pos = info["step"], info["epoch"], info["pos"]
@@ -424,15 +462,30 @@ class Trainer:
         self.best, self.history, self.lr = info["best"], info["history"], info["lr"]
         if self.rank in groups["rng"] and self.rank < len(info["rng"]):
             set_rng_state(groups["rng"][self.rank], info["rng"][self.rank])
+        if self.out_dir and self.is_main and path.parent == self.out_dir:
+            self._sync_run_files()
         if self.is_main and self.config.progress:
             print(f"resumed from {path}: step {self.step}, epoch {self.epoch + 1}, "
                   f"{self._pos} micro-batches into it", flush=True)
         return self
 
+    def _sync_run_files(self) -> None:
+        """Make the run folder agree with the state just resumed: ``metrics.jsonl`` holds
+        exactly the epochs of the state's history (a kill between appending an epoch's line and
+        writing the state would otherwise repeat that epoch), and a best model the state
+        counts on but the folder lacks is written again at the next epoch end."""
+        from ..io import atomic_write_text
+        lines = "".join(json.dumps(m) + "\n" for m in self.history)
+        path = self.out_dir / METRICS_FILE
+        if not path.is_file() or path.read_text() != lines:
+            atomic_write_text(path, lines)
+        if self.best is not None and not (self.out_dir / "best.safetensors").is_file():
+            self.best = None
+
     # ------------------------------------------------------------------ signals
 
     def _install_signal_handlers(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.stop_on_signal or threading.current_thread() is not threading.main_thread():
             return {}
         old = {}
 

@@ -1,0 +1,152 @@
+"""The inference engines: each turns a model into a callable ``x -> logits`` that agrees with
+eager PyTorch (``torch.allclose(rtol=RTOL, atol=ATOL)``). Picking the fastest is
+:mod:`squeezenet.runtime.auto`'s job.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import SqueezeNetError
+from ..models import default_input_size
+
+ENGINES = ("eager", "channels_last", "torchscript", "compile", "onnxruntime")
+RTOL, ATOL = 1e-5, 1e-4
+
+
+class CompiledModel:
+    """A callable ``x -> logits`` produced by :func:`compile_model`; ``engine`` names what runs."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], engine: str,
+                 timings_ms: dict | None = None) -> None:
+        self._fn = fn
+        self.engine = engine
+        self.timings_ms = timings_ms or {}   # auto: p50 ms per candidate (when measured now or cached)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(x)
+
+    def __repr__(self) -> str:
+        return f"CompiledModel(engine={self.engine!r})"
+
+
+def ort_session(model_bytes_or_path, threads: int | None = None):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (default: torch's)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    src = str(model_bytes_or_path) if isinstance(model_bytes_or_path, (str, os.PathLike)) else model_bytes_or_path
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def input_shape(model: nn.Module, input_size=None) -> tuple[int, int, int]:
+    """(C, H, W) of one input: ``input_size`` (a side or (H, W)), default the model's documented size."""
+    c = getattr(getattr(model, "config", None), "in_channels", 3)
+    if input_size is None:
+        input_size = default_input_size(model)
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    from ..models.registry import MAX_INPUT_SIZE
+    if not all(1 <= int(v) <= MAX_INPUT_SIZE for v in (h, w)):
+        raise SqueezeNetError(f"input size {h}x{w}: each side must be an integer in 1..{MAX_INPUT_SIZE}")
+    return int(c), int(h), int(w)
+
+
+def build_engine(model: nn.Module, engine: str, shape: tuple[int, int, int], threads: int | None):
+    """The callable of one explicit engine for inputs of ``shape`` (C, H, W); ``model`` must be
+    a private eval copy (engines may change its memory format)."""
+    if engine == "eager":
+        def run(x):
+            with torch.inference_mode():
+                return model(x)
+        return run
+    if engine == "channels_last":
+        m = model.to(memory_format=torch.channels_last)
+
+        def run(x):
+            with torch.inference_mode():
+                return m(x.contiguous(memory_format=torch.channels_last))
+        return run
+    if engine == "torchscript":
+        import warnings
+        example = torch.zeros(1, *shape)
+        with torch.no_grad(), warnings.catch_warnings():
+            # TorchScript is deprecated in favour of torch.compile but still the cheapest way
+            # to get oneDNN conv+ReLU fusion without a compiler toolchain
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, example, check_trace=False)
+            ts = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+
+        def run(x):
+            with torch.no_grad():
+                return ts(x)
+        return run
+    if engine == "compile":
+        c = torch.compile(model)
+        with torch.inference_mode():
+            c(torch.zeros(1, *shape))   # pay the compile cost now, not on the first image
+
+        def run(x):
+            with torch.inference_mode():
+                return c(x)
+        return run
+    if engine == "onnxruntime":
+        return _OrtRunner(model, shape, threads)
+    raise SqueezeNetError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
+
+
+class _OrtRunner:
+    """Exports once per input (H, W) (batch is dynamic) and runs ONNX Runtime."""
+
+    def __init__(self, model: nn.Module, shape, threads) -> None:
+        self.model, self.threads = model, threads
+        self.sessions: dict[tuple[int, int], object] = {}
+        self._session(shape[1:])
+
+    def _session(self, hw):
+        s = self.sessions.get(tuple(hw))
+        if s is None:
+            from ..interop.onnx_export import to_onnx_bytes
+            s = ort_session(to_onnx_bytes(self.model, input_size=tuple(hw), metadata=False), self.threads)
+            self.sessions[tuple(hw)] = s
+        return s
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        out = self._session(a.shape[2:]).run(None, {"input": a})[0]
+        return torch.from_numpy(out)
+
+
+def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, per_round: int = 3,
+                   warmup: int = 2, budget_s: float | None = None,
+                   drop_slower_than: float | None = None) -> dict[str, list[float]]:
+    """Seconds per call of each callable, interleaved round by round so that load from other
+    processes hits every candidate alike; stops after 2 rounds once ``budget_s`` is spent, and
+    from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest."""
+    import statistics
+    for f in fns.values():
+        for _ in range(warmup):
+            f(x)
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    live = dict(fns)
+    start = time.perf_counter()
+    for r in range(rounds):
+        if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
+            break
+        if drop_slower_than and r >= 1:
+            med = {k: statistics.median(out[k]) for k in live}
+            best = min(med.values())
+            live = {k: f for k, f in live.items() if med[k] <= drop_slower_than * best}
+        for k, f in live.items():
+            for _ in range(per_round):
+                t = time.perf_counter()
+                f(x)
+                out[k].append(time.perf_counter() - t)
+    return out

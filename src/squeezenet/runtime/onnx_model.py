@@ -1,0 +1,129 @@
+"""An exported ``.onnx`` file (fp32 or int8) as a model ``eval``, ``predict`` and ``bench`` can run.
+
+``squeezenet export`` writes the preprocessing preset, class list (and names) and config into
+the file's ``metadata_props`` (:mod:`squeezenet.interop.onnx_export`); :func:`load_onnx`
+reads them back and runs the graph with ONNX Runtime's CPU provider. A file without that
+metadata needs the preset from the caller (``--preprocess``) and, to name or score classes,
+a class list (``--classes``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import FormatError, SqueezeNetError, first_line
+
+SUFFIXES = (".onnx",)
+
+
+def is_onnx_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+class OnnxModel:
+    """A callable ``x (N, C, H, W float tensor) -> logits tensor`` over an ONNX Runtime session,
+    with the attributes a SqueezeNet model carries (``classes``, ``class_names``,
+    ``preprocess``, ``num_classes``, ``config`` when known, ``metadata``).
+
+    ``engine`` is always ``onnxruntime``; ``int8`` says whether the graph is quantized.
+    """
+
+    engine = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, session, metadata: dict[str, Any], preprocess: str,
+                 classes: list[str] | None, class_names: list[str] | None, config, num_classes: int | None,
+                 input_name: str, input_shape: tuple, int8: bool) -> None:
+        self.path, self.session, self.metadata = Path(path), session, metadata
+        self.preprocess, self.classes, self.config = preprocess, classes, config
+        self.class_names = class_names if class_names and classes and len(class_names) == len(classes) else None
+        self.num_classes, self.input_name, self.input_shape, self.int8 = num_classes, input_name, input_shape, int8
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        try:
+            out = self.session.run(None, {self.input_name: a})[0]
+        except Exception as e:  # ORT's own errors (wrong input size, ...) as one line
+            raise SqueezeNetError(f"{self.path}: ONNX Runtime could not run a batch of shape {tuple(a.shape)} "
+                                  f"({first_line(e, 200)})") from None
+        return torch.from_numpy(out)
+
+    def eval(self) -> "OnnxModel":   # the nn.Module habit; an ONNX graph has no training mode
+        return self
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, preprocess={self.preprocess!r}, int8={self.int8})"
+
+
+def load_onnx(path: str | os.PathLike, preprocess: str | None = None, classes=None,
+              threads: int | None = None, need_preprocess: bool = True) -> OnnxModel:
+    """Open an ONNX file for inference with the preprocessing and classes of its metadata.
+
+    ``preprocess`` and ``classes`` (a list or a class-list file) override the metadata and
+    are required where it is missing: a file not written by ``squeezenet export`` without
+    ``preprocess`` is a one-line :class:`~squeezenet.errors.FormatError` saying so (unless
+    ``need_preprocess=False``: timing needs no images).
+
+    >>> import squeezenet, tempfile, os, torch
+    >>> from squeezenet.interop.onnx_export import export_onnx
+    >>> m = squeezenet.create_model("squeezenet_small"); m.preprocess = "small"
+    >>> p = export_onnx(m, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> o = load_onnx(p)
+    >>> o.preprocess, o.num_classes, tuple(o(torch.zeros(2, 3, 32, 32)).shape)
+    ('small', 10, (2, 10))
+    """
+    import onnx
+
+    from ..data import check_preset, read_class_names
+    from ..interop.onnx_export import read_onnx_metadata
+    from ..models import SqueezeNetConfig
+    from .engines import ort_session
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, "no such file")
+    meta = read_onnx_metadata(path)
+    ours = meta.get("format") == "squeezenet"
+    pre_meta = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+    preset = preprocess or pre_meta.get("preset")
+    if not preset and need_preprocess:
+        what = ("its squeezenet metadata has no preprocessing preset" if ours else
+                "it has no squeezenet metadata (not written by 'squeezenet export')")
+        raise FormatError(path, f"{what}, so how to prepare images is unknown; give --preprocess "
+                                f"torchvision|caffe|small (and --classes FILE to name or score classes)")
+    if preset:
+        check_preset(preset)
+    names = None
+    if classes is not None:
+        if isinstance(classes, (str, os.PathLike)):
+            classes, names = read_class_names(classes)
+        else:
+            classes = [str(c) for c in classes]
+    else:
+        classes = meta.get("classes") if _str_list(meta.get("classes")) else None
+        names = meta.get("class_names") if _str_list(meta.get("class_names")) else None
+    config = None
+    if isinstance(meta.get("config"), dict):
+        try:
+            config = SqueezeNetConfig.from_dict(meta["config"])
+        except (SqueezeNetError, TypeError, ValueError, KeyError):
+            config = None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        session = ort_session(str(path), threads)
+    except Exception as e:
+        raise FormatError(path, f"ONNX Runtime cannot open it ({first_line(e, 200)})") from None
+    inp = session.get_inputs()[0]
+    out = session.get_outputs()[0]
+    n_out = out.shape[1] if len(out.shape) == 2 and isinstance(out.shape[1], int) else None
+    num_classes = config.num_classes if config is not None else n_out
+    if classes is not None and num_classes is not None and len(classes) != num_classes:
+        raise SqueezeNetError(f"{path}: {len(classes)} classes in the class list, the model has {num_classes} outputs")
+    int8 = any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in proto.graph.node)
+    shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+    return OnnxModel(path, session, meta, preset, classes, names, config, num_classes, inp.name, shape, int8)
+
+
+def _str_list(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(c, str) for c in v)
