@@ -33,7 +33,15 @@ def register(sub) -> None:
     p.add_argument("--init", default="linear", choices=["linear", "density", "random"],
                    help="k-means initialisation (default linear)")
     p.add_argument("--target-size", type=int, default=None,
-                   help="bytes: choose per-layer sparsity and bits so the .sqz fits")
+                   help="bytes: choose per-layer sparsity and bits so the .sqz fits (without --bits "
+                        "and with --unlabeled images: bits and kept fraction per layer by a knapsack "
+                        "over measured sensitivity, error-compensated rounding and straight-through "
+                        "distillation, each kept only if it scores better on held-out --unlabeled images)")
+    p.add_argument("--distill-steps", type=int, default=300, metavar="N",
+                   help="straight-through distillation steps (batch 32) of that path (default 300)")
+    p.add_argument("--choose-images", type=int, default=500, metavar="N",
+                   help="--unlabeled images held out to choose on, never calibrated or trained on "
+                        "(default 500; 0 = choose on --data)")
     p.add_argument("--finetune-epochs", type=float, default=1.0, help="retraining epochs per stage")
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap on optimizer steps per retraining stage (default with --unlabeled: "
@@ -76,7 +84,8 @@ def run(args) -> int:
     from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import build_dataset, classes_for_scoring, make_loader, preset_for, spread_subset
+    from ..data import (build_dataset, classes_for_scoring, dataset_label, distill_transform, make_loader,
+                        preset_for, spread_subset)
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
@@ -87,6 +96,7 @@ def run(args) -> int:
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
                          svd_energy=args.svd, calibration_images=args.calibration_images,
+                         distill_steps=args.distill_steps, choose_images=args.choose_images,
                          progress=not args.no_progress)
     check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
@@ -106,18 +116,32 @@ def run(args) -> int:
             raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
-    unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True) if args.unlabeled else None
+    unlabeled = unlabeled_eval = distill_data = None
+    if args.unlabeled:
+        unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True)
+        # the same images in the same order: plain (calibration, choosing) and as distillation crops
+        unlabeled_eval = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True, augment=False)
+        distill_data = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True,
+                                     transform=distill_transform(preset))
     if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
         images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
         cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
     score = None
-    if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
+    if args.target_size and len(val) > 200 and not (unlabeled is not None and cfg.choose_images):
+        # choosing bits without held-out unlabeled images: every other evaluation image
         import torch.utils.data as tud
         score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
     report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
-                            score_loader=score, log=log)
+                            score_loader=score, log=log, unlabeled_eval=unlabeled_eval,
+                            distill_data=distill_data)
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
+    scored = dataset_label(args.data, "test") + (f" ({len(val)} images)" if args.limit else "")
+    if report["chosen_on"] == "the score data":
+        report["chosen_on"] = f"every other image of {scored} (the scored split: the figures are optimistic)"
+    elif report["chosen_on"] == "the evaluation data":
+        report["chosen_on"] = f"{scored} (the scored split)"
+    report["scored_on"] = scored
     skipped = {name: len(getattr(ds, "skipped", None) or {})
                for name, ds in (("--data", val), ("--data train", train), ("--unlabeled", unlabeled))}
     report["skipped"] = {k: v for k, v in skipped.items() if v}
@@ -126,6 +150,7 @@ def run(args) -> int:
         print_json(report)
     else:
         print(format_report(report, Path(args.weights).stem))
+        print(f"chosen on: {report['chosen_on']}; scored on: {report['scored_on']}")
         print(f"wrote {args.output} ({report['rows'][-1]['bytes']:,} bytes) in {report['seconds']:.0f} s")
     for where, n in report["skipped"].items():
         log(f"skipped {n} unreadable image(s) in {where} (listed above)")

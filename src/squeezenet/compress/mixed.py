@@ -428,3 +428,65 @@ def assign_within_budget(values: dict[str, np.ndarray], codebooks: dict[str, np.
         else:
             lo = mid
     return best, hi
+
+
+# ----------------------------------------------------------------------------- rounding
+
+def round_sequential(model: nn.Module, dense: nn.Module, options: dict[str, list[Option]],
+                     choice: dict[str, Option], budget: int, importance: dict, batches: Sequence[torch.Tensor],
+                     gap_bits: int = 4, log: Callable | None = None) -> tuple[dict[str, Q.QuantLayer], dict[str, Option]]:
+    """GPTQ-style rounding of every allocated layer to its option's codebook, in forward order,
+    with sequential re-allocation; returns the layers (also written into ``model``) and the
+    final choice.
+
+    ``model`` holds the layers already rounded, so each layer's input statistics (its
+    ``H = X X^T`` on ``batches``) come from the compressed layers before it and it absorbs
+    their error (:func:`~squeezenet.compress.compensate.compensate_layer`); ``dense`` gives the
+    weights and kept positions (its option's zeros stay zero). Compensated rounding moves
+    weights across midpoints, so a layer's coded size differs from its option's by a few
+    percent: after each layer the later layers are re-allocated (:func:`allocate`) within what
+    is left of ``budget``, and the last layer steps down to a smaller option if it would
+    overflow. The summed :func:`layer_bytes` ends within ``budget``.
+    """
+    from .compensate import compensate_layer, layer_hessian
+    keys = list(choice)
+    choice = dict(choice)
+
+    def one(k: str, o: Option) -> Q.QuantLayer:
+        w = dense.get_parameter(k).detach()
+        q = realize(o, w, importance[k])
+        mask = torch.from_numpy(q.codes.reshape(w.shape[0], -1) != 0)
+        W = w.reshape(w.shape[0], -1).double() * mask
+        cb = np.sort(q.codebook.astype(np.float64))
+        H = layer_hessian(model, k, batches)
+        _, codes = compensate_layer(W, H, codebook=cb)
+        return Q.QuantLayer(k, q.shape, q.bits, cb.astype(np.float32), np.asarray(codes).reshape(-1).astype(np.int64))
+
+    layers: dict[str, Q.QuantLayer] = {}
+    spent = 0
+    for i, k in enumerate(keys):
+        o = choice[k]
+        q = one(k, o)
+        real = layer_bytes(q.codes, q.codebook.size, gap_bits)
+        if i == len(keys) - 1:
+            for _ in range(8):
+                if spent + real <= budget:
+                    break
+                over = spent + real - budget
+                smaller = [c for c in options[k] if c.bytes <= o.bytes - over]
+                if not smaller:
+                    break
+                o = min(smaller, key=lambda c: c.distortion)
+                q = one(k, o)
+                real = layer_bytes(q.codes, q.codebook.size, gap_bits)
+            choice[k] = o
+        apply_layers(model, {k: q})
+        layers[k] = q
+        spent += real
+        rest = keys[i + 1:]
+        if rest and real != o.bytes:
+            new = allocate({r: options[r] for r in rest}, budget - spent)
+            choice.update(new)
+        if log:
+            log(f"  rounded {k}: {real:,} B ({real - o.bytes:+,} vs its option)")
+    return layers, choice

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -83,6 +84,9 @@ RANGES = {
     "svd_energy": Range(0, 1, lo_open=True, optional=True, note="(a spectral energy fraction)"),
     "seed": Range(0, MAX_SEED, integer=True),
     "calibration_images": Range(0, integer=True, note="(0: no error compensation)"),
+    "choose_images": Range(0, integer=True, note="(0: choose on the evaluation data)"),
+    "distill_steps": Range(0, integer=True),
+    "distill_lr": Range(0, lo_open=True),
 }
 
 
@@ -124,6 +128,13 @@ class CompressConfig:
     calibration_images: int = 256   # images (labels unused) for error-compensated quantization
                                     # (GPTQ-style, a scored alternative to plain k-means); 0 = off
     progress: bool = True           # tqdm bars (stderr) while retraining
+    mixed: bool = True              # with target_size and no bits: per-layer bits and kept
+                                    # fractions by knapsack over measured sensitivity (scored
+                                    # against the uniform-bits way; the better one goes on)
+    choose_images: int = 500        # unlabeled images held out to choose on (agreement with the
+                                    # uncompressed model's top-1); never calibrated or trained on
+    distill_steps: int = 300        # mixed path: straight-through distillation steps (batch 32)
+    distill_lr: float = 1e-4        # mixed path: Adam step of that distillation
 
     def __post_init__(self) -> None:
         def bad(name, why):
@@ -141,8 +152,9 @@ class CompressConfig:
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         check_fields(self, "compress config", RANGES)
-        if not isinstance(self.progress, bool):
-            bad("progress", "must be True or False")
+        for name in ("progress", "mixed"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be True or False")
 
 
 def _prune_spec_ok(spec) -> bool:
@@ -206,6 +218,33 @@ def stage_steps(cfg: CompressConfig, data) -> int:
 
 # ----------------------------------------------------------------------------- state
 
+def _image_batches(data, batch_size: int) -> list[torch.Tensor]:
+    """The images of ``data`` (labels unused) as a list of batches, read once; an unreadable
+    image is left out (counted on the dataset, like :func:`calibration_batches`)."""
+    from ..data import make_loader
+    out = []
+    for item in make_loader(data, batch_size):
+        if isinstance(item, (tuple, list)) and len(item) == 0:   # only unreadable images
+            continue
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        out.append(x)
+    return out
+
+
+class _Images:
+    """A re-iterable of the image batches of a loader (labels dropped)."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __iter__(self):
+        for item in self.loader:
+            if isinstance(item, (tuple, list)) and len(item) == 0:
+                continue
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            yield x.contiguous(memory_format=torch.channels_last)
+
+
 @dataclass
 class CompressState:
     """What the stages share. Made by :meth:`start`; each stage reads and updates it."""
@@ -239,13 +278,31 @@ class CompressState:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per timing key
     written: dict | None = None       # write_sqz's info of the final file
     refits: int = 0                   # size refits after the final encode
+    choose: list | None = None        # held-out unlabeled image batches candidates are scored on
+    choose_targets: list | None = None  # the uncompressed model's top-1 class on each of them
+    chosen_on: str = "the evaluation data"   # what chose (said in the report)
+    plan: str | None = None           # "mixed" (knapsack allocation) or "uniform" (one width)
+    fisher: dict | None = None        # mixed: per-weight curvature (Fisher diagonal)
+    options: dict | None = None       # mixed: every layer's (bits, kept, bytes, distortion) options
+    choice: dict | None = None        # mixed: the option allocated to each layer
+    budget: int | None = None         # mixed: bytes for the layers' payload (target - overhead)
+    distill_data: Any = None          # mixed: augmented unlabeled images for STE distillation
     started: float = field(default_factory=time.time)
     _calibration: list | None = None
 
     @classmethod
     def start(cls, model: nn.Module, train_data, val_loader, cfg: CompressConfig, out_path,
-              unlabeled=None, score_loader=None, log: Callable = print) -> "CompressState":
-        """Seed, fold BatchNorm (the one place it is folded) and set the data roles."""
+              unlabeled=None, score_loader=None, log: Callable = print, unlabeled_eval=None,
+              distill_data=None) -> "CompressState":
+        """Seed, fold BatchNorm (the one place it is folded) and set the data roles.
+
+        With ``unlabeled`` images and ``cfg.choose_images``, a choosing split is held out of
+        them (evenly spread; never calibrated or trained on): every candidate is then scored
+        there, by agreement with the uncompressed model's top-1 (no labels needed), not on the
+        evaluation data the report gives. ``unlabeled_eval``: the same images without
+        augmentation (for calibration and choosing; default ``unlabeled``);
+        ``distill_data``: the same images as augmented for straight-through distillation
+        (default ``unlabeled``)."""
         started = time.time()
         torch.manual_seed(cfg.seed)
         model.eval()
@@ -262,11 +319,36 @@ class CompressState:
             retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
         keys = list(P.prunable(model))
         bits = dict(cfg.bits) if isinstance(cfg.bits, Mapping) else {k: int(cfg.bits or 6) for k in keys}
-        return cls(cfg=cfg, model=model, out_path=out_path, log=log, val_loader=val_loader,
-                   score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
-                   retrain_data=retrain_data, loss_fn=loss_fn, calib_data=retrain_data, teacher=teacher,
-                   bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
-                   keys=keys, bits=bits, started=started)
+        calib_data = retrain_data
+        choose, chosen_on = None, "the score data" if score_loader is not None else "the evaluation data"
+        if unlabeled is not None:
+            plain = unlabeled_eval if unlabeled_eval is not None else unlabeled
+            distill_data = distill_data if distill_data is not None else unlabeled
+            n = len(unlabeled)
+            n_hold = min(cfg.choose_images, n // 5)
+            if n_hold >= 10:
+                from torch.utils.data import Subset
+                from ..data import spread_indices
+                hold = spread_indices(n, n_hold)
+                held = set(hold)
+                fit = [i for i in range(n) if i not in held]
+                retrain_data = Subset(unlabeled, fit)
+                calib_data = Subset(plain, fit)
+                distill_data = Subset(distill_data, fit)
+                choose = _image_batches(Subset(plain, hold), 50)
+                chosen_on = (f"{sum(len(b) for b in choose)} --unlabeled images held out of calibration "
+                             f"and retraining (agreement with the uncompressed model's top-1)")
+            else:
+                calib_data = plain
+        s = cls(cfg=cfg, model=model, out_path=out_path, log=log, val_loader=val_loader,
+                score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
+                retrain_data=retrain_data, loss_fn=loss_fn, calib_data=calib_data, teacher=teacher,
+                bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
+                keys=keys, bits=bits, started=started, chosen_on=chosen_on, distill_data=distill_data)
+        if choose:
+            with torch.no_grad():
+                s.choose, s.choose_targets = choose, [teacher(x).argmax(1) for x in choose]
+        return s
 
     @property
     def fp32(self) -> int:
@@ -281,7 +363,18 @@ class CompressState:
     @property
     def calibrates(self) -> bool:
         """Whether error-compensated candidates are tried (calibration images and score data)."""
-        return self.cfg.calibration_images > 0 and self.calib_data is not None and self.score_loader is not None
+        return self.cfg.calibration_images > 0 and self.calib_data is not None and self.can_score
+
+    @property
+    def can_score(self) -> bool:
+        """Whether candidates can be scored (a choosing split, or score data)."""
+        return self.choose is not None or self.score_loader is not None
+
+    @property
+    def mixed_wanted(self) -> bool:
+        """Whether the knapsack allocation is tried: a target size, no fixed bits, calibration
+        images (for the sensitivity) and something to score on."""
+        return bool(self.cfg.mixed and self.cfg.target_size and self.cfg.bits is None and self.calibrates)
 
     def calibration(self) -> list[torch.Tensor]:
         """The calibration image batches (drawn once, the first time a stage asks)."""
@@ -296,8 +389,14 @@ class CompressState:
         return evaluate(model, self.val_loader) if self.val_loader is not None else {}
 
     def score(self, model: nn.Module) -> float:
-        """Top-1 on the score data: what candidates are compared on."""
+        """What candidates are compared on: agreement with the uncompressed model's top-1 on
+        the held-out unlabeled images when there are some, else top-1 on the score data."""
         from ..evaluate import evaluate
+        if self.choose is not None:
+            model.eval()
+            with torch.no_grad():
+                hits = sum(int((model(x).argmax(1) == t).sum()) for x, t in zip(self.choose, self.choose_targets))
+            return hits / sum(len(t) for t in self.choose_targets)
         if self.score_loader is None:
             raise ConfigError("compress: choosing between candidates needs evaluation or score data")
         return evaluate(model, self.score_loader)["top1"]
@@ -311,7 +410,7 @@ class CompressState:
         return {"rows": self.rows, "out": str(self.out_path), "params": self.n_params, "fp32_bytes": self.fp32,
                 "alexnet_bytes": ALEXNET_BYTES, "fractions": self.fractions, "bits": self.bits,
                 "config": {k: v for k, v in self.cfg.__dict__.items()}, "seconds": time.time() - self.started,
-                "timings": self.timings}
+                "timings": self.timings, "cpu_seconds": time.process_time(), "method": self.plan or "uniform", "chosen_on": self.chosen_on}
 
 
 @dataclass
@@ -394,24 +493,138 @@ def bits_candidates(s: CompressState) -> list[dict[str, int]]:
     return [{k: b for k in s.keys} for b in widths]
 
 
+def _mixed_candidate(s: CompressState) -> Candidate:
+    """The knapsack allocation at the target size: per-weight sensitivity (Fisher diagonal of
+    the logits on the calibration images), every layer's options with their exact ``.sqz``
+    bytes, one option per layer by :func:`~.mixed.allocate`; the layers nearest-rounded."""
+    from . import mixed as M
+    cfg = s.cfg
+    batches = s.calibration()
+    s.fisher = M.fisher_diagonal(s.model, batches, s.keys, target="logits")
+    s.log(f"  sensitivity measured on {sum(len(b) for b in batches)} calibration images")
+    s.options = {k: M.layer_options(k, s.model.get_parameter(k), s.fisher[k], family="both",
+                                    gap_bits=cfg.gap_bits, keep_layers=False) for k in s.keys}
+
+    def nearest(budget):
+        choice = M.allocate(s.options, budget)
+        layers = {k: M.realize(o, s.model.get_parameter(k).detach(), s.fisher[k]) for k, o in choice.items()}
+        m = copy.deepcopy(s.model)
+        M.apply_layers(m, layers)
+        return choice, layers, m
+
+    # the file's overhead (header, float32 biases) measured on a first encode of a guess
+    n_bias = sum(p.numel() for n, p in s.model.named_parameters() if n not in s.keys)
+    guess = cfg.target_size - 4 * n_bias - 4096
+    if guess <= 0:
+        raise ConfigError(f"--target-size {cfg.target_size:,}: the unquantized parameters alone "
+                          f"need {4 * n_bias:,} B")
+    choice, layers, m = nearest(guess)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="squeezenet-fit-") as d:
+        total = S.save_quantized(m, layers, Path(d) / "t.sqz", cfg.gap_bits)["bytes"]
+    overhead = total - sum(M.layer_bytes(q.codes, q.codebook.size, cfg.gap_bits) for q in layers.values()) + 64
+    s.budget = cfg.target_size - overhead
+    choice, layers, m = nearest(s.budget)
+    s.log(f"  mixed precision: {sum(o.bytes for o in choice.values()):,} B of layers "
+          f"(+{overhead:,} B header and biases), bits {bits_label({k: q.bits for k, q in layers.items()})}, "
+          f"kept {S.kept_fraction(m, s.keys):.3f} of weights")
+    return Candidate("mixed precision (knapsack)", s.score(m), model=m, layers=layers,
+                     info={"choice": choice, "bits": {k: q.bits for k, q in layers.items()}})
+
+
 def fit_size_budget(s: CompressState) -> None:
     """Scale the kept fractions so the file fits ``target_size``, for each bit allocation;
-    keep the allocation whose quick (pruned + k-means, not retrained) model scores best."""
+    keep the allocation whose quick (pruned + k-means, not retrained) model scores best.
+
+    With :attr:`CompressState.mixed_wanted`, the knapsack allocation (:func:`_mixed_candidate`)
+    is one more candidate; when it wins, the mixed stages (GPTQ rounding, straight-through
+    distillation) run instead of prune / retrain / quantize / centroids."""
     cfg = s.cfg
+    cands = []
+    if s.mixed_wanted:
+        mc = _mixed_candidate(s)
+        s.log(f"  mixed precision (knapsack): quick score {mc.score:.4f}")
+        cands.append(mc)
     # what follows moves the weights and so the code histogram: fit under the target
     fit_size = int(cfg.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
-    cands = []
     for bits in bits_candidates(s):
         fr, _, _ = S.fit_target(s.model, s.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
         m = copy.deepcopy(s.model)
         P.apply_masks(m, P.magnitude_masks(m, fr))
         Q.quantize_model(m, bits, cfg.init)
-        score = s.score(m) if s.score_loader is not None else 0.0
+        score = s.score(m) if s.can_score else 0.0
         s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.keys):.3f} of weights, "
-              f"quick top-1 {score:.4f}")
+              f"quick score {score:.4f}")
         cands.append(Candidate(f"{bits_label(bits)} bits", score, info={"bits": bits, "fractions": fr}))
     best = keep_better(cands)
-    s.bits, s.fractions = best.info["bits"], best.info["fractions"]
+    s.bits = best.info["bits"]
+    if best.layers is None:
+        s.plan, s.fractions = "uniform", best.info["fractions"]
+        return
+    s.plan, s.choice, s.layers = "mixed", best.info["choice"], best.layers
+    s.model.load_state_dict(best.model.state_dict())
+    s.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in s.layers.items()}
+    s.masks = {k: torch.from_numpy(q.codes.reshape(q.shape) != 0) for k, q in s.layers.items()}
+    s.log(f"  kept: {best.name} (chosen on {s.chosen_on})")
+    _mixed_row(s, "mixed precision", "knapsack bits + sparsity", score=best.score)
+
+
+def _mixed_row(s: CompressState, stage: str, approach: str, **extra) -> None:
+    """A report row of the mixed path: the current layers' exact file size, evaluated."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="squeezenet-row-") as d:
+        size = _write(s, Path(d) / "row.sqz")["bytes"]
+    met = s.metrics[stage] = s.evaluate(s.model)
+    s.add_row(stage, approach, bits_label(s.bits), size, met, kept=S.kept_fraction(s.model, s.keys), **extra)
+    s.log(f"{stage}: {size:,} B top-1 {met.get('top1', float('nan')):.4f}")
+
+
+def round_compensated(s: CompressState) -> None:
+    """GPTQ-style rounding of the allocated layers on the calibration images, in forward
+    order with sequential re-allocation (:func:`~.mixed.round_sequential`); kept only if it
+    scores better than nearest rounding on the choosing split. The "rounded" row."""
+    from . import mixed as M
+    before = s.score(s.model)
+    qm = copy.deepcopy(s.teacher)
+    layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
+                                        s.calibration(), s.cfg.gap_bits)
+    after = s.score(qm)
+    s.log(f"  nearest rounding {before:.4f}, error-compensated rounding {after:.4f} on the choosing split")
+    best = keep_better([Candidate("nearest", before), Candidate("GPTQ", after, model=qm, layers=layers)])
+    if best.layers is not None:
+        s.model.load_state_dict(qm.state_dict())
+        s.layers, s.choice = layers, choice
+        s.bits = {k: q.bits for k, q in layers.items()}
+    _mixed_row(s, "rounded", "error-compensated rounding", method=best.name, score=best.score,
+               scores={"nearest": before, "GPTQ": after})
+
+
+def distill_ste(s: CompressState) -> None:
+    """Distillation from the uncompressed model on the unlabeled images (their augmented
+    crops), weights moving between their layer's centroids through a straight-through
+    estimator, codebooks and biases trained, zeros kept (:func:`~.distill.distill_quantized`);
+    the final codes fit the byte budget exactly. Kept only if it scores better on the
+    choosing split. The "distilled" row."""
+    from ..data import make_loader
+    from .distill import distill_quantized
+    cfg = s.cfg
+    before = s.score(s.model)
+    qm = copy.deepcopy(s.model).to(memory_format=torch.channels_last)
+    teacher = copy.deepcopy(s.teacher).to(memory_format=torch.channels_last)
+    batches = _Images(make_loader(s.distill_data, 32, shuffle=True, seed=cfg.seed, drop_last=True))
+    layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
+                                     mode="ste", loss="kl", temperature=cfg.temperature,
+                                     max_bytes=s.budget, importance=s.fisher, log=s.log)
+    qm = qm.to(memory_format=torch.contiguous_format)
+    after = s.score(qm)
+    s.log(f"  before distillation {before:.4f}, after {after:.4f} on the choosing split")
+    best = keep_better([Candidate("not distilled", before), Candidate("distilled", after, layers=layers)])
+    if best.layers is not None:
+        s.model.load_state_dict(qm.state_dict())
+        s.layers = layers
+    _mixed_row(s, "distilled", "straight-through distillation", method=best.name, score=best.score,
+               scores={"before": before, "after": after}, steps=cfg.distill_steps,
+               loss_first=hist[0] if hist else None, loss_last=hist[-1] if hist else None)
 
 
 def prune(s: CompressState) -> None:
@@ -471,7 +684,7 @@ def quantize(s: CompressState) -> None:
     pruned-only weights (retraining with few steps or on other images can leave weights that
     cluster worse); the candidate scoring best on the score data goes on. The "quantized" row."""
     sources = [("retrained", s.model)]
-    if s.history and s.unretrained is not None and s.score_loader is not None:
+    if s.history and s.unretrained is not None and s.can_score:
         sources.append(("pruned-only", s.unretrained))
     methods = quantizers(s)
     scored = len(sources) * len(methods) > 1
@@ -501,11 +714,13 @@ def tune_centroids(s: CompressState) -> None:
     cfg = s.cfg
     steps = stage_steps(cfg, s.retrain_data)
     quant = s.metrics["quantized"]
-    untuned = Candidate("untuned", quant.get("top1", 0), layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
+    by_choice = s.choose is not None    # else the evaluation data chooses (as before)
+    untuned = Candidate("untuned", s.score(s.model) if by_choice else quant.get("top1", 0),
+                        layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
     layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
                               cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress)
     tuned_metrics = s.evaluate(s.model)
-    tuned = Candidate("tuned", tuned_metrics.get("top1", 0), layers=layers)
+    tuned = Candidate("tuned", s.score(s.model) if by_choice else tuned_metrics.get("top1", 0), layers=layers)
     best = keep_better([tuned, untuned])
     s.layers = best.layers
     if best is untuned:
@@ -566,6 +781,15 @@ def svd_baseline(s: CompressState) -> None:
     s.rows.insert(1, table_row("svd", "SVD", 32, n_svd * 4, s.fp32, s.evaluate(m), layers=len(info)))
 
 
+def _uniform(s: CompressState) -> bool:
+    return s.plan != "mixed"
+
+
+def _mixed(s: CompressState) -> bool:
+    """The mixed stages: possible before the size budget is chosen, run when it chose them."""
+    return s.plan == "mixed" or (s.plan is None and s.mixed_wanted)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the pipeline: ``run(state)`` when ``when(state)`` holds; its seconds add
@@ -586,11 +810,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("fractions", choose_fractions, "choose", doing="choosing the kept fraction of each layer"),
     Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size),
           doing="choosing sparsity and bits that fit the target size"),
-    Stage("prune", prune, "prune_retrain", doing="pruning the smallest weights"),
-    Stage("retrain", retrain_pruned, "prune_retrain", doing="retraining under the pruning masks"),
-    Stage("quantize", quantize, "quantize", doing="k-means weight sharing"),
-    Stage("centroids", tune_centroids, "quantize", when=lambda s: s.retrains,
+    Stage("prune", prune, "prune_retrain", when=_uniform, doing="pruning the smallest weights"),
+    Stage("retrain", retrain_pruned, "prune_retrain", when=_uniform, doing="retraining under the pruning masks"),
+    Stage("quantize", quantize, "quantize", when=_uniform, doing="k-means weight sharing"),
+    Stage("centroids", tune_centroids, "quantize", when=lambda s: _uniform(s) and s.retrains,
           doing="fine-tuning the shared centroids"),
+    Stage("round", round_compensated, "round", when=_mixed,
+          doing="error-compensated rounding on the calibration images"),
+    Stage("distill", distill_ste, "distill", when=lambda s: _mixed(s) and s.cfg.distill_steps > 0,
+          doing="straight-through distillation from the uncompressed model"),
     Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
     Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),
 )
@@ -599,10 +827,13 @@ STAGES: tuple[Stage, ...] = (
 def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressState:
     """Run ``stages`` in order over ``s``, timing each; one log line as each starts."""
     todo = [st for st in stages if st.when is None or st.when(s)]
-    for i, st in enumerate(todo, 1):
+    done = 0
+    for j, st in enumerate(todo):
         if st.when is not None and not st.when(s):
             continue
-        s.log(f"[{i}/{len(todo)}] {st.name}: {st.doing or st.name}...")
+        done += 1
+        total = done + sum(1 for t in todo[j + 1:] if t.when is None or t.when(s))
+        s.log(f"[{done}/{total}] {st.name}: {st.doing or st.name}...")
         t = time.time()
         st.run(s)
         s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t
@@ -611,15 +842,19 @@ def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressSt
 
 def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig,
                    out_path: str | os.PathLike, unlabeled=None, score_loader=None,
-                   log: Callable = print, stages: Sequence[Stage] = STAGES) -> dict:
+                   log: Callable = print, stages: Sequence[Stage] = STAGES, unlabeled_eval=None,
+                   distill_data=None) -> dict:
     """Run the pipeline on ``model`` (modified in place); write ``out_path`` (.sqz).
 
     ``train_data``: labeled retraining data (or None); ``unlabeled``: data for distillation
     from the uncompressed model (used instead of labels when given); ``val_loader``: the
     evaluation data for every row; ``score_loader``: a small loader to choose between
-    candidates, e.g. bits for a target size (default ``val_loader``). Returns the report:
+    candidates, e.g. bits for a target size (default ``val_loader``; with ``unlabeled``
+    images a held-out part of them chooses instead, see :meth:`CompressState.start`, which
+    also says what ``unlabeled_eval`` and ``distill_data`` are). Returns the report:
     ``rows`` (Table 2), ``fractions``, ``bits``, ``config``, ``timings``...
     """
     s = CompressState.start(model, train_data, val_loader, cfg, out_path, unlabeled=unlabeled,
-                            score_loader=score_loader, log=log)
+                            score_loader=score_loader, log=log, unlabeled_eval=unlabeled_eval,
+                            distill_data=distill_data)
     return run_stages(s, stages).report()

@@ -1,0 +1,86 @@
+"""The mixed compression path as pipeline stages: knapsack allocation at --target-size, GPTQ
+rounding, straight-through distillation; choices scored on held-out unlabeled images."""
+from __future__ import annotations
+
+import torch
+
+import squeezenet
+from squeezenet.compress import prune as P
+from squeezenet.compress.pipeline import CompressConfig, compress_model
+from squeezenet.data import make_loader
+from squeezenet.models import SqueezeNet, SqueezeNetConfig
+
+
+def tiny(num_classes):
+    return SqueezeNet(SqueezeNetConfig(stem="small", fires=((8, 16, 16), (8, 16, 16)), pool_after=(0,),
+                                       num_classes=num_classes))
+
+
+def _trained_like(num_classes=4, seed=0):
+    torch.manual_seed(seed)
+    m = tiny(num_classes).eval()
+    return m
+
+
+def test_mixed_path_runs_its_stages_fits_and_chooses_on_held_out_unlabeled(tmp_path, one_thread):
+    model = _trained_like()
+    dense = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    unl = torch.utils.data.TensorDataset(torch.randn(120, 3, 16, 16, generator=g), torch.zeros(120, dtype=torch.long))
+    val = torch.utils.data.TensorDataset(torch.randn(40, 3, 16, 16, generator=g), torch.randint(0, 4, (40,), generator=g))
+    seen = []
+    unl_eval = _Recording(unl, seen)
+    logs = []
+    cfg = CompressConfig(target_size=6_000, calibration_images=32, choose_images=20, distill_steps=4,
+                         distill_lr=1e-3)
+    report = compress_model(model, None, make_loader(val, 20), cfg, tmp_path / "m.sqz", unlabeled=unl,
+                            unlabeled_eval=unl_eval, log=logs.append)
+    stages = [r["stage"] for r in report["rows"]]
+    assert stages == ["dense", "mixed precision", "rounded", "distilled", "huffman (.sqz)"], stages
+    assert report["method"] == "mixed"
+    size = (tmp_path / "m.sqz").stat().st_size
+    assert size <= 6_000 and report["rows"][-1]["bytes"] == size
+    assert report["rows"][-1]["refits"] == 0       # the exact fit needed no refit
+    # held-out images: 20 spread over the 120, never among the calibration images
+    hold = set(squeezenet.data.spread_indices(120, 20))
+    assert "20 --unlabeled images held out" in report["chosen_on"]
+    assert set(seen[:20]) == hold                  # read once, first, as the choosing split
+    assert seen[20:] and not (set(seen[20:]) & hold)   # calibration never reads them
+    # each later step recorded both scores and what it kept
+    rounded, distilled = report["rows"][2], report["rows"][3]
+    assert rounded["method"] in ("nearest", "GPTQ") and set(rounded["scores"]) == {"nearest", "GPTQ"}
+    assert distilled["method"] in ("distilled", "not distilled")
+    kept = max(distilled["scores"].values())
+    assert distilled["score"] == kept
+    # the file holds weight-shared layers with per-layer bit widths under the budget
+    loaded = squeezenet.load(tmp_path / "m.sqz")
+    for k in P.prunable(loaded):
+        assert len(torch.unique(loaded.state_dict()[k])) <= 257
+    assert any(not torch.equal(loaded.state_dict()[k], dense[k]) for k in P.prunable(loaded))
+    assert any(l.startswith("[") and "round" in l for l in logs)
+
+
+class _Recording(torch.utils.data.Dataset):
+    """A dataset that records which indices were read."""
+
+    def __init__(self, base, seen):
+        self.base, self.seen = base, seen
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.seen.append(int(i))
+        return self.base[i]
+
+
+def test_mixed_path_off_or_fixed_bits_keeps_the_uniform_stages(tmp_path, one_thread):
+    model = _trained_like()
+    data = torch.utils.data.TensorDataset(torch.randn(60, 3, 16, 16), torch.zeros(60, dtype=torch.long))
+    for cfg in (CompressConfig(target_size=6_000, bits=5, finetune_epochs=0, calibration_images=16),
+                CompressConfig(target_size=6_000, mixed=False, finetune_epochs=0, calibration_images=16)):
+        report = compress_model(_trained_like(), None, make_loader(data, 20), cfg, tmp_path / "u.sqz",
+                                unlabeled=data, log=lambda *a: None)
+        assert [r["stage"] for r in report["rows"]] == ["dense", "pruned", "quantized", "huffman (.sqz)"]
+        assert report["method"] == "uniform"
+        assert (tmp_path / "u.sqz").stat().st_size <= 6_000
