@@ -84,3 +84,35 @@ def test_mixed_path_off_or_fixed_bits_keeps_the_uniform_stages(tmp_path, one_thr
         assert [r["stage"] for r in report["rows"]] == ["dense", "pruned", "quantized", "huffman (.sqz)"]
         assert report["method"] == "uniform"
         assert (tmp_path / "u.sqz").stat().st_size <= 6_000
+
+
+def test_max_drop_finds_a_file_within_the_drop(tmp_path, one_thread):
+    """--max-drop on a tiny model: the answer keeps the evaluation top-1 within the drop, is
+    the size encoded, and smaller than the largest size tried; bad combinations are refused."""
+    from squeezenet.errors import ConfigError
+    torch.manual_seed(0)
+    model = tiny(4).eval()
+    g = torch.Generator().manual_seed(2)
+    unl = torch.utils.data.TensorDataset(torch.randn(80, 3, 16, 16, generator=g), torch.zeros(80, dtype=torch.long))
+    xs = torch.randn(60, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        ys = model(xs).argmax(1)           # labels the dense model gets right: top-1 1.0
+    val = torch.utils.data.TensorDataset(xs, ys)
+    cfg = CompressConfig(max_drop_points=20.0, calibration_images=32, choose_images=16, distill_steps=2)
+    report = compress_model(model, None, make_loader(val, 30), cfg, tmp_path / "d.sqz", unlabeled=unl,
+                            log=lambda *a: None)
+    ss = report["size_search"]
+    final = report["rows"][-1]
+    assert final["bytes"] == (tmp_path / "d.sqz").stat().st_size <= ss["target"]
+    assert final["top1"] >= 0.8 - 1e-9                       # within 20 points of 1.0
+    assert ss["target"] < max(t["target"] for t in ss["trials"])
+    assert [t["kind"] for t in ss["trials"]][-2:] == ["full", "full"]
+    assert "evaluation data" in report["chosen_on"]
+    for bad in ({"max_drop_points": 1.0, "target_size": 5000}, {"max_drop_points": 1.0, "bits": 4},
+                {"max_drop_points": -1.0}):
+        try:
+            CompressConfig(**bad)
+        except ConfigError as e:
+            assert "max_drop_points" in str(e)
+        else:
+            raise AssertionError(bad)

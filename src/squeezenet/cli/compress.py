@@ -37,6 +37,9 @@ def register(sub) -> None:
                         "and with --unlabeled images: bits and kept fraction per layer by a knapsack "
                         "over measured sensitivity, error-compensated rounding and straight-through "
                         "distillation, each kept only if it scores better on held-out --unlabeled images)")
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="find the smallest .sqz whose top-1 on --data stays within POINTS of the "
+                        "uncompressed model's (needs --unlabeled; instead of --target-size)")
     p.add_argument("--distill-steps", type=int, default=300, metavar="N",
                    help="straight-through distillation steps (batch 32) of that path (default 300)")
     p.add_argument("--choose-images", type=int, default=500, metavar="N",
@@ -97,7 +100,10 @@ def run(args) -> int:
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
                          svd_energy=args.svd, calibration_images=args.calibration_images,
                          distill_steps=args.distill_steps, choose_images=args.choose_images,
+                         max_drop_points=args.max_drop,
                          progress=not args.no_progress)
+    if args.max_drop is not None and not args.unlabeled:
+        raise SqueezeNetError("--max-drop needs --unlabeled images (calibration and distillation)")
     check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,6 +157,10 @@ def run(args) -> int:
     else:
         print(format_report(report, Path(args.weights).stem))
         print(f"chosen on: {report['chosen_on']}; scored on: {report['scored_on']}")
+        if report.get("size_search"):
+            ss = report["size_search"]
+            print(f"--max-drop {ss['max_drop_points']}: {ss['target']:,} B ({ss['answer']}), tried "
+                  + ", ".join(f"{t['kind']} {t['target']:,} B -> {100 * t['top1']:.1f}%" for t in ss["trials"]))
         print(f"wrote {args.output} ({report['rows'][-1]['bytes']:,} bytes) in {report['seconds']:.0f} s")
     for where, n in report["skipped"].items():
         log(f"skipped {n} unreadable image(s) in {where} (listed above)")
