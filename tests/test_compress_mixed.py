@@ -12,7 +12,7 @@ import squeezenet
 from squeezenet.compress import mixed as M
 from squeezenet.compress import prune as P
 from squeezenet.compress import quantize as Q
-from squeezenet.compress.pipeline import save_quantized
+from squeezenet.compress.sizing import save_quantized
 from squeezenet.errors import ConfigError
 
 

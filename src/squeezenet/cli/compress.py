@@ -87,8 +87,8 @@ def run(args) -> int:
     from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import (build_dataset, classes_for_scoring, dataset_label, distill_transform, make_loader,
-                        preset_for, spread_subset)
+    from ..data import (build_dataset, classes_for_scoring, dataset_label, distill_transform, get_transform,
+                        make_loader, preset_for, spread_subset)
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
@@ -126,9 +126,9 @@ def run(args) -> int:
     if args.unlabeled:
         unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True)
         # the same images in the same order: plain (calibration, choosing) and as distillation crops
-        unlabeled_eval = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True, augment=False)
-        distill_data = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True,
-                                     transform=distill_transform(preset))
+        unlabeled_eval = _view(unlabeled, get_transform(preset)) or build_dataset(
+            args.unlabeled, "train", preset=preset, unlabeled=True, augment=False)
+        distill_data = _view(unlabeled, distill_transform(preset)) or unlabeled
     if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
         images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
         cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
@@ -148,8 +148,9 @@ def run(args) -> int:
     elif report["chosen_on"] == "the evaluation data":
         report["chosen_on"] = f"{scored} (the scored split)"
     report["scored_on"] = scored
-    skipped = {name: len(getattr(ds, "skipped", None) or {})
-               for name, ds in (("--data", val), ("--data train", train), ("--unlabeled", unlabeled))}
+    skipped = {name: len(getattr(ds, "skipped", None) or {}) for name, ds in (("--data", val), ("--data train", train))}
+    skipped["--unlabeled"] = len(set().union(*(getattr(ds, "skipped", None) or {}
+                                               for ds in (unlabeled, unlabeled_eval, distill_data))))
     report["skipped"] = {k: v for k, v in skipped.items() if v}
     if args.json:
         report["fractions"] = {k: round(v, 4) for k, v in report["fractions"].items()}
@@ -165,6 +166,18 @@ def run(args) -> int:
     for where, n in report["skipped"].items():
         log(f"skipped {n} unreadable image(s) in {where} (listed above)")
     return 0
+
+
+def _view(ds, transform):
+    """``ds`` (a folder dataset) read through another transform: same images, same order, one
+    record of unreadable ones (each named once); None for other datasets."""
+    import copy
+    from ..data import ImageFolderDataset
+    if type(ds) is not ImageFolderDataset:
+        return None
+    v = copy.copy(ds)
+    v.transform = transform
+    return v
 
 
 def _same_images(a, b) -> bool:
