@@ -116,3 +116,15 @@ def test_max_drop_finds_a_file_within_the_drop(tmp_path, one_thread):
             assert "max_drop_points" in str(e)
         else:
             raise AssertionError(bad)
+
+
+def test_max_drop_cli_refuses_bad_combinations_before_any_work(tmp_path, cli):
+    m = tiny(10)
+    m.preprocess, m.classes = "small", [str(i) for i in range(10)]
+    squeezenet.save(m, tmp_path / "m.safetensors")
+    base = ("compress", tmp_path / "m.safetensors", "--data", "digits", "-o", tmp_path / "o.sqz")
+    code, out, err = cli(*base, "--max-drop", "1")
+    assert code == 2 and "--max-drop needs --unlabeled" in err
+    code, out, err = cli(*base, "--max-drop", "1", "--target-size", "5000", "--unlabeled", tmp_path)
+    assert code == 2 and "max_drop_points" in err
+    assert not (tmp_path / "o.sqz").exists()
