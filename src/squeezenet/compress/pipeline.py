@@ -12,6 +12,17 @@ error-compensated k-means on the retrained or the pruned-only weights, tuned or 
 centroids, one bit width or another under a size budget), each way is a :class:`Candidate`
 and :func:`keep_better` keeps the one that scores best.
 
+With a target size, no fixed bits and calibration images, the *mixed* path is one more
+candidate of the size-budget stage (:func:`fit_size_budget`): bits and kept fraction per layer
+by a knapsack over measured sensitivity with exact ``.sqz`` sizes (:mod:`.mixed`); when it
+wins, :func:`round_compensated` (GPTQ-style rounding on the calibration images) and
+:func:`distill_ste` (straight-through distillation from the uncompressed model) replace
+prune / retrain / quantize / centroids, each kept only where it scores better. With
+``unlabeled`` images, candidates are scored on a part of them held out of calibration and
+retraining (agreement with the uncompressed model's top-1), never on the evaluation data the
+report gives; the report says which chose (``chosen_on``). ``max_drop_points``
+(:func:`search_size`) searches the smallest size within a top-1 drop.
+
 Retraining uses :class:`squeezenet.train.Trainer` (callbacks ``on_step_end`` keep the pruning
 masks); with unlabeled data it distills the uncompressed model (no labels needed). A
 ``--batch-norm`` model is folded (BatchNorm into its convs) once, when the state is made:
