@@ -615,7 +615,7 @@ def _mixed_row(s: CompressState, stage: str, approach: str, **extra) -> None:
         size = _write(s, Path(d) / "row.sqz")["bytes"]
     met = s.metrics[stage] = {} if s.searching else s.evaluate(s.model)
     s.add_row(stage, approach, bits_label(s.bits), size, met, kept=S.kept_fraction(s.model, s.keys), **extra)
-    s.log(f"{stage}: {size:,} B top-1 {met.get('top1', float('nan')):.4f}")
+    s.log(f"{stage}: {size:,} B" + (f" top-1 {met['top1']:.4f}" if "top1" in met else ""))
 
 
 def round_compensated(s: CompressState) -> None:
