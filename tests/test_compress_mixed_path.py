@@ -128,3 +128,38 @@ def test_max_drop_cli_refuses_bad_combinations_before_any_work(tmp_path, cli):
     code, out, err = cli(*base, "--max-drop", "1", "--target-size", "5000", "--unlabeled", tmp_path)
     assert code == 2 and "max_drop_points" in err
     assert not (tmp_path / "o.sqz").exists()
+
+
+def test_round_sequential_stays_within_the_budget_and_keeps_zeros(one_thread):
+    """GPTQ rounding with re-allocation: the summed exact layer bytes end within the budget
+    (the last layer steps down if needed), each layer's zeros are its option's, and the
+    output error on the calibration images is no worse than nearest rounding's."""
+    import copy
+
+    import numpy as np
+
+    from squeezenet.compress import mixed as M
+    torch.manual_seed(0)
+    dense = tiny(4).eval()
+    keys = list(P.prunable(dense))
+    batches = [torch.randn(16, 3, 16, 16) for _ in range(2)]
+    fisher = M.fisher_diagonal(dense, batches, keys)
+    opts = {k: M.layer_options(k, dense.get_parameter(k), fisher[k], bits=(2, 3, 4), keeps=(1.0, 0.6, 0.3),
+                               family="kmeans", keep_layers=False) for k in keys}
+    budget = int(0.5 * sum(max(o.bytes for o in opts[k]) for k in keys))
+    choice = M.allocate(opts, budget)
+    near = {k: M.realize(o, dense.get_parameter(k).detach(), fisher[k]) for k, o in choice.items()}
+    qm = copy.deepcopy(dense)
+    layers, final = M.round_sequential(qm, dense, opts, choice, budget, fisher, batches)
+    assert sum(M.layer_bytes(q.codes, q.codebook.size) for q in layers.values()) <= budget
+    for k, q in layers.items():
+        want = M.realize(final[k], dense.get_parameter(k).detach(), fisher[k])
+        # zeros: the option's kept positions (or dead inputs, which compensation zeroes too)
+        assert not np.any((q.codes != 0) & (want.codes == 0)), k
+        assert torch.equal(qm.get_parameter(k).detach(), torch.from_numpy(q.weight())), k
+    nm = copy.deepcopy(dense)
+    M.apply_layers(nm, near)
+    x = torch.cat(batches)
+    with torch.no_grad():
+        t = dense(x)
+        assert ((qm(x) - t) ** 2).mean() <= ((nm(x) - t) ** 2).mean() * 1.05
