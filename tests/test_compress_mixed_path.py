@@ -163,3 +163,18 @@ def test_round_sequential_stays_within_the_budget_and_keeps_zeros(one_thread):
     with torch.no_grad():
         t = dense(x)
         assert ((qm(x) - t) ** 2).mean() <= ((nm(x) - t) ** 2).mean() * 1.05
+
+
+def test_mixed_path_with_a_labeled_train_split_only(tmp_path, one_thread):
+    """No unlabeled images: calibration and distillation use the train split's images, the
+    score data chooses (the report says so)."""
+    torch.manual_seed(0)
+    train = torch.utils.data.TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 4, (64,)))
+    val = torch.utils.data.TensorDataset(torch.randn(40, 3, 16, 16), torch.randint(0, 4, (40,)))
+    cfg = CompressConfig(target_size=6_000, calibration_images=16, distill_steps=2, finetune_epochs=0)
+    report = compress_model(tiny(4).eval(), train, make_loader(val, 20), cfg, tmp_path / "l.sqz",
+                            log=lambda *a: None)
+    assert report["chosen_on"] == "the evaluation data"
+    assert (tmp_path / "l.sqz").stat().st_size <= 6_000
+    assert report["method"] == "mixed"      # it scores better here than the uniform widths
+    assert [r["stage"] for r in report["rows"]][-2:] == ["distilled", "huffman (.sqz)"]

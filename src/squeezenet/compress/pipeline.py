@@ -362,7 +362,8 @@ class CompressState:
                 score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
                 retrain_data=retrain_data, loss_fn=loss_fn, calib_data=calib_data, teacher=teacher,
                 bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
-                keys=keys, bits=bits, started=started, chosen_on=chosen_on, distill_data=distill_data)
+                keys=keys, bits=bits, started=started, chosen_on=chosen_on,
+                distill_data=distill_data if distill_data is not None else retrain_data)
         if choose:
             with torch.no_grad():
                 s.choose, s.choose_targets = choose, [teacher(x).argmax(1) for x in choose]
@@ -841,7 +842,7 @@ def _trial(s: CompressState, target: int) -> dict:
     try:
         fit_size_budget(s)
         round_compensated(s)
-        if s.cfg.distill_steps > 0:
+        if s.cfg.distill_steps > 0 and s.distill_data is not None:
             distill_ste(s)
     finally:
         s.searching = False
@@ -973,7 +974,8 @@ STAGES: tuple[Stage, ...] = (
           doing="fine-tuning the shared centroids"),
     Stage("round", round_compensated, "round", when=lambda s: _mixed(s) and not s.searched,
           doing="error-compensated rounding on the calibration images"),
-    Stage("distill", distill_ste, "distill", when=lambda s: _mixed(s) and s.cfg.distill_steps > 0 and not s.searched,
+    Stage("distill", distill_ste, "distill",
+          when=lambda s: _mixed(s) and s.cfg.distill_steps > 0 and s.distill_data is not None and not s.searched,
           doing="straight-through distillation from the uncompressed model"),
     Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
     Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),
