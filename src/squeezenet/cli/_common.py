@@ -83,6 +83,8 @@ SMOKE_CAPS: dict[str, tuple[int | float, bool]] = {
     "test_subset": (64, True),          # explore
     "limit": (40, True),                # eval, compress: images scored
     "calibration_images": (16, False),  # compress
+    "distill_steps": (2, False),        # compress (mixed path)
+    "choose_images": (40, False),       # compress: held-out --unlabeled images
     "calibration_count": (8, False),    # export --int8
     "rounds": (1, False),               # bench
     "iters": (2, False),                # bench

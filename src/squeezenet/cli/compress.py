@@ -33,7 +33,18 @@ def register(sub) -> None:
     p.add_argument("--init", default="linear", choices=["linear", "density", "random"],
                    help="k-means initialisation (default linear)")
     p.add_argument("--target-size", type=int, default=None,
-                   help="bytes: choose per-layer sparsity and bits so the .sqz fits")
+                   help="bytes: choose per-layer sparsity and bits so the .sqz fits (without --bits "
+                        "and with --unlabeled images: bits and kept fraction per layer by a knapsack "
+                        "over measured sensitivity, error-compensated rounding and straight-through "
+                        "distillation, each kept only if it scores better on held-out --unlabeled images)")
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="find the smallest .sqz whose top-1 on --data stays within POINTS of the "
+                        "uncompressed model's (needs --unlabeled; instead of --target-size)")
+    p.add_argument("--distill-steps", type=int, default=300, metavar="N",
+                   help="straight-through distillation steps (batch 32) of that path (default 300)")
+    p.add_argument("--choose-images", type=int, default=500, metavar="N",
+                   help="--unlabeled images held out to choose on, never calibrated or trained on "
+                        "(default 500; 0 = choose on --data)")
     p.add_argument("--finetune-epochs", type=float, default=1.0, help="retraining epochs per stage")
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap on optimizer steps per retraining stage (default with --unlabeled: "
@@ -76,7 +87,8 @@ def run(args) -> int:
     from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import build_dataset, classes_for_scoring, make_loader, preset_for, spread_subset
+    from ..data import (build_dataset, classes_for_scoring, dataset_label, distill_transform, get_transform,
+                        make_loader, preset_for, spread_subset)
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
         raise SqueezeNetError(f"-o {args.output}: the output must end in .sqz")
@@ -87,7 +99,11 @@ def run(args) -> int:
                          lr=args.lr if args.lr is not None else (1e-4 if args.unlabeled else 1e-3),
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
                          svd_energy=args.svd, calibration_images=args.calibration_images,
+                         distill_steps=args.distill_steps, choose_images=args.choose_images,
+                         max_drop_points=args.max_drop,
                          progress=not args.no_progress)
+    if args.max_drop is not None and not args.unlabeled:
+        raise SqueezeNetError("--max-drop needs --unlabeled images (calibration and distillation)")
     check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,30 +122,62 @@ def run(args) -> int:
             raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
-    unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True) if args.unlabeled else None
+    unlabeled = unlabeled_eval = distill_data = None
+    if args.unlabeled:
+        unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True)
+        # the same images in the same order: plain (calibration, choosing) and as distillation crops
+        unlabeled_eval = _view(unlabeled, get_transform(preset)) or build_dataset(
+            args.unlabeled, "train", preset=preset, unlabeled=True, augment=False)
+        distill_data = _view(unlabeled, distill_transform(preset)) or unlabeled
     if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
         images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
         cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
     score = None
-    if args.target_size and len(val) > 200:   # choosing bits: every other evaluation image
+    if args.target_size and len(val) > 200 and not (unlabeled is not None and cfg.choose_images):
+        # choosing bits without held-out unlabeled images: every other evaluation image
         import torch.utils.data as tud
         score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
     report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
-                            score_loader=score, log=log)
+                            score_loader=score, log=log, unlabeled_eval=unlabeled_eval,
+                            distill_data=distill_data)
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
-    skipped = {name: len(getattr(ds, "skipped", None) or {})
-               for name, ds in (("--data", val), ("--data train", train), ("--unlabeled", unlabeled))}
+    scored = dataset_label(args.data, "test") + (f" ({len(val)} images)" if args.limit else "")
+    if report["chosen_on"] == "the score data":
+        report["chosen_on"] = f"every other image of {scored} (the scored split: the figures are optimistic)"
+    elif report["chosen_on"] == "the evaluation data":
+        report["chosen_on"] = f"{scored} (the scored split)"
+    report["scored_on"] = scored
+    skipped = {name: len(getattr(ds, "skipped", None) or {}) for name, ds in (("--data", val), ("--data train", train))}
+    skipped["--unlabeled"] = len(set().union(*(getattr(ds, "skipped", None) or {}
+                                               for ds in (unlabeled, unlabeled_eval, distill_data))))
     report["skipped"] = {k: v for k, v in skipped.items() if v}
     if args.json:
         report["fractions"] = {k: round(v, 4) for k, v in report["fractions"].items()}
         print_json(report)
     else:
         print(format_report(report, Path(args.weights).stem))
+        print(f"chosen on: {report['chosen_on']}; scored on: {report['scored_on']}")
+        if report.get("size_search"):
+            ss = report["size_search"]
+            print(f"--max-drop {ss['max_drop_points']}: {ss['target']:,} B ({ss['answer']}), tried "
+                  + ", ".join(f"{t['kind']} {t['target']:,} B -> {100 * t['top1']:.1f}%" for t in ss["trials"]))
         print(f"wrote {args.output} ({report['rows'][-1]['bytes']:,} bytes) in {report['seconds']:.0f} s")
     for where, n in report["skipped"].items():
         log(f"skipped {n} unreadable image(s) in {where} (listed above)")
     return 0
+
+
+def _view(ds, transform):
+    """``ds`` (a folder dataset) read through another transform: same images, same order, one
+    record of unreadable ones (each named once); None for other datasets."""
+    import copy
+    from ..data import ImageFolderDataset
+    if type(ds) is not ImageFolderDataset:
+        return None
+    v = copy.copy(ds)
+    v.transform = transform
+    return v
 
 
 def _same_images(a, b) -> bool:

@@ -111,17 +111,21 @@ def _nearest(w: torch.Tensor, cb: torch.Tensor, mids: torch.Tensor) -> tuple[tor
 
 def compensate_layer(W: torch.Tensor, H: torch.Tensor, *, keep: float | None = None,
                      codebook: np.ndarray | None = None, damp: float = 0.01,
-                     blocksize: int = 128) -> tuple[torch.Tensor, np.ndarray | None]:
+                     blocksize: int = 128, zero: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
     """Prune (``keep``: kept fraction) or quantize (``codebook``: centroids; zeros of ``W`` stay
     zero) the 2-D weight ``W`` (rows x d) with OBS error compensation under ``H`` (d x d).
 
+    ``zero`` (bool, like ``W``): when quantizing, the weights forced to zero (default
+    ``W == 0``); lets ``W`` be a dense target, e.g. the least-squares weights for the inputs
+    the compressed network produces (see :mod:`squeezenet.compress.adaround`).
     Returns the new weight (float64) and, when quantizing, the codes (0 = zero, j = centroid
     ``j - 1``), flattened like ``W``.
     """
     W = W.detach().double().clone()
     rows, d = W.shape
     Hc = _hinv_chol(H.double(), W, damp)     # also zeroes weights of never-active inputs
-    zero = (W == 0)
+    dead = (torch.diag(H) == 0).unsqueeze(0)
+    zero = (W == 0) if zero is None else (zero.bool() | dead)
     if codebook is not None:
         cb = torch.from_numpy(np.sort(np.asarray(codebook, dtype=np.float64)))
         mids = (cb[1:] + cb[:-1]) / 2

@@ -12,6 +12,17 @@ error-compensated k-means on the retrained or the pruned-only weights, tuned or 
 centroids, one bit width or another under a size budget), each way is a :class:`Candidate`
 and :func:`keep_better` keeps the one that scores best.
 
+With a target size, no fixed bits and calibration images, the *mixed* path is one more
+candidate of the size-budget stage (:func:`fit_size_budget`): bits and kept fraction per layer
+by a knapsack over measured sensitivity with exact ``.sqz`` sizes (:mod:`.mixed`); when it
+wins, :func:`round_compensated` (GPTQ-style rounding on the calibration images) and
+:func:`distill_ste` (straight-through distillation from the uncompressed model) replace
+prune / retrain / quantize / centroids, each kept only where it scores better. With
+``unlabeled`` images, candidates are scored on a part of them held out of calibration and
+retraining (agreement with the uncompressed model's top-1), never on the evaluation data the
+report gives; the report says which chose (``chosen_on``). ``max_drop_points``
+(:func:`search_size`) searches the smallest size within a top-1 drop.
+
 Retraining uses :class:`squeezenet.train.Trainer` (callbacks ``on_step_end`` keep the pruning
 masks); with unlabeled data it distills the uncompressed model (no labels needed). A
 ``--batch-norm`` model is folded (BatchNorm into its convs) once, when the state is made:
@@ -48,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -83,6 +95,10 @@ RANGES = {
     "svd_energy": Range(0, 1, lo_open=True, optional=True, note="(a spectral energy fraction)"),
     "seed": Range(0, MAX_SEED, integer=True),
     "calibration_images": Range(0, integer=True, note="(0: no error compensation)"),
+    "choose_images": Range(0, integer=True, note="(0: choose on the evaluation data)"),
+    "distill_steps": Range(0, integer=True),
+    "distill_lr": Range(0, lo_open=True),
+    "max_drop_points": Range(0, 100, optional=True, note="top-1 points"),
 }
 
 
@@ -124,6 +140,15 @@ class CompressConfig:
     calibration_images: int = 256   # images (labels unused) for error-compensated quantization
                                     # (GPTQ-style, a scored alternative to plain k-means); 0 = off
     progress: bool = True           # tqdm bars (stderr) while retraining
+    mixed: bool = True              # with target_size and no bits: per-layer bits and kept
+                                    # fractions by knapsack over measured sensitivity (scored
+                                    # against the uniform-bits way; the better one goes on)
+    choose_images: int = 500        # unlabeled images held out to choose on (agreement with the
+                                    # uncompressed model's top-1); never calibrated or trained on
+    distill_steps: int = 300        # mixed path: straight-through distillation steps (batch 32)
+    distill_lr: float = 1e-4        # mixed path: Adam step of that distillation
+    max_drop_points: float | None = None  # the smallest file whose top-1 on the evaluation data
+                                    # is within this many points of the uncompressed model's
 
     def __post_init__(self) -> None:
         def bad(name, why):
@@ -141,8 +166,11 @@ class CompressConfig:
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         check_fields(self, "compress config", RANGES)
-        if not isinstance(self.progress, bool):
-            bad("progress", "must be True or False")
+        for name in ("progress", "mixed"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be True or False")
+        if self.max_drop_points is not None and (self.target_size or self.bits is not None or not self.mixed):
+            bad("max_drop_points", "searches the size itself: give it without target_size, bits or mixed=False")
 
 
 def _prune_spec_ok(spec) -> bool:
@@ -206,6 +234,33 @@ def stage_steps(cfg: CompressConfig, data) -> int:
 
 # ----------------------------------------------------------------------------- state
 
+def _image_batches(data, batch_size: int) -> list[torch.Tensor]:
+    """The images of ``data`` (labels unused) as a list of batches, read once; an unreadable
+    image is left out (counted on the dataset, like :func:`calibration_batches`)."""
+    from ..data import make_loader
+    out = []
+    for item in make_loader(data, batch_size):
+        if isinstance(item, (tuple, list)) and len(item) == 0:   # only unreadable images
+            continue
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        out.append(x)
+    return out
+
+
+class _Images:
+    """A re-iterable of the image batches of a loader (labels dropped)."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __iter__(self):
+        for item in self.loader:
+            if isinstance(item, (tuple, list)) and len(item) == 0:
+                continue
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            yield x.contiguous(memory_format=torch.channels_last)
+
+
 @dataclass
 class CompressState:
     """What the stages share. Made by :meth:`start`; each stage reads and updates it."""
@@ -239,13 +294,33 @@ class CompressState:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per timing key
     written: dict | None = None       # write_sqz's info of the final file
     refits: int = 0                   # size refits after the final encode
+    choose: list | None = None        # held-out unlabeled image batches candidates are scored on
+    choose_targets: list | None = None  # the uncompressed model's top-1 class on each of them
+    chosen_on: str = "the evaluation data"   # what chose (said in the report)
+    plan: str | None = None           # "mixed" (knapsack allocation) or "uniform" (one width)
+    fisher: dict | None = None        # mixed: per-weight curvature (Fisher diagonal)
+    options: dict | None = None       # mixed: every layer's (bits, kept, bytes, distortion) options
+    choice: dict | None = None        # mixed: the option allocated to each layer
+    budget: int | None = None         # mixed: bytes for the layers' payload (target - overhead)
+    distill_data: Any = None          # mixed: augmented unlabeled images for STE distillation
+    searching: bool = False           # --max-drop: a trial at one size (rows not evaluated)
+    searched: dict | None = None      # --max-drop: the search's trials and answer
     started: float = field(default_factory=time.time)
     _calibration: list | None = None
 
     @classmethod
     def start(cls, model: nn.Module, train_data, val_loader, cfg: CompressConfig, out_path,
-              unlabeled=None, score_loader=None, log: Callable = print) -> "CompressState":
-        """Seed, fold BatchNorm (the one place it is folded) and set the data roles."""
+              unlabeled=None, score_loader=None, log: Callable = print, unlabeled_eval=None,
+              distill_data=None) -> "CompressState":
+        """Seed, fold BatchNorm (the one place it is folded) and set the data roles.
+
+        With ``unlabeled`` images and ``cfg.choose_images``, a choosing split is held out of
+        them (evenly spread; never calibrated or trained on): every candidate is then scored
+        there, by agreement with the uncompressed model's top-1 (no labels needed), not on the
+        evaluation data the report gives. ``unlabeled_eval``: the same images without
+        augmentation (for calibration and choosing; default ``unlabeled``);
+        ``distill_data``: the same images as augmented for straight-through distillation
+        (default ``unlabeled``)."""
         started = time.time()
         torch.manual_seed(cfg.seed)
         model.eval()
@@ -262,11 +337,37 @@ class CompressState:
             retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
         keys = list(P.prunable(model))
         bits = dict(cfg.bits) if isinstance(cfg.bits, Mapping) else {k: int(cfg.bits or 6) for k in keys}
-        return cls(cfg=cfg, model=model, out_path=out_path, log=log, val_loader=val_loader,
-                   score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
-                   retrain_data=retrain_data, loss_fn=loss_fn, calib_data=retrain_data, teacher=teacher,
-                   bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
-                   keys=keys, bits=bits, started=started)
+        calib_data = retrain_data
+        choose, chosen_on = None, "the score data" if score_loader is not None else "the evaluation data"
+        if unlabeled is not None:
+            plain = unlabeled_eval if unlabeled_eval is not None else unlabeled
+            distill_data = distill_data if distill_data is not None else unlabeled
+            n = len(unlabeled)
+            n_hold = min(cfg.choose_images, n // 5)
+            if n_hold >= 10:
+                from torch.utils.data import Subset
+                from ..data import spread_indices
+                hold = spread_indices(n, n_hold)
+                held = set(hold)
+                fit = [i for i in range(n) if i not in held]
+                retrain_data = Subset(unlabeled, fit)
+                calib_data = Subset(plain, fit)
+                distill_data = Subset(distill_data, fit)
+                choose = _image_batches(Subset(plain, hold), 50)
+                chosen_on = (f"{sum(len(b) for b in choose)} --unlabeled images held out of calibration "
+                             f"and retraining (agreement with the uncompressed model's top-1)")
+            else:
+                calib_data = plain
+        s = cls(cfg=cfg, model=model, out_path=out_path, log=log, val_loader=val_loader,
+                score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
+                retrain_data=retrain_data, loss_fn=loss_fn, calib_data=calib_data, teacher=teacher,
+                bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
+                keys=keys, bits=bits, started=started, chosen_on=chosen_on,
+                distill_data=distill_data if distill_data is not None else retrain_data)
+        if choose:
+            with torch.no_grad():
+                s.choose, s.choose_targets = choose, [teacher(x).argmax(1) for x in choose]
+        return s
 
     @property
     def fp32(self) -> int:
@@ -281,7 +382,18 @@ class CompressState:
     @property
     def calibrates(self) -> bool:
         """Whether error-compensated candidates are tried (calibration images and score data)."""
-        return self.cfg.calibration_images > 0 and self.calib_data is not None and self.score_loader is not None
+        return self.cfg.calibration_images > 0 and self.calib_data is not None and self.can_score
+
+    @property
+    def can_score(self) -> bool:
+        """Whether candidates can be scored (a choosing split, or score data)."""
+        return self.choose is not None or self.score_loader is not None
+
+    @property
+    def mixed_wanted(self) -> bool:
+        """Whether the knapsack allocation is tried: a target size, no fixed bits, calibration
+        images (for the sensitivity) and something to score on."""
+        return bool(self.cfg.mixed and self.cfg.target_size and self.cfg.bits is None and self.calibrates)
 
     def calibration(self) -> list[torch.Tensor]:
         """The calibration image batches (drawn once, the first time a stage asks)."""
@@ -296,8 +408,14 @@ class CompressState:
         return evaluate(model, self.val_loader) if self.val_loader is not None else {}
 
     def score(self, model: nn.Module) -> float:
-        """Top-1 on the score data: what candidates are compared on."""
+        """What candidates are compared on: agreement with the uncompressed model's top-1 on
+        the held-out unlabeled images when there are some, else top-1 on the score data."""
         from ..evaluate import evaluate
+        if self.choose is not None:
+            model.eval()
+            with torch.no_grad():
+                hits = sum(int((model(x).argmax(1) == t).sum()) for x, t in zip(self.choose, self.choose_targets))
+            return hits / sum(len(t) for t in self.choose_targets)
         if self.score_loader is None:
             raise ConfigError("compress: choosing between candidates needs evaluation or score data")
         return evaluate(model, self.score_loader)["top1"]
@@ -311,7 +429,7 @@ class CompressState:
         return {"rows": self.rows, "out": str(self.out_path), "params": self.n_params, "fp32_bytes": self.fp32,
                 "alexnet_bytes": ALEXNET_BYTES, "fractions": self.fractions, "bits": self.bits,
                 "config": {k: v for k, v in self.cfg.__dict__.items()}, "seconds": time.time() - self.started,
-                "timings": self.timings}
+                "timings": self.timings, "cpu_seconds": time.process_time(), "size_search": self.searched, "method": self.plan or "uniform", "chosen_on": self.chosen_on}
 
 
 @dataclass
@@ -394,24 +512,159 @@ def bits_candidates(s: CompressState) -> list[dict[str, int]]:
     return [{k: b for k in s.keys} for b in widths]
 
 
+def _sensitivity(s: CompressState) -> None:
+    """Per-weight sensitivity (Fisher diagonal of the logits on the calibration images) and
+    every layer's options with their exact ``.sqz`` bytes (:func:`~.mixed.layer_options`);
+    measured once on the uncompressed model, whatever the budget."""
+    from . import mixed as M
+    if s.options is not None:
+        return
+    batches = s.calibration()
+    s.fisher = M.fisher_diagonal(s.teacher, batches, s.keys, target="logits")
+    s.log(f"  sensitivity measured on {sum(len(b) for b in batches)} calibration images")
+    s.options = {k: M.layer_options(k, s.teacher.get_parameter(k), s.fisher[k], family="both",
+                                    gap_bits=s.cfg.gap_bits, keep_layers=False) for k in s.keys}
+
+
+def _nearest_allocation(s: CompressState, target: int):
+    """The knapsack allocation for a ``target``-byte file, nearest-rounded: ``(choice, layers,
+    model, budget, overhead)``; ``budget`` is what the layers may spend (the file's header and
+    float32 biases, measured on a first encode, come off the target)."""
+    import tempfile
+    from . import mixed as M
+
+    def nearest(budget):
+        choice = M.allocate(s.options, budget)
+        layers = {k: M.realize(o, s.teacher.get_parameter(k).detach(), s.fisher[k]) for k, o in choice.items()}
+        m = copy.deepcopy(s.teacher)
+        M.apply_layers(m, layers)
+        return choice, layers, m
+
+    n_bias = sum(p.numel() for n, p in s.teacher.named_parameters() if n not in s.keys)
+    guess = target - 4 * n_bias - 4096
+    if guess <= 0:
+        raise ConfigError(f"--target-size {target:,}: the unquantized parameters alone need {4 * n_bias:,} B")
+    choice, layers, m = nearest(guess)
+    with tempfile.TemporaryDirectory(prefix="squeezenet-fit-") as d:
+        total = S.save_quantized(m, layers, Path(d) / "t.sqz", s.cfg.gap_bits)["bytes"]
+    overhead = total - sum(M.layer_bytes(q.codes, q.codebook.size, s.cfg.gap_bits) for q in layers.values()) + 64
+    choice, layers, m = nearest(target - overhead)
+    return choice, layers, m, target - overhead, overhead
+
+
+def _mixed_candidate(s: CompressState) -> Candidate:
+    """The knapsack allocation at the target size (:func:`_sensitivity`,
+    :func:`_nearest_allocation`): one option per layer by :func:`~.mixed.allocate`, the
+    layers nearest-rounded."""
+    _sensitivity(s)
+    choice, layers, m, s.budget, overhead = _nearest_allocation(s, s.cfg.target_size)
+    s.log(f"  mixed precision: {sum(o.bytes for o in choice.values()):,} B of layers "
+          f"(+{overhead:,} B header and biases), bits {bits_label({k: q.bits for k, q in layers.items()})}, "
+          f"kept {S.kept_fraction(m, s.keys):.3f} of weights")
+    return Candidate("mixed precision (knapsack)", s.score(m), model=m, layers=layers,
+                     info={"choice": choice, "bits": {k: q.bits for k, q in layers.items()}})
+
+
 def fit_size_budget(s: CompressState) -> None:
     """Scale the kept fractions so the file fits ``target_size``, for each bit allocation;
-    keep the allocation whose quick (pruned + k-means, not retrained) model scores best."""
+    keep the allocation whose quick (pruned + k-means, not retrained) model scores best.
+
+    With :attr:`CompressState.mixed_wanted`, the knapsack allocation (:func:`_mixed_candidate`)
+    is one more candidate; when it wins, the mixed stages (GPTQ rounding, straight-through
+    distillation) run instead of prune / retrain / quantize / centroids."""
     cfg = s.cfg
+    cands = []
+    if s.mixed_wanted:
+        mc = _mixed_candidate(s)
+        s.log(f"  mixed precision (knapsack): quick score {mc.score:.4f}")
+        cands.append(mc)
+        if s.searching:     # --max-drop trials: the size is what varies
+            return _keep_mixed(s, mc)
     # what follows moves the weights and so the code histogram: fit under the target
     fit_size = int(cfg.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
-    cands = []
     for bits in bits_candidates(s):
         fr, _, _ = S.fit_target(s.model, s.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
         m = copy.deepcopy(s.model)
         P.apply_masks(m, P.magnitude_masks(m, fr))
         Q.quantize_model(m, bits, cfg.init)
-        score = s.score(m) if s.score_loader is not None else 0.0
+        score = s.score(m) if s.can_score else 0.0
         s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.keys):.3f} of weights, "
-              f"quick top-1 {score:.4f}")
+              f"quick score {score:.4f}")
         cands.append(Candidate(f"{bits_label(bits)} bits", score, info={"bits": bits, "fractions": fr}))
     best = keep_better(cands)
-    s.bits, s.fractions = best.info["bits"], best.info["fractions"]
+    s.bits = best.info["bits"]
+    if best.layers is None:
+        s.plan, s.fractions = "uniform", best.info["fractions"]
+        return
+    _keep_mixed(s, best)
+
+
+def _keep_mixed(s: CompressState, best: Candidate) -> None:
+    s.bits = best.info["bits"]
+    s.plan, s.choice, s.layers = "mixed", best.info["choice"], best.layers
+    s.model.load_state_dict(best.model.state_dict())
+    s.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in s.layers.items()}
+    s.masks = {k: torch.from_numpy(q.codes.reshape(q.shape) != 0) for k, q in s.layers.items()}
+    s.log(f"  kept: {best.name} (chosen on {s.chosen_on})")
+    _mixed_row(s, "mixed precision", "knapsack bits + sparsity", score=best.score)
+
+
+def _mixed_row(s: CompressState, stage: str, approach: str, **extra) -> None:
+    """A report row of the mixed path: the current layers' exact file size, evaluated."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="squeezenet-row-") as d:
+        size = _write(s, Path(d) / "row.sqz")["bytes"]
+    met = s.metrics[stage] = {} if s.searching else s.evaluate(s.model)
+    s.add_row(stage, approach, bits_label(s.bits), size, met, kept=S.kept_fraction(s.model, s.keys), **extra)
+    s.log(f"{stage}: {size:,} B" + (f" top-1 {met['top1']:.4f}" if "top1" in met else ""))
+
+
+def round_compensated(s: CompressState) -> None:
+    """GPTQ-style rounding of the allocated layers on the calibration images, in forward
+    order with sequential re-allocation (:func:`~.mixed.round_sequential`); kept only if it
+    scores better than nearest rounding on the choosing split. The "rounded" row."""
+    from . import mixed as M
+    before = s.score(s.model)
+    qm = copy.deepcopy(s.teacher)
+    layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
+                                        s.calibration(), s.cfg.gap_bits)
+    after = s.score(qm)
+    s.log(f"  nearest rounding {before:.4f}, error-compensated rounding {after:.4f} on the choosing split")
+    best = keep_better([Candidate("nearest", before), Candidate("GPTQ", after, model=qm, layers=layers)])
+    if best.layers is not None:
+        s.model.load_state_dict(qm.state_dict())
+        s.layers, s.choice = layers, choice
+        s.bits = {k: q.bits for k, q in layers.items()}
+    _mixed_row(s, "rounded", "error-compensated rounding", method=best.name, score=best.score,
+               scores={"nearest": before, "GPTQ": after})
+
+
+def distill_ste(s: CompressState) -> None:
+    """Distillation from the uncompressed model on the unlabeled images (their augmented
+    crops), weights moving between their layer's centroids through a straight-through
+    estimator, codebooks and biases trained, zeros kept (:func:`~.distill.distill_quantized`);
+    the final codes fit the byte budget exactly. Kept only if it scores better on the
+    choosing split. The "distilled" row."""
+    from ..data import make_loader
+    from .distill import distill_quantized
+    cfg = s.cfg
+    before = s.score(s.model)
+    qm = copy.deepcopy(s.model).to(memory_format=torch.channels_last)
+    teacher = copy.deepcopy(s.teacher).to(memory_format=torch.channels_last)
+    batches = _Images(make_loader(s.distill_data, 32, shuffle=True, seed=cfg.seed, drop_last=True))
+    layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
+                                     mode="ste", loss="kl", temperature=cfg.temperature,
+                                     max_bytes=s.budget, importance=s.fisher, log=s.log)
+    qm = qm.to(memory_format=torch.contiguous_format)
+    after = s.score(qm)
+    s.log(f"  before distillation {before:.4f}, after {after:.4f} on the choosing split")
+    best = keep_better([Candidate("not distilled", before), Candidate("distilled", after, layers=layers)])
+    if best.layers is not None:
+        s.model.load_state_dict(qm.state_dict())
+        s.layers = layers
+    _mixed_row(s, "distilled", "straight-through distillation", method=best.name, score=best.score,
+               scores={"before": before, "after": after}, steps=cfg.distill_steps,
+               loss_first=hist[0] if hist else None, loss_last=hist[-1] if hist else None)
 
 
 def prune(s: CompressState) -> None:
@@ -471,7 +724,7 @@ def quantize(s: CompressState) -> None:
     pruned-only weights (retraining with few steps or on other images can leave weights that
     cluster worse); the candidate scoring best on the score data goes on. The "quantized" row."""
     sources = [("retrained", s.model)]
-    if s.history and s.unretrained is not None and s.score_loader is not None:
+    if s.history and s.unretrained is not None and s.can_score:
         sources.append(("pruned-only", s.unretrained))
     methods = quantizers(s)
     scored = len(sources) * len(methods) > 1
@@ -501,11 +754,13 @@ def tune_centroids(s: CompressState) -> None:
     cfg = s.cfg
     steps = stage_steps(cfg, s.retrain_data)
     quant = s.metrics["quantized"]
-    untuned = Candidate("untuned", quant.get("top1", 0), layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
+    by_choice = s.choose is not None    # else the evaluation data chooses (as before)
+    untuned = Candidate("untuned", s.score(s.model) if by_choice else quant.get("top1", 0),
+                        layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
     layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
                               cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress)
     tuned_metrics = s.evaluate(s.model)
-    tuned = Candidate("tuned", tuned_metrics.get("top1", 0), layers=layers)
+    tuned = Candidate("tuned", s.score(s.model) if by_choice else tuned_metrics.get("top1", 0), layers=layers)
     best = keep_better([tuned, untuned])
     s.layers = best.layers
     if best is untuned:
@@ -566,6 +821,130 @@ def svd_baseline(s: CompressState) -> None:
     s.rows.insert(1, table_row("svd", "SVD", 32, n_svd * 4, s.fp32, s.evaluate(m), layers=len(info)))
 
 
+#: --max-drop: bisection steps of the cheap proxy (nearest-rounded allocation) over the size,
+#: and the first full trial's size as a fraction of the proxy's answer (the full method --
+#: rounding and distillation -- recovers most of the proxy's drop: on SqueezeNet 1.1 the
+#: proxy loses 3.8 points of dev top-1 at 560 KB where the full method loses none).
+SEARCH_STEPS = 6
+FIRST_TRIAL = 0.8
+
+
+def _trial(s: CompressState, target: int) -> dict:
+    """The full mixed method (allocation, rounding, distillation) at one file size, from the
+    uncompressed model; returns the trial (its top-1 on the evaluation data and the state's
+    parts to restore if it is the answer)."""
+    import dataclasses
+    s.cfg = dataclasses.replace(s.cfg, target_size=int(target), max_drop_points=None)
+    s.model = copy.deepcopy(s.teacher)
+    s.plan, s.layers, s.choice = None, {}, None
+    rows = len(s.rows)
+    s.searching = True
+    try:
+        fit_size_budget(s)
+        round_compensated(s)
+        if s.cfg.distill_steps > 0 and s.distill_data is not None:
+            distill_ste(s)
+    finally:
+        s.searching = False
+    top1 = s.evaluate(s.model).get("top1", 0.0)
+    trial = {"target": int(target), "top1": top1, "kind": "full",
+             "state": {"model": copy.deepcopy(s.model), "layers": s.layers, "choice": s.choice, "bits": s.bits,
+                       "budget": s.budget, "fractions": s.fractions, "masks": s.masks, "rows": s.rows[rows:]}}
+    del s.rows[rows:]
+    s.log(f"  full method at {target:,} B: top-1 {top1:.4f} on the evaluation data")
+    return trial
+
+
+def search_size(s: CompressState) -> None:
+    """``--max-drop``: the smallest ``.sqz`` whose top-1 on the evaluation data stays within
+    ``max_drop_points`` of the uncompressed model's.
+
+    1. The proxy (the knapsack allocation nearest-rounded, seconds per size) is bisected over
+       the size on the evaluation data: the smallest size ``P`` where the proxy alone keeps
+       the accuracy (a safe answer, its layers kept as the fallback).
+    2. The full method runs at ``FIRST_TRIAL * P``; if it keeps the accuracy a second trial
+       goes 10 % smaller, else half way back to ``P``. The smallest passing trial is the
+       answer (the proxy's at ``P`` if none passes), continued by the encode stage.
+    The size is chosen on the evaluation data (it is the constraint); the steps inside each
+    trial are still chosen on the held-out unlabeled images."""
+    cfg = s.cfg
+    if not s.calibrates or "top1" not in s.metrics.get("dense", {}):
+        raise ConfigError("--max-drop needs calibration images (--unlabeled, --calibration-images > 0) "
+                          "and labeled evaluation data")
+    base = s.metrics["dense"]["top1"]
+    need = base - cfg.max_drop_points / 100
+    _sensitivity(s)
+    n_bias = sum(p.numel() for n, p in s.teacher.named_parameters() if n not in s.keys)
+    lo, hi = 4 * n_bias + 8192, s.fp32 // 2
+    trials, proxy = [], None
+
+    def proxy_at(t):
+        choice, layers, m, budget, _ = _nearest_allocation(s, int(t))
+        top1 = s.evaluate(m).get("top1", 0.0)
+        trials.append({"target": int(t), "top1": top1, "kind": "proxy"})
+        s.log(f"  proxy at {int(t):,} B: top-1 {top1:.4f} (need {need:.4f})")
+        return top1, (choice, layers, m, budget)
+
+    top1, got = proxy_at(hi)
+    if top1 < need:
+        raise ConfigError(f"--max-drop {cfg.max_drop_points}: even a {hi:,} B file loses more "
+                          f"(top-1 {top1:.4f} vs {base:.4f} uncompressed)")
+    proxy = (hi, got)
+    for _ in range(SEARCH_STEPS):
+        mid = int(math.sqrt(lo * hi))
+        try:
+            top1, got = proxy_at(mid)
+        except ConfigError:          # the layers' smallest options do not fit
+            lo = mid
+            continue
+        if top1 >= need:
+            hi, proxy = mid, (mid, got)
+        else:
+            lo = mid
+    P_size = proxy[0]
+    passing = []
+    t1 = _trial(s, int(FIRST_TRIAL * P_size))
+    trials.append({k: v for k, v in t1.items() if k != "state"})
+    if t1["top1"] >= need:
+        passing.append(t1)
+        t2 = _trial(s, int(0.9 * t1["target"]))
+    else:
+        t2 = _trial(s, int((t1["target"] + P_size) / 2))
+    trials.append({k: v for k, v in t2.items() if k != "state"})
+    if t2["top1"] >= need:
+        passing.append(t2)
+    if passing:
+        best = min(passing, key=lambda t: t["target"])
+        st = best["state"]
+        s.model, s.layers, s.choice, s.bits = st["model"], st["layers"], st["choice"], st["bits"]
+        s.budget, s.fractions, s.masks = st["budget"], st["fractions"], st["masks"]
+        s.rows.extend(st["rows"])
+    else:       # the proxy's answer: its layers as they are
+        choice, layers, m, budget = proxy[1]
+        best = {"target": P_size, "kind": "proxy"}
+        s.model, s.layers, s.choice, s.budget = m, layers, choice, budget
+        s.bits = {k: q.bits for k, q in layers.items()}
+        s.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in layers.items()}
+        _mixed_row(s, "mixed precision", "knapsack bits + sparsity (proxy)")
+    import dataclasses
+    s.cfg = dataclasses.replace(s.cfg, target_size=best["target"], max_drop_points=None)
+    s.plan = "mixed"
+    s.searched = {"max_drop_points": cfg.max_drop_points, "dense_top1": base, "need_top1": need,
+                  "target": best["target"], "answer": best["kind"], "trials": trials}
+    s.chosen_on = (f"size: top-1 drop on the evaluation data (the scored split: the drop is within "
+                   f"the limit by construction); each step: {s.chosen_on}")
+    s.log(f"  smallest within {cfg.max_drop_points} points: {best['target']:,} B ({best['kind']})")
+
+
+def _uniform(s: CompressState) -> bool:
+    return s.plan != "mixed"
+
+
+def _mixed(s: CompressState) -> bool:
+    """The mixed stages: possible before the size budget is chosen, run when it chose them."""
+    return s.plan == "mixed" or (s.plan is None and (s.mixed_wanted or s.cfg.max_drop_points is not None))
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the pipeline: ``run(state)`` when ``when(state)`` holds; its seconds add
@@ -584,13 +963,20 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("dense", measure_dense, "dense_eval", doing="evaluating the uncompressed model"),
     Stage("fractions", choose_fractions, "choose", doing="choosing the kept fraction of each layer"),
-    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size),
+    Stage("size search", search_size, "choose", when=lambda s: s.cfg.max_drop_points is not None,
+          doing="searching the smallest size within --max-drop"),
+    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size) and not s.searched,
           doing="choosing sparsity and bits that fit the target size"),
-    Stage("prune", prune, "prune_retrain", doing="pruning the smallest weights"),
-    Stage("retrain", retrain_pruned, "prune_retrain", doing="retraining under the pruning masks"),
-    Stage("quantize", quantize, "quantize", doing="k-means weight sharing"),
-    Stage("centroids", tune_centroids, "quantize", when=lambda s: s.retrains,
+    Stage("prune", prune, "prune_retrain", when=_uniform, doing="pruning the smallest weights"),
+    Stage("retrain", retrain_pruned, "prune_retrain", when=_uniform, doing="retraining under the pruning masks"),
+    Stage("quantize", quantize, "quantize", when=_uniform, doing="k-means weight sharing"),
+    Stage("centroids", tune_centroids, "quantize", when=lambda s: _uniform(s) and s.retrains,
           doing="fine-tuning the shared centroids"),
+    Stage("round", round_compensated, "round", when=lambda s: _mixed(s) and not s.searched,
+          doing="error-compensated rounding on the calibration images"),
+    Stage("distill", distill_ste, "distill",
+          when=lambda s: _mixed(s) and s.cfg.distill_steps > 0 and s.distill_data is not None and not s.searched,
+          doing="straight-through distillation from the uncompressed model"),
     Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
     Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),
 )
@@ -599,10 +985,13 @@ STAGES: tuple[Stage, ...] = (
 def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressState:
     """Run ``stages`` in order over ``s``, timing each; one log line as each starts."""
     todo = [st for st in stages if st.when is None or st.when(s)]
-    for i, st in enumerate(todo, 1):
+    done = 0
+    for j, st in enumerate(todo):
         if st.when is not None and not st.when(s):
             continue
-        s.log(f"[{i}/{len(todo)}] {st.name}: {st.doing or st.name}...")
+        done += 1
+        total = done + sum(1 for t in todo[j + 1:] if t.when is None or t.when(s))
+        s.log(f"[{done}/{total}] {st.name}: {st.doing or st.name}...")
         t = time.time()
         st.run(s)
         s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t
@@ -611,15 +1000,19 @@ def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressSt
 
 def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig,
                    out_path: str | os.PathLike, unlabeled=None, score_loader=None,
-                   log: Callable = print, stages: Sequence[Stage] = STAGES) -> dict:
+                   log: Callable = print, stages: Sequence[Stage] = STAGES, unlabeled_eval=None,
+                   distill_data=None) -> dict:
     """Run the pipeline on ``model`` (modified in place); write ``out_path`` (.sqz).
 
     ``train_data``: labeled retraining data (or None); ``unlabeled``: data for distillation
     from the uncompressed model (used instead of labels when given); ``val_loader``: the
     evaluation data for every row; ``score_loader``: a small loader to choose between
-    candidates, e.g. bits for a target size (default ``val_loader``). Returns the report:
+    candidates, e.g. bits for a target size (default ``val_loader``; with ``unlabeled``
+    images a held-out part of them chooses instead, see :meth:`CompressState.start`, which
+    also says what ``unlabeled_eval`` and ``distill_data`` are). Returns the report:
     ``rows`` (Table 2), ``fractions``, ``bits``, ``config``, ``timings``...
     """
     s = CompressState.start(model, train_data, val_loader, cfg, out_path, unlabeled=unlabeled,
-                            score_loader=score_loader, log=log)
+                            score_loader=score_loader, log=log, unlabeled_eval=unlabeled_eval,
+                            distill_data=distill_data)
     return run_stages(s, stages).report()

@@ -27,11 +27,14 @@ INITS = ("linear", "density", "random")
 
 
 def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              seed: int = 0, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """1-D k-means: (centroids (k,), cluster of each value). Vectorised Lloyd iterations.
 
     ``init``: ``linear`` (evenly spaced over [min, max], the paper's best), ``density``
     (evenly spaced over the CDF) or ``random`` (Forgy: k distinct values at random).
+    ``weights`` (>= 0, one per value) makes it weighted k-means: each centroid is the
+    weighted mean of its cluster, i.e. ``sum(weights * (x - c)**2)`` is minimised (with a
+    per-weight loss curvature this is Hessian-weighted k-means, Choi et al. 2017).
     """
     if init not in INITS:
         raise ConfigError(f"k-means init {init!r}: use one of {', '.join(INITS)}")
@@ -40,6 +43,13 @@ def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
         return np.zeros(k), np.zeros(0, dtype=np.int64)
     order = np.argsort(x, kind="stable")
     xs = x[order]
+    if weights is None:
+        ws = np.ones_like(xs)
+    else:
+        ws = np.asarray(weights, dtype=np.float64).ravel()[order]
+        if ws.shape != xs.shape or not np.all(np.isfinite(ws)) or ws.min() < 0:
+            raise ConfigError("k-means weights must be finite, >= 0 and one per value")
+        ws = ws + 1e-12 * (ws.max() + 1e-30)   # an all-zero cluster still has a mean
     if init == "linear":
         c = np.linspace(xs[0], xs[-1], k)
     elif init == "density":
@@ -47,14 +57,16 @@ def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
     else:
         rng = np.random.default_rng(seed)
         c = np.sort(rng.choice(xs, size=k, replace=xs.size < k))
-    csum = np.concatenate([[0.0], np.cumsum(xs)])
+    csum = np.concatenate([[0.0], np.cumsum(xs * ws)])
+    wsum = np.concatenate([[0.0], np.cumsum(ws)])
     for _ in range(iters):
         c = np.sort(c)
         # sorted data: cluster j holds xs[b[j]:b[j+1]], boundaries at centroid midpoints
         b = np.concatenate([[0], np.searchsorted(xs, (c[1:] + c[:-1]) / 2), [xs.size]])
         n = np.diff(b)
         s = csum[b[1:]] - csum[b[:-1]]
-        new = np.where(n > 0, s / np.maximum(n, 1), c)   # empty clusters keep their place
+        m = wsum[b[1:]] - wsum[b[:-1]]
+        new = np.where(n > 0, s / np.where(n > 0, m, 1.0), c)   # empty clusters keep their place
         # stop once no centroid moves by more than 1e-6 of the value range
         if np.abs(new - c).max() <= 1e-6 * (xs[-1] - xs[0] + 1e-30):
             c = new

@@ -156,6 +156,34 @@ def get_transform(preset: str, train: bool = False, hflip: bool = True, train_si
     return T.Compose([T.Lambda(_rgb), *geo, *tensor])
 
 
+#: Distillation crops for the mixed compression path: side and area range of the random crop.
+#: A fully convolutional network trains on 128 px crops about 3x faster on a CPU than on 224
+#: (measured on SqueezeNet 1.1 with ImageNet20's 160 px photos, same accuracy after 300 steps).
+DISTILL_CROP = 128
+DISTILL_SCALE = (0.35, 1.0)
+
+
+def distill_transform(preset: str, size: int = DISTILL_CROP, scale: tuple = DISTILL_SCALE) -> Callable:
+    """Training augmentation for distillation: a random-resized crop of ``size`` px (area in
+    ``scale``) and a flip, with ``preset``'s tensor conversion; presets without resized crops
+    (``small``, ``caffe``) get their usual training transform.
+
+    >>> from PIL import Image
+    >>> distill_transform("torchvision")(Image.new("RGB", (160, 200))).shape
+    torch.Size([3, 128, 128])
+    """
+    from torchvision import transforms as T
+    p = PRESETS[check_preset(preset)]
+    if p.augment != "resized":
+        return get_transform(preset, train=True)
+    if p.color == "RGB" and p.scale == 1 / 255:
+        tensor = [T.ToTensor(), T.Normalize(p.mean, p.std)]
+    else:
+        tensor = [PixelsToTensor(p)]
+    return T.Compose([T.Lambda(_rgb), T.RandomResizedCrop(size, scale=scale, antialias=True),
+                      T.RandomHorizontalFlip(), *tensor])
+
+
 def digits_train_transform() -> Callable:
     """Training augmentation for the 32x32 digits: small rotations, shifts and scalings (the
     digits are centred and size-normalised: 4-pixel crops slowed learning), then the ``small``
