@@ -524,3 +524,26 @@ def test_calibration_cycles_a_small_set_and_pipeline_scores_both_methods(tmp_pat
     assert row["stage"] == "quantized" and row["method"] in ("k-means", "k-means + error compensation")
     loaded = squeezenet.load(tmp_path / "c.sqz")
     assert all(len(torch.unique(loaded.state_dict()[k])) <= 9 for k in P.prunable(loaded))
+
+
+def test_target_size_chooses_on_train_images_held_out_not_on_the_scored_split(tmp_path, cli):
+    """Without --unlabeled, a --target-size run chooses between candidates on labelled images
+    held out of --data's train split (never calibrated or retrained on), so --data's test split
+    only scores; the report says which is which."""
+    model = tiny(10)
+    model.preprocess, model.classes = "small", [str(i) for i in range(10)]
+    squeezenet.save(model, tmp_path / "m.safetensors")
+    fp32 = sum(p.numel() for p in model.parameters()) * 4
+    code, stdout, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--target-size",
+                            str(fp32 // 3), "--max-steps", "1", "--distill-steps", "2", "--calibration-images", "16",
+                            "--choose-images", "100", "--json", "-o", tmp_path / "m.sqz")
+    assert code == 0, err
+    rep = json.loads(stdout)
+    assert rep["chosen_on"].startswith("100 images held out of") and "train" in rep["chosen_on"], rep["chosen_on"]
+    assert "test" in rep["scored_on"] and rep["rows"][-1]["bytes"] <= fp32 // 3
+    # --choose-images 0: the old behaviour, said as such
+    code, stdout, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--target-size",
+                            str(fp32 // 3), "--max-steps", "1", "--distill-steps", "2", "--calibration-images", "16",
+                            "--choose-images", "0", "--json", "-o", tmp_path / "n.sqz")
+    assert code == 0, err
+    assert "held out" not in json.loads(stdout)["chosen_on"]

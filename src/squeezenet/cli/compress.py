@@ -43,8 +43,9 @@ def register(sub) -> None:
     p.add_argument("--distill-steps", type=int, default=300, metavar="N",
                    help="straight-through distillation steps (batch 32) of that path (default 300)")
     p.add_argument("--choose-images", type=int, default=500, metavar="N",
-                   help="--unlabeled images held out to choose on, never calibrated or trained on "
-                        "(default 500; 0 = choose on --data)")
+                   help="images held out to choose on, never calibrated or trained on: from --unlabeled, "
+                        "else (with --target-size) from --data's train split (at most a fifth of it; "
+                        "default 500; 0 = choose on --data)")
     p.add_argument("--finetune-epochs", type=float, default=1.0, help="retraining epochs per stage")
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap on optimizer steps per retraining stage (default with --unlabeled: "
@@ -132,11 +133,25 @@ def run(args) -> int:
     if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
         images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
         cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
-    score = None
-    if args.target_size and len(val) > 200 and not (unlabeled is not None and cfg.choose_images):
-        # choosing bits without held-out unlabeled images: every other evaluation image
+    score, held_label = None, None
+    if args.target_size and not (unlabeled is not None and cfg.choose_images):
         import torch.utils.data as tud
-        score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
+        n_hold = min(cfg.choose_images, len(train) // 5) if train is not None else 0
+        if n_hold >= 10 and not _same_images(train, val_all):
+            # choose on labelled train images held out of calibration and retraining, so that
+            # the evaluation data only scores
+            from ..data import spread_indices
+            hold = spread_indices(len(train), n_hold)
+            held = set(hold)
+            plain = _view(train, get_transform(preset)) or build_dataset(args.data, "train", preset=preset,
+                                                                         classes=classes, augment=False)
+            score = make_loader(tud.Subset(plain, hold), args.batch_size)
+            train = tud.Subset(train, [i for i in range(len(train)) if i not in held])
+            held_label = (f"{n_hold} images held out of {dataset_label(args.data, 'train')} "
+                          f"(not calibrated or retrained on)")
+        elif len(val) > 200:
+            # no separate train split to hold images out of: every other evaluation image
+            score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
     report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
                             score_loader=score, log=log, unlabeled_eval=unlabeled_eval,
                             distill_data=distill_data)
@@ -144,11 +159,13 @@ def run(args) -> int:
     report["data"] = str(args.data)
     scored = dataset_label(args.data, "test") + (f" ({len(val)} images)" if args.limit else "")
     if report["chosen_on"] == "the score data":
-        report["chosen_on"] = f"every other image of {scored} (the scored split: the figures are optimistic)"
+        report["chosen_on"] = held_label or (f"every other image of {scored} (the scored split: the "
+                                             f"figures are optimistic)")
     elif report["chosen_on"] == "the evaluation data":
         report["chosen_on"] = f"{scored} (the scored split)"
     report["scored_on"] = scored
-    skipped = {name: len(getattr(ds, "skipped", None) or {}) for name, ds in (("--data", val), ("--data train", train))}
+    train_ds = getattr(train, "dataset", train)   # a Subset when images were held out to choose on
+    skipped = {name: len(getattr(ds, "skipped", None) or {}) for name, ds in (("--data", val), ("--data train", train_ds))}
     skipped["--unlabeled"] = len(set().union(*(getattr(ds, "skipped", None) or {}
                                                for ds in (unlabeled, unlabeled_eval, distill_data))))
     report["skipped"] = {k: v for k, v in skipped.items() if v}
