@@ -142,22 +142,21 @@ def plan_head(model_classes: Sequence[str] | None, data_classes: Sequence[str], 
         return HeadPlan("new", tuple(data), None,
                         f"new head (--head new): conv10 rebuilt for the data's {n} classes; "
                         f"the model's {m} outputs are dropped")
+    def cannot_keep(refusal: str, reason: str) -> HeadPlan:
+        """--head keep refused (one line), else a new head and the reason why."""
+        if mode == "keep":
+            raise ConfigError(f"--head keep: {refusal}")
+        return HeadPlan("new", tuple(data), None, f"new head: {reason}, so conv10 is rebuilt for the data's {n} classes")
+
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        if mode == "keep":
-            raise ConfigError(f"--head keep: the model has no class {missing[0]!r}{more} among its {m} "
-                              f"classes; use --head new, or map the names with --classes")
-        return HeadPlan("new", tuple(data), None,
-                        f"new head: {missing[0]!r}{more} is not a class of the model's {m}, so conv10 is "
-                        f"rebuilt for the data's {n} classes")
+        return cannot_keep(f"the model has no class {missing[0]!r}{more} among its {m} classes; use --head new, "
+                           f"or map the names with --classes",
+                           f"{missing[0]!r}{more} is not a class of the model's {m}")
     dup = sorted({model[r] for r in rows if rows.count(r) > 1})
     if dup:
-        if mode == "keep":
-            raise ConfigError(f"--head keep: two of the data's classes match the model's class {dup[0]!r}; "
-                              f"use --head new")
-        return HeadPlan("new", tuple(data), None,
-                        f"new head: two of the data's classes match the model's class {dup[0]!r}, so conv10 "
-                        f"is rebuilt for the data's {n} classes")
+        return cannot_keep(f"two of the data's classes match the model's class {dup[0]!r}; use --head new",
+                           f"two of the data's classes match the model's class {dup[0]!r}")
     if rows == list(range(m)):
         return HeadPlan("same", tuple(data), None,
                         f"head unchanged: the data's {n} classes are the model's, in its order")
