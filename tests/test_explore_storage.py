@@ -64,6 +64,31 @@ def test_two_workers_share_a_sqlite_study(tmp_path):
     _two_workers(f"sqlite:///{tmp_path}/s.db", tmp_path, "sq")
 
 
+def test_first_heartbeat_is_written_before_the_point(tmp_path, monkeypatch):
+    # Optuna writes a trial's first heartbeat from a thread racing the objective; a worker killed
+    # after its point was stored but before that write would hold the point forever (CI saw it)
+    import sqlite3
+
+    import optuna
+    from squeezenet.explore import Budget
+    from squeezenet.explore import study as S
+    db = tmp_path / "h.db"
+    st = S.open_storage(f"sqlite:///{db}", heartbeat=1)
+    trial = optuna.create_study(storage=st, study_name="h").ask()
+    seen = []
+
+    def spy(trial, space):
+        with sqlite3.connect(db) as con:
+            seen.append(con.execute("select count(*) from trial_heartbeats").fetchone()[0])
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(S, "suggest_point", spy)
+    run = S.make_objective(None, Budget("digits"), "accuracy", None, "random", storage=st)
+    with pytest.raises(KeyboardInterrupt):
+        run(trial)
+    assert seen == [1]
+
+
 @pytest.mark.slow  # ~25 s CPU: three worker processes
 def test_killed_worker_loses_only_its_running_trial(tmp_path):
     import optuna

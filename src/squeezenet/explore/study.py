@@ -136,14 +136,21 @@ def load_existing_study(storage, name: str):
 
 
 def make_objective(space: Space, budget: Budget, objective: str, size_budget: int | None,
-                   strategy: str, log=None):
+                   strategy: str, log=None, storage=None):
     """The Optuna objective: suggest a point, skip duplicates, prune invalid/over-budget
-    networks before training, train, and record top1/params/size/MACs/seconds."""
+    networks before training, train, and record top1/params/size/MACs/seconds.
+
+    With a heartbeat ``storage``, the trial's first heartbeat is written before its point:
+    Optuna writes it from a thread that races the objective, and a worker killed before that
+    write would leave a RUNNING trial holding its point that no heartbeat check ever fails."""
     import optuna
     from optuna.trial import TrialState
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(trial):
+        if storage is not None and storage.get_heartbeat_interval():
+            study_id = storage.get_study_id_from_name(trial.study.study_name)
+            storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
         params = suggest_point(trial, space)
         trial.set_user_attr("strategy", strategy)
         trial.set_user_attr("worker", worker)
@@ -208,7 +215,7 @@ def search(study_name: str, storage: str, strategy: str = "random", trials: int 
     if done < trials:
         with warnings.catch_warnings():  # the heartbeat is marked experimental; we rely on it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(make_objective(space, budget, objective, size_budget, strategy, log),
+            study.optimize(make_objective(space, budget, objective, size_budget, strategy, log, st),
                            n_trials=None, catch=(), gc_after_trial=False,
                            callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), guard])
     _fail_stale(study)
