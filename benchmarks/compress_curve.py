@@ -22,14 +22,12 @@ points already there, so the (slow) mixed line can be filled in over several run
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,8 +58,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import squeezenet
     from squeezenet.compress import prune as P
-    from squeezenet.compress import quantize as Q
-    from squeezenet.compress.sizing import fit_target, save_quantized
+    from squeezenet.compress.sizing import plain_at_size
     from squeezenet.data import build_dataset, make_loader
     from squeezenet.evaluate import evaluate
 
@@ -88,7 +85,6 @@ def main() -> int:
     methods = args.methods.split(",")
 
     if "plain" in methods:
-        keys = list(P.prunable(model))
         base = P.prune_fractions(model, "paper")
         for target in [int(t) for t in args.plain_targets.split(",")]:
             if ("plain", target) in done:
@@ -96,17 +92,10 @@ def main() -> int:
             c0, w0 = time.process_time(), time.time()
             tried = []
             for b in [int(x) for x in args.plain_bits.split(",")]:
-                bits = {k: b for k in keys}
                 try:
-                    fr, _, _ = fit_target(model, base, bits, 4, target, log=lambda *a: None)
+                    loaded, size, _ = plain_at_size(model, base, b, target)
                 except squeezenet.SqueezeNetError:
                     continue
-                m = copy.deepcopy(model)
-                P.apply_masks(m, P.magnitude_masks(m, fr))
-                layers = Q.quantize_model(m, bits)
-                with tempfile.TemporaryDirectory() as d:
-                    size = save_quantized(m, layers, Path(d) / "m.sqz")["bytes"]
-                    loaded = squeezenet.load(Path(d) / "m.sqz").eval()
                 tried.append({"bits": b, "bytes": size, "dev_top1": evaluate(loaded, dev)["top1"], "model": loaded})
             if not tried:
                 continue

@@ -11,12 +11,9 @@ before spending retraining time on it.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 
 def main() -> int:
@@ -35,8 +32,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import squeezenet
     from squeezenet.compress import prune as P
-    from squeezenet.compress import quantize as Q
-    from squeezenet.compress.sizing import fit_target, save_quantized
+    from squeezenet.compress.sizing import plain_at_size
     from squeezenet.data import build_dataset, make_loader
     from squeezenet.evaluate import evaluate
     model = squeezenet.load(args.weights).eval()
@@ -44,24 +40,16 @@ def main() -> int:
                                     classes=args.classes or model.classes), args.batch_size)
     t0 = time.time()
     dense = evaluate(model, val)["top1"]
-    keys = list(P.prunable(model))
     base = P.prune_fractions(model, args.prune)
     rows = []
     for target in [int(t) for t in args.targets.split(",")]:
         for b in [int(x) for x in args.bits.split(",")]:
-            bits = {k: b for k in keys}
             try:
-                fr, scale, _ = fit_target(model, base, bits, 4, target, log=lambda *a: None)
+                loaded, size, kept = plain_at_size(model, base, b, target)
             except squeezenet.SqueezeNetError as e:
                 rows.append({"target": target, "bits": b, "error": str(e)})
                 continue
-            m = copy.deepcopy(model)
-            P.apply_masks(m, P.magnitude_masks(m, fr))
-            layers = Q.quantize_model(m, bits)
-            with tempfile.TemporaryDirectory() as d:
-                size = save_quantized(m, layers, Path(d) / "m.sqz")["bytes"]
-                top1 = evaluate(squeezenet.load(Path(d) / "m.sqz"), val)["top1"]
-            kept = sum(int((m.get_parameter(k) != 0).sum()) for k in keys) / sum(m.get_parameter(k).numel() for k in keys)
+            top1 = evaluate(loaded, val)["top1"]
             rows.append({"target": target, "bits": b, "bytes": size, "kept": round(kept, 4), "top1": top1})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     ok = [r for r in rows if "top1" in r and r["top1"] >= dense - args.points / 100 - 1e-9]

@@ -84,7 +84,7 @@ def _cold(paths: dict, repeats: int, threads: int, pycache: str | None) -> dict:
 
 def _streams(path) -> list:
     """Every Huffman stream of a .sqz, as huffman.decode_many takes them."""
-    from squeezenet.compress import huffman, sqz
+    from squeezenet.io import huffman, sqz
     r = sqz._Reader(path)
     out = []
     for rec in r.header["layers"]:
@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import squeezenet
-    from squeezenet.compress import huffman
+    from squeezenet.io import huffman
     from squeezenet.interop.deep_compression import net_to_sqz, read_net
     with tempfile.TemporaryDirectory() as d:
         sqz_path, st_path = Path(d) / "dc.sqz", Path(d) / "dc.safetensors"

@@ -303,7 +303,7 @@ class SqzReader(Reader):
         self.base = (tmp / "base.sqz").read_bytes()
 
     def rewrite(self, header: str) -> bytes:
-        from squeezenet.compress.sqz import PREAMBLE
+        from squeezenet.io.sqz import PREAMBLE
         magic, version, flags, hlen, hraw, crc = PREAMBLE.unpack_from(self.base)
         payload = self.base[PREAMBLE.size + hlen:]
         raw = header.encode("utf-8", "surrogatepass")
@@ -311,7 +311,7 @@ class SqzReader(Reader):
         return PREAMBLE.pack(magic, version, flags, len(comp), len(raw), crc) + comp + payload
 
     def header(self) -> dict:
-        from squeezenet.compress.sqz import PREAMBLE
+        from squeezenet.io.sqz import PREAMBLE
         hlen = PREAMBLE.unpack_from(self.base)[3]
         return json.loads(zlib.decompress(self.base[PREAMBLE.size:PREAMBLE.size + hlen]))
 

@@ -547,3 +547,20 @@ def test_target_size_chooses_on_train_images_held_out_not_on_the_scored_split(tm
                             "--choose-images", "0", "--json", "-o", tmp_path / "n.sqz")
     assert code == 0, err
     assert "held out" not in json.loads(stdout)["chosen_on"]
+
+
+def test_plain_at_size_fits_the_budget_and_reads_back_the_file():
+    from squeezenet.compress.sizing import plain_at_size
+    torch.manual_seed(0)
+    model = tiny(10).eval()
+    base = P.prune_fractions(model, "paper")
+    dense = sum(p.numel() for p in model.parameters()) * 4
+    for bits, target in ((6, dense // 6), (4, dense // 10)):
+        loaded, size, kept = plain_at_size(model, base, bits, target)
+        assert size <= target and 0 < kept < 1
+        assert isinstance(loaded, SqueezeNet) and not loaded.training
+        w = loaded.state_dict()["features.0.weight"]          # k-means: at most 2**bits values
+        assert len(torch.unique(w[w != 0])) <= 2 ** bits
+        assert loaded(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(ConfigError, match="does not fit"):
+        plain_at_size(model, base, 8, 200)

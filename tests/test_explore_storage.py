@@ -64,6 +64,7 @@ def test_two_workers_share_a_sqlite_study(tmp_path):
     _two_workers(f"sqlite:///{tmp_path}/s.db", tmp_path, "sq")
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_first_heartbeat_is_written_before_the_point(tmp_path, monkeypatch):
     # Optuna writes a trial's first heartbeat from a thread racing the objective; a worker killed
     # after its point was stored but before that write would hold the point forever (CI saw it)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from squeezenet.compress import huffman as H
+from squeezenet.io import huffman as H
 
 
 def test_hand_computed_code():

@@ -115,3 +115,9 @@ def test_engines_on_real_weights_and_fixture_inputs():
 
 def test_engine_list():
     assert set(ENGINES) == {"eager", "channels_last", "torchscript", "compile", "onnxruntime"}
+    # the CLI's --engine help is plain text (so --help does not import torch): it names each one
+    import re
+
+    from squeezenet.cli._infer import ENGINES_HELP
+    named = set(re.findall(r"\b[a-z_]+\b", ENGINES_HELP))
+    assert set(ENGINES) | {"auto"} <= named, set(ENGINES) - named

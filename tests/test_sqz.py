@@ -10,7 +10,7 @@ import torch
 
 import squeezenet
 from conftest import shared_path
-from squeezenet.compress import huffman, sqz
+from squeezenet.io import huffman, sqz
 from squeezenet.errors import FormatError
 from squeezenet.models import SqueezeNet, SqueezeNetConfig
 

@@ -172,3 +172,20 @@ def test_checkpoint_writes_the_state_last(tmp_path, monkeypatch):
     cfg = TrainConfig(epochs=1, batch_size=32, accum_steps=1, lr=0.01, max_steps=1, progress=False)
     Trainer(m, cfg, build_dataset("digits", "train"), out_dir=tmp_path).fit()
     assert order == ["best", "last", "state"]
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"train/a": 3, "train/b": 0, "test/a": 2, "test/b": 2}, "d/train: class folder 'b' holds no images"),
+    ({"train/a": 3, "test/a": 2}, "d/train: 1 class with images ('a'); training a classifier needs at least 2"),
+])
+def test_training_from_scratch_refuses_an_empty_class_folder_or_one_class(cli, tmp_path, layout, message):
+    # the fine-tune path refused these already; a run from scratch trained on them (100 % "accuracy")
+    from PIL import Image
+    for folder, n in layout.items():
+        (tmp_path / "d" / folder).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (36, 36), (40 * i, 90, 200)).save(tmp_path / "d" / folder / f"{i}.png")
+    code, out, err = cli("train", "--data", tmp_path / "d", "--out", tmp_path / "run", "--recipe", "small",
+                         "--epochs", "1", "--no-progress")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

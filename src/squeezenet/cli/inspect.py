@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from pathlib import Path
-    from ..compress.sqz import inspect_sqz
+    from ..io.sqz import inspect_sqz
     from ..errors import FormatError
     if Path(args.file).suffix.lower() != ".sqz":
         raise FormatError(args.file, "inspect reads .sqz files (use 'squeezenet summary' for others)")

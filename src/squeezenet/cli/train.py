@@ -231,13 +231,14 @@ def _setup(args, config, saved, data, preset, classes, val_spec, no_val):
     """Model and datasets of a run from scratch (or a resumed one)."""
     from pathlib import Path
 
-    from ..data import build_dataset, preset_for
+    from ..data import build_dataset, check_training_split, preset_for
     from ..errors import SqueezeNetError
     model = _build_model(args, saved, data, preset)
     preset = preset or preset_for(model, data)
     wanted = model.classes if saved is not None else (classes or model.classes)   # a resumed run: its own
     train_ds = build_dataset(data, "train", preset=preset, classes=wanted, strict=args.strict,
                              train_size=config.train_size)
+    check_training_split(train_ds, data)
     val_ds = None
     if not no_val:
         val_ds = _val_dataset(val_spec or data, preset, train_ds.classes, args.strict, explicit=bool(val_spec))
@@ -267,7 +268,8 @@ def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
     """Fine-tuning a model file: check the input, pick the data's classes, give the model its
     head for them (new, kept rows or unchanged; one line says which). Every check runs before
     any training work, each a one-line error."""
-    from ..data import INPUT_SIZE, build_dataset, check_model_input, class_folder_names, preset_for
+    from ..data import (INPUT_SIZE, build_dataset, check_model_input, check_training_split, class_folder_names,
+                        preset_for)
     from ..data.datasets import read_class_names, read_labels
     from ..errors import ConfigError, FormatError
     from ..train.finetune import mapping_from_labels, plan_head, resolve_freeze, sample_features, transfer_head
@@ -302,14 +304,7 @@ def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
                      num_outputs=model.num_classes)
     train_ds = build_dataset(data, "train", preset=preset, classes=data_classes, strict=args.strict,
                              train_size=config.train_size)
-    counts = [0] * len(data_classes)
-    for t in train_ds.targets:
-        counts[t] += 1
-    empty = [c for c, n in zip(data_classes, counts) if n == 0]
-    if empty:
-        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
-        raise FormatError(getattr(train_ds, "root", data), f"class folder {empty[0]!r}{more} holds no images; "
-                                                          f"add photos or remove the folder")
+    check_training_split(train_ds, data)
     val_ds = None
     if not no_val:
         val_ds = _val_dataset(val_spec or data, preset, data_classes, args.strict, explicit=bool(val_spec))

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import quantize as Q
-from .huffman import code_lengths
-from .sqz import sparse_entries
+from ..io.huffman import code_lengths
+from ..io.sqz import sparse_entries
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -72,7 +72,7 @@ def layer_bytes(codes: np.ndarray, n_centroids: int, gap_bits: int = 4) -> int:
     the Huffman-coded position gaps (one or two gaps per symbol, the cheaper).
 
     ``codes``: flat QuantLayer codes (0 = zero weight, ``j`` = centroid ``j - 1``). Mirrors
-    :func:`squeezenet.compress.sqz.write_sqz`; the tests check it against real files. The
+    :func:`squeezenet.io.sqz.write_sqz`; the tests check it against real files. The
     bias and the JSON header are not included (they do not depend on the quantization).
     """
     codes = np.asarray(codes).ravel().astype(np.int64)

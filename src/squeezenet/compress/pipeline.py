@@ -788,7 +788,7 @@ def encode(s: CompressState) -> None:
     with the file that fits, so a failure leaves whatever was there before untouched."""
     import tempfile
 
-    from .sqz import load_sqz
+    from ..io.sqz import load_sqz
     cfg = s.cfg
     if cfg.target_size:
         with tempfile.TemporaryDirectory(prefix="squeezenet-refit-") as d:

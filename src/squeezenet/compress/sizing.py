@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from . import prune as P
 from . import quantize as Q
 from .report import bits_label
-from .sqz import SparseLayer, sparse_entries, write_sqz
+from ..io.sqz import SparseLayer, sparse_entries, write_sqz
 
 #: Fraction under --target-size that the size search aims for when retraining follows:
 #: retraining moves the weights and so the code histogram (measured on CIFAR-10: the file
@@ -149,6 +149,25 @@ def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, ta
                           f"does not fit; use fewer --bits or a larger target")
     log(f"  target {target:,} B at {label} bits: scale {lo:.3f} -> estimated {best:,} B")
     return fr(lo), lo, best
+
+
+def plain_at_size(model: nn.Module, base: dict[str, float], bits: int, target: int, gap_bits: int = 4):
+    """Deep Compression without retraining at a byte budget: ``base``'s kept fractions scaled
+    by :func:`fit_target` to fit ``target``, magnitude pruning, k-means at ``bits`` for every
+    prunable layer, Huffman-coded into a ``.sqz`` and read back (the file, not the in-memory
+    copy, is what a user gets). Returns ``(loaded model, bytes, kept fraction)``; a
+    :class:`~squeezenet.errors.ConfigError` when nothing at ``bits`` fits.
+    """
+    from ..io.sqz import load_sqz
+    per_layer = {k: bits for k in base}
+    fractions, _, _ = fit_target(model, base, per_layer, gap_bits, target, log=lambda *a: None)
+    m = copy.deepcopy(model)
+    P.apply_masks(m, P.magnitude_masks(m, fractions))
+    layers = Q.quantize_model(m, per_layer)
+    with tempfile.TemporaryDirectory() as d:
+        size = save_quantized(m, layers, Path(d) / "m.sqz", gap_bits)["bytes"]
+        loaded = load_sqz(Path(d) / "m.sqz")
+    return loaded, size, kept_fraction(m, list(base))
 
 
 def prune_more(layers: dict[str, Q.QuantLayer], ratio: float) -> dict[str, Q.QuantLayer]:

@@ -264,6 +264,7 @@ class ImageFolderDataset(Dataset):
         if not samples:
             raise FormatError(root, "no images found in the class folders")
         self._init(root, samples, wanted, transform, strict, odd)
+        self.folders = sorted(mapping)   # the class folders present (a class list may name more)
 
     def _init(self, root: Path, samples: list[tuple[str, int]], classes, transform, strict,
               odd: dict[str, str]) -> None:
@@ -659,6 +660,32 @@ def base_dataset(ds) -> Dataset:
     while not hasattr(ds, "record_skipped") and hasattr(ds, "dataset"):
         ds = ds.dataset
     return ds
+
+
+def check_training_split(ds, where: str | os.PathLike) -> None:
+    """Refuse a training split that cannot train a classifier, in one line naming the folder:
+    a class folder without images, or fewer than two classes with images. Classes a
+    ``--classes`` list names but the data has no folder for are allowed (training on part of
+    a larger class list).
+    """
+    base = base_dataset(ds)
+    targets, classes = getattr(base, "targets", None), list(getattr(base, "classes", None) or [])
+    if targets is None or not classes:
+        return
+    counts = [0] * len(classes)
+    for t in targets:
+        counts[t] += 1
+    folders = set(getattr(base, "folders", classes))
+    empty = [c for c, n in zip(classes, counts) if n == 0 and c in folders]
+    root = getattr(base, "root", where)
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise FormatError(root, f"class folder {empty[0]!r}{more} holds no images; add photos or remove the folder")
+    filled = [c for c, n in zip(classes, counts) if n]
+    if len(filled) < 2:
+        shown = f" ({filled[0]!r})" if filled else ""
+        raise FormatError(root, f"{len(filled)} class{'' if len(filled) == 1 else 'es'} with images{shown}; "
+                                f"training a classifier needs at least 2 (one folder of photos per class)")
 
 
 class Loader(DataLoader):

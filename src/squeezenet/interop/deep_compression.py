@@ -201,13 +201,13 @@ def net_to_sqz(path: str | os.PathLike, out: str | os.PathLike,
                classes: list[str] | str | os.PathLike | None = None,
                class_names: list[str] | None = None) -> dict:
     """Convert a ``.net`` to a ``.sqz`` losslessly (same codebooks, codes and positions,
-    Huffman-coded). Returns the :func:`squeezenet.compress.sqz.write_sqz` summary.
+    Huffman-coded). Returns the :func:`squeezenet.io.sqz.write_sqz` summary.
 
     With the released file::
 
         net_to_sqz("compressed_SqueezeNet.net", "dc.sqz")["bytes"] <= 560000   # True
     """
-    from ..compress.sqz import SparseLayer, write_sqz
+    from ..io.sqz import SparseLayer, write_sqz
     from ..models import create_model
     path = Path(path)
     if prototxt is None:

@@ -434,9 +434,11 @@ class Trainer:
             save_model_checkpoint(self.model, self.out_dir, "last", info)
         save_train_state(self.out_dir / STATE_FILE, self.model, self.optimizer, rngs, state)
 
-    #: Config fields that change the sequence of steps; a resume must not change them.
+    #: Config fields that change the sequence of steps or what a step computes (crop size, loss,
+    #: dropout, clipping); a resume must not change them.
     SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "optimizer", "schedule", "power", "warmup_steps",
-                       "max_steps", "seed", "momentum", "weight_decay", "nesterov", "freeze", "head_lr_mult")
+                       "max_steps", "seed", "momentum", "weight_decay", "nesterov", "freeze", "head_lr_mult",
+                       "train_size", "label_smoothing", "dropout", "grad_clip")
 
     def resume(self, path: str | Path | None = None) -> "Trainer":
         """Continue exactly where the training-state file left off (default: out_dir's)."""

@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, FormatError, first_line, read_input
-from ..io import parse_json
 from ..models.classes import check_classes
-from . import huffman
+from . import huffman, parse_json
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
 VERSION = 1
@@ -158,7 +157,7 @@ def write_sqz(path: str | os.PathLike, config, layers: list[SparseLayer],
     ``dense``: any other tensors (stored as float32). Each layer is stored in whichever of
     sparse (gaps + codes) or dense order (one code per weight) is smaller.
     """
-    from ..io import atomic_write
+    from . import atomic_write
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     payload = _Payload()
     parts = {"header": 0, "codebook": 0, "codes": 0, "positions": 0, "bias": 0, "dense": 0}

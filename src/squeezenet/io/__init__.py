@@ -25,8 +25,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import ConfigError, FormatError, OutputError, SqueezeNetError, first_line, open_input, read_input
-from .models.weights import check_shapes, load_state_dict_checked
+from ..errors import ConfigError, FormatError, OutputError, SqueezeNetError, first_line, open_input, read_input
+from ..models.weights import check_shapes, load_state_dict_checked
 
 FORMAT = "squeezenet"
 FORMAT_VERSION = "1"
@@ -34,7 +34,7 @@ FORMAT_VERSION = "1"
 #: suffix -> "module:function" taking a path and returning a model (imported lazily).
 LOADERS: dict[str, str] = {
     ".safetensors": "squeezenet.io:load_safetensors",
-    ".sqz": "squeezenet.compress.sqz:load_sqz",
+    ".sqz": "squeezenet.io.sqz:load_sqz",
 }
 
 
@@ -335,7 +335,7 @@ def check_file_name(name: str, what: str = "name") -> str:
     """``name`` if it is a plain file name (no folder part, not ``.``/``..``, not absolute,
     not hidden), else a one-line :class:`~squeezenet.errors.ConfigError`: nothing named from
     the command line may land outside the folder it is meant for."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
     bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
            or "\0" in name or os.path.isabs(name) or (os.altsep and os.altsep in name))
     if bad:
@@ -590,8 +590,8 @@ def header_fields(meta: dict[str, Any], path: str | os.PathLike, encoded: bool =
     bound included), ``classes`` (checked by the one class-list check), ``preprocess`` and
     ``extra``. Every problem is a one-line :class:`FormatError` naming ``path``; nothing is
     built."""
-    from .models import SqueezeNetConfig
-    from .models.classes import check_classes
+    from ..models import SqueezeNetConfig
+    from ..models.classes import check_classes
     if meta.get("format") != FORMAT:
         raise FormatError(path, "not a squeezenet model file (no 'format: squeezenet' in its header)")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -633,7 +633,7 @@ def header_fields(meta: dict[str, Any], path: str | os.PathLike, encoded: bool =
 
 def model_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> nn.Module:
     """Build an (untrained) model from header metadata written by :func:`model_metadata`."""
-    from .models import SqueezeNet
+    from ..models import SqueezeNet
     h = header_fields(meta, path)
     model = SqueezeNet(h["config"])
     model.classes, model.preprocess, model.metadata = h["classes"], h["preprocess"], h["extra"]
@@ -672,8 +672,8 @@ def load_safetensors(path: str | os.PathLike) -> nn.Module:
     every tensor's name and shape against the config, all before a model is allocated; so
     memory follows what the file holds, never what its header claims."""
     from safetensors import safe_open
-    from .models import SqueezeNet
-    from .models.squeezenet import state_shapes
+    from ..models import SqueezeNet
+    from ..models.squeezenet import state_shapes
     path = Path(path)
     open_input(path, "safetensors file").close()   # a regular file (safetensors would block on a FIFO)
     try:
