@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ SHARED = Path(os.environ.get("SQUEEZENET_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# A shell without job control starts a background job (`make test &`) with SIGINT ignored
+# (POSIX), and subprocesses inherit an ignored signal: the tests that press Ctrl-C would then
+# press nothing. Run as from a terminal: Python's own handler (a child resets it to default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_path(rel: str) -> Path:

@@ -194,3 +194,32 @@ def test_imagenet20_short_finetune_beats_the_restricted_logits_baseline(cli, tmp
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["val_count"] == 978
     assert rows[-1]["val_top1"] > restricted, (rows[-1]["val_top1"], restricted)
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["full", "frozen"])
+def test_val_split_chooses_on_held_out_train_images_and_the_test_split_only_scores(cli, tmp_path, frozen):
+    # best.safetensors used to be chosen on the test split it is scored on; --val-split holds
+    # a share of each class out of train to choose on, and the test split scores once, at the end
+    data = photos(tmp_path / "d", ["cat", "dog", "owl"], per_class=8)
+    extra = ["--freeze", "features", "--epochs", "2"] if frozen else []
+    code, out, err = cli("train", "--model", model_file(tmp_path), "--data", data, "--out", tmp_path / "run",
+                         "--val-split", "0.25", *FAST, *extra)
+    assert code == 0, err
+    assert "18 train / 6 val images" in out                # 24 train photos: 6 held out (2 a class)
+    scored = [line for line in out.splitlines() if line.startswith("scored on")]
+    assert len(scored) == 1 and f"{data}/test (24 images, chose nothing): last top-1" in scored[0], out
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(0 <= r["val_top1"] <= 1 for r in rows)   # validated on the held-out 6
+    code, out, err = cli("train", "--model", model_file(tmp_path), "--data", data, "--out", tmp_path / "run2",
+                         "--val-split", "0.25", "--val", data, *FAST)
+    assert code == 2 and "--val-split validates on images held out of the train split: not with --val" in err
+    assert not (tmp_path / "run2").exists()
+
+
+def test_val_split_holds_out_the_same_share_of_every_class_and_nothing_twice():
+    from squeezenet.data import hold_out
+    targets = [c for c in range(4) for _ in range(30)]          # a split sorted by class, as folders list
+    keep, held = hold_out(len(targets), 0.1)
+    assert sorted(keep + held) == list(range(120)) and not set(keep) & set(held)
+    assert [sum(targets[i] == c for i in held) for c in range(4)] == [3, 3, 3, 3]
+    assert hold_out(10, 0.0) == (list(range(10)), [])

@@ -188,7 +188,7 @@ def test_resume_in_process_is_exact(tmp_path):
     assert [h["lr"] for h in b.history] == [h["lr"] for h in ref.history]
     for (k, v), w in zip(ref.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.allclose(v, w, atol=1e-6), k
-    for change in ({"epochs": 4}, {"train_size": 16}, {"label_smoothing": 0.1}, {"dropout": 0.2}):
+    for change in ({"epochs": 4}, {"train_size": 16}, {"label_smoothing": 0.1}, {"dropout": 0.2}, {"val_split": 0.1}):
         with pytest.raises(SqueezeNetError, match=f"different schedule.*{next(iter(change))}"):
             Trainer(tiny_model(), cfg(**{"epochs": 3, "checkpoint_every": 1, **change}), data, out_dir=tmp_path / "a").resume()
     with pytest.raises(SqueezeNetError, match="nothing to resume"):

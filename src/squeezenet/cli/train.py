@@ -14,6 +14,7 @@ EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small 
   torchrun --nproc_per_node=2 -m squeezenet train --data digits --out runs/ddp
   squeezenet train --model v11.safetensors --data photos/ --out runs/mine   # fine-tune on your classes
   squeezenet train --model v11.safetensors --data photos/ --out runs/probe --freeze features
+  squeezenet train --model v11.safetensors --data photos/ --out runs/v --val-split 0.1  # best chosen off the test split
 
 Fine-tuning (--model is a model file): the recipe is finetune unless --recipe says otherwise.
 When the data's classes are not the model's, conv10 is rebuilt for them (its rows start from the
@@ -54,6 +55,9 @@ CONFIG_FLAGS = [
     ("--freeze", "freeze", str, "comma-separated layers kept fixed: features, conv1, fire2..fire9, conv10 or "
                                 "module paths (features: only conv10 trains, on features computed once)"),
     ("--head-lr-mult", "head_lr_mult", float, "conv10's lr = lr x this (default 1; finetune recipe 10)"),
+    ("--val-split", "val_split", float, "hold this fraction of the train split out (the same share of each class) "
+                                        "to validate on and choose best.safetensors by; the test split then only "
+                                        "scores, at the end (default 0: validate on --val or the test split)"),
     ("--train-size", "train_size", int, "side of the training crops (default: the preset's input size; "
                                         "finetune recipe 160); scoring stays at the preset's"),
 ]
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..data import build_dataset, check_preset, preset_for
+    from ..data import check_preset, dataset_label
     from ..errors import SqueezeNetError
     from ..io import check_output
     from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
@@ -157,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
         raise SqueezeNetError("--data is required")
     if preset:
         check_preset(preset)
+    if config.val_split and (val_spec or no_val):
+        raise SqueezeNetError("--val-split validates on images held out of the train split: not with "
+                              f"{'--val' if val_spec else '--no-val'}")
     if args.head and not (saved is None and _is_file(args.model)):
         raise SqueezeNetError("--head applies when fine-tuning a model file (--model FILE)")
     Trainer.pick_device(config.device)     # cuda:99 on this machine: refused before any work
@@ -203,10 +210,16 @@ def run(args: argparse.Namespace) -> int:
     if history:
         best = max(history, key=lambda h: h.get("val_top1", -h["train_loss"]))
         if "val_top1" in best:
+            on_test = not (config.val_split or val_spec)
             print(f"best val top-1 {best['val_top1']:.4f} (top-5 {best['val_top5']:.4f}) at epoch {best['epoch']}; "
-                  f"last {history[-1]['val_top1']:.4f}")
+                  f"last {history[-1]['val_top1']:.4f}"
+                  + (f" (val: {dataset_label(data, 'test')}, the split scores are read from: best's figure chose "
+                     f"its epoch; report last's, or choose on --val-split)" if on_test else
+                     f" (val: {len(val_ds)} images held out of the train split)" if config.val_split else ""))
         else:
             print(f"final train loss {history[-1]['train_loss']:.4f}")
+    if config.val_split:
+        _score_on_test(out, data, preset, list(train_ds.classes), args.strict, history)
     if skipped:
         print(f"skipped {skipped} unreadable image(s) (listed above)")
     written = [str(out / n) for n in ("best.safetensors", "last.safetensors", "metrics.jsonl") if (out / n).is_file()]
@@ -240,7 +253,9 @@ def _setup(args, config, saved, data, preset, classes, val_spec, no_val):
                              train_size=config.train_size)
     check_training_split(train_ds, data)
     val_ds = None
-    if not no_val:
+    if config.val_split:
+        train_ds, val_ds = _split_val(train_ds, data, preset, args.strict, config.val_split)
+    elif not no_val:
         val_ds = _val_dataset(val_spec or data, preset, train_ds.classes, args.strict, explicit=bool(val_spec))
     if saved is None:
         if model.num_classes != len(train_ds.classes):
@@ -306,11 +321,14 @@ def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
                              train_size=config.train_size)
     check_training_split(train_ds, data)
     val_ds = None
-    if not no_val:
+    if config.val_split:
+        train_ds, val_ds = _split_val(train_ds, data, preset, args.strict, config.val_split)
+    elif not no_val:
         val_ds = _val_dataset(val_spec or data, preset, data_classes, args.strict, explicit=bool(val_spec))
     features = None
     if plan.kind == "new":   # imprint the new rows: class means of 50 centre-cropped photos a class
-        plain = build_dataset(data, "train", preset=preset, classes=data_classes, strict=args.strict, augment=False)
+        plain = _same_images(train_ds, build_dataset(data, "train", preset=preset, classes=data_classes,
+                                                     strict=args.strict, augment=False))
         features = sample_features(model, plain, per_class=50, batch_size=config.eval_batch_size,
                                    seed=config.seed, progress=config.progress)
     plan = transfer_head(model, data_classes, args.head or "auto", mapping, features=features)
@@ -331,8 +349,8 @@ def _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classe
     from ..train.checkpoint import METRICS_FILE, save_model_checkpoint
     from ..train.finetune import fit_head
     t0 = time.perf_counter()
-    plain = build_dataset(data, "train", preset=preset, classes=list(train_ds.classes), strict=args.strict,
-                          augment=False)
+    plain = _same_images(train_ds, build_dataset(data, "train", preset=preset, classes=list(train_ds.classes),
+                                                 strict=args.strict, augment=False))
     print(f"training conv10 alone ({sum(p.numel() for p in model.classifier.parameters()):,} params) on the "
           f"frozen backbone's features of {len(plain)} train / {len(val_ds) if val_ds is not None else 0} val "
           f"images, computed once; {config.epochs} epochs, lr {config.lr * config.head_lr_mult:g} "
@@ -350,8 +368,50 @@ def _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classe
     if "val_top1" in last:
         print(f"val top-1 {last['val_top1']:.4f} (top-5 {last['val_top5']:.4f}) after {last['epoch']} epochs; "
               f"{seconds:.1f} s in all ({last['features_s']:.1f} s of them computing features)")
+    if config.val_split:
+        _score_on_test(out, data, preset, list(train_ds.classes), args.strict, history)
     print(f"wrote {out / 'best.safetensors'}, {out / 'last.safetensors'}, {out / METRICS_FILE}")
     return 0
+
+
+def _split_val(train_ds, data, preset, strict, fraction):
+    """--val-split: (the training images kept, the images held out to validate on, centre-cropped)."""
+    from ..data import build_dataset, check_training_split, hold_out, subset
+    from ..errors import ConfigError
+    keep, held = hold_out(len(train_ds), fraction)
+    if not held:
+        raise ConfigError(f"--val-split {fraction}: holds out none of the {len(train_ds)} training images; "
+                          f"use a larger fraction")
+    plain = build_dataset(data, "train", preset=preset, classes=list(train_ds.classes), strict=strict, augment=False)
+    fit = subset(train_ds, keep)
+    check_training_split(fit, data)     # every class keeps training images
+    return fit, subset(plain, held)
+
+
+def _same_images(train_ds, plain):
+    """``plain`` (the train split without augmentation) cut to the images ``train_ds`` trains on."""
+    from ..data import subset
+    indices = getattr(train_ds, "indices", None)
+    return plain if indices is None else subset(plain, indices)
+
+
+def _score_on_test(out, data, preset, classes, strict, history) -> None:
+    """After a --val-split run: score last and best once on the data's test split, which chose
+    nothing (the held-out training images chose best's epoch)."""
+    from ..data import dataset_label, make_loader
+    from ..evaluate import evaluate
+    from ..io import load
+    test = _val_dataset(data, preset, classes, strict, explicit=False)
+    if test is None:
+        print("no test split in the data to score on: the val figures above chose best's epoch")
+        return
+    loader = make_loader(test, 100)
+    last = evaluate(load(out / "last.safetensors"), loader)
+    line = f"scored on {dataset_label(data, 'test')} ({last['count']} images, chose nothing): last top-1 {last['top1']:.4f}"
+    if (out / "best.safetensors").is_file():
+        best = max(history, key=lambda h: h.get("val_top1", -h["train_loss"]))
+        line += f", best (epoch {best['epoch']}) {evaluate(load(out / 'best.safetensors'), loader)['top1']:.4f}"
+    print(line, flush=True)
 
 
 def _check_out(out, args) -> None:

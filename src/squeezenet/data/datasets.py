@@ -541,6 +541,29 @@ def spread_indices(n: int, count: int | None = None) -> list[int]:
     return [int(k * n / count) for k in range(count)]
 
 
+def subset(ds: Dataset, indices: Sequence[int]) -> Dataset:
+    """The items ``indices`` of ``ds``, keeping its ``classes`` (and ``targets``, when it has them)."""
+    from torch.utils.data import Subset
+    sub = Subset(ds, list(indices))
+    sub.classes = getattr(ds, "classes", None)
+    targets = getattr(ds, "targets", None)
+    if targets is not None:
+        sub.targets = [targets[i] for i in sub.indices]
+    return sub
+
+
+def hold_out(n: int, fraction: float) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` into (kept, held out): ``round(fraction * n)`` indices spread evenly
+    (so a split sorted by class loses the same share of every class), deterministic.
+
+    >>> hold_out(10, 0.2)
+    ([1, 2, 3, 4, 6, 7, 8, 9], [0, 5])
+    """
+    held = spread_indices(n, round(fraction * n)) if fraction > 0 else []
+    out = set(held)
+    return [i for i in range(n) if i not in out], held
+
+
 def spread_subset(ds: Dataset, count: int | None) -> Dataset:
     """``count`` items spread evenly over ``ds`` (deterministic; all of it when None or more).
 
@@ -669,7 +692,8 @@ def check_training_split(ds, where: str | os.PathLike) -> None:
     a larger class list).
     """
     base = base_dataset(ds)
-    targets, classes = getattr(base, "targets", None), list(getattr(base, "classes", None) or [])
+    targets = getattr(ds, "targets", getattr(base, "targets", None))     # a subset's own, else the whole's
+    classes = list(getattr(ds, "classes", None) or getattr(base, "classes", None) or [])
     if targets is None or not classes:
         return
     counts = [0] * len(classes)

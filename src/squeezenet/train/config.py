@@ -28,6 +28,7 @@ RANGES = {
     "label_smoothing": Range(0, 1, hi_open=True),
     "head_lr_mult": Range(0, lo_open=True),
     "train_size": Range(16, 1024, integer=True, optional=True, note="(None: the preset's input size)"),
+    "val_split": Range(0, 0.5, note="(0: validate on --val or the data's test split)"),
     "grad_clip": Range(0, lo_open=True, optional=True, note="(None: no clipping)"),
     "seed": Range(0, MAX_SEED, integer=True),
     "max_steps": Range(1, integer=True, optional=True),
@@ -68,6 +69,7 @@ class TrainConfig:
     freeze: str | None = None         # comma-separated layers kept fixed (features, conv1, fire2..fire9, ...)
     head_lr_mult: float = 1.0         # conv10's lr = lr x this (fine-tuning: a new head learns faster)
     train_size: int | None = None     # side of the training crops (None: the preset's; scoring stays at it)
+    val_split: float = 0.0            # hold this fraction of the train split out to validate on (choose best)
     nesterov: bool = False            # Nesterov momentum
     grad_clip: float | None = None    # clip the gradient norm to this value
     channels_last: bool = False       # NHWC memory format (faster convolutions on CPU)

@@ -438,7 +438,7 @@ class Trainer:
     #: dropout, clipping); a resume must not change them.
     SCHEDULE_FIELDS = ("epochs", "batch_size", "accum_steps", "lr", "optimizer", "schedule", "power", "warmup_steps",
                        "max_steps", "seed", "momentum", "weight_decay", "nesterov", "freeze", "head_lr_mult",
-                       "train_size", "label_smoothing", "dropout", "grad_clip")
+                       "train_size", "label_smoothing", "dropout", "grad_clip", "val_split")
 
     def resume(self, path: str | Path | None = None) -> "Trainer":
         """Continue exactly where the training-state file left off (default: out_dir's)."""
