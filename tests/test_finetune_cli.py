@@ -218,8 +218,9 @@ def test_val_split_chooses_on_held_out_train_images_and_the_test_split_only_scor
 
 def test_val_split_holds_out_the_same_share_of_every_class_and_nothing_twice():
     from squeezenet.data import hold_out
-    targets = [c for c in range(4) for _ in range(30)]          # a split sorted by class, as folders list
-    keep, held = hold_out(len(targets), 0.1)
-    assert sorted(keep + held) == list(range(120)) and not set(keep) & set(held)
-    assert [sum(targets[i] == c for i in held) for c in range(4)] == [3, 3, 3, 3]
-    assert hold_out(10, 0.0) == (list(range(10)), [])
+    for targets in ([c for c in range(4) for _ in range(30)],      # sorted by class, as folders list
+                    [i % 4 for i in range(120)]):                   # cyclic, like sklearn's digits
+        keep, held = hold_out(targets, 0.1)
+        assert sorted(keep + held) == list(range(120)) and not set(keep) & set(held)
+        assert [sum(targets[i] == c for i in held) for c in range(4)] == [3, 3, 3, 3]
+    assert hold_out([0, 1] * 5, 0.0) == (list(range(10)), [])

@@ -378,7 +378,7 @@ def _split_val(train_ds, data, preset, strict, fraction):
     """--val-split: (the training images kept, the images held out to validate on, centre-cropped)."""
     from ..data import build_dataset, check_training_split, hold_out, subset
     from ..errors import ConfigError
-    keep, held = hold_out(len(train_ds), fraction)
+    keep, held = hold_out(train_ds.targets, fraction)
     if not held:
         raise ConfigError(f"--val-split {fraction}: holds out none of the {len(train_ds)} training images; "
                           f"use a larger fraction")

@@ -552,16 +552,21 @@ def subset(ds: Dataset, indices: Sequence[int]) -> Dataset:
     return sub
 
 
-def hold_out(n: int, fraction: float) -> tuple[list[int], list[int]]:
-    """Split ``range(n)`` into (kept, held out): ``round(fraction * n)`` indices spread evenly
-    (so a split sorted by class loses the same share of every class), deterministic.
+def hold_out(targets: Sequence[int], fraction: float) -> tuple[list[int], list[int]]:
+    """Split the items of a dataset with labels ``targets`` into (kept, held out): of each
+    class, ``round(fraction * its count)`` items spread evenly over it (the same share of every
+    class, whatever the order of the items), deterministic.
 
-    >>> hold_out(10, 0.2)
-    ([1, 2, 3, 4, 6, 7, 8, 9], [0, 5])
+    >>> hold_out([0, 1, 0, 1, 0, 1, 0, 1], 0.25)
+    ([2, 3, 4, 5, 6, 7], [0, 1])
     """
-    held = spread_indices(n, round(fraction * n)) if fraction > 0 else []
+    by_class: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        by_class.setdefault(int(t), []).append(i)
+    held = sorted(items[j] for items in by_class.values()
+                  for j in spread_indices(len(items), round(fraction * len(items)))) if fraction > 0 else []
     out = set(held)
-    return [i for i in range(n) if i not in out], held
+    return [i for i in range(len(targets)) if i not in out], held
 
 
 def spread_subset(ds: Dataset, count: int | None) -> Dataset:
