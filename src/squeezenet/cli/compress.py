@@ -23,10 +23,12 @@ def register(sub) -> None:
                    help="evaluation data (digits, cifar10, a folder or .tar.gz); its train split, "
                         "when it has one, is used for retraining")
     p.add_argument("--classes", default=None, help="class-list file fixing the class-index order")
-    p.add_argument("--unlabeled", default=None,
+    p.add_argument("--unlabeled", action="append", default=None, metavar="DATA",
                    help="images for retraining by distillation from the uncompressed model and for "
                         "calibration (labels unused): a folder of images, with or without class "
-                        "folders, or a .tar.gz")
+                        "folders, or a .tar.gz; repeat the flag for several sources (their images "
+                        "are taken in turn, source by source and class folder by class folder, so "
+                        "every pick draws on all of them)")
     p.add_argument("--prune", default="paper", help="paper | uniform:F | auto (sensitivity analysis)")
     p.add_argument("--bits", type=int, default=None, help="bits per weight for every layer (default 6)")
     p.add_argument("--gap-bits", type=int, default=4, help="bits of a sparse-position gap (default 4)")
@@ -88,7 +90,7 @@ def run(args) -> int:
     from ..io import check_output, load
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
-    from ..data import (build_dataset, classes_for_scoring, dataset_label, distill_transform, get_transform,
+    from ..data import (build_dataset, build_unlabeled, classes_for_scoring, dataset_label, distill_transform, get_transform,
                         make_loader, preset_for, spread_subset)
     from ..errors import SqueezeNetError
     if Path(args.output).suffix.lower() != ".sqz":
@@ -125,10 +127,10 @@ def run(args) -> int:
                                   f"or --finetune-epochs 0")
     unlabeled = unlabeled_eval = distill_data = None
     if args.unlabeled:
-        unlabeled = build_dataset(args.unlabeled, "train", preset=preset, unlabeled=True)
+        unlabeled = build_unlabeled(args.unlabeled, preset=preset)
         # the same images in the same order: plain (calibration, choosing) and as distillation crops
-        unlabeled_eval = _view(unlabeled, get_transform(preset)) or build_dataset(
-            args.unlabeled, "train", preset=preset, unlabeled=True, augment=False)
+        unlabeled_eval = _view(unlabeled, get_transform(preset)) or build_unlabeled(
+            args.unlabeled, preset=preset, augment=False)
         distill_data = _view(unlabeled, distill_transform(preset)) or unlabeled
     if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
         images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
@@ -164,6 +166,9 @@ def run(args) -> int:
     elif report["chosen_on"] == "the evaluation data":
         report["chosen_on"] = f"{scored} (the scored split)"
     report["scored_on"] = scored
+    if unlabeled is not None:
+        report["unlabeled_sources"] = [{"source": src, "images": n, "class_folders": k}
+                                       for src, n, k in unlabeled.sources]
     train_ds = getattr(train, "dataset", train)   # a Subset when images were held out to choose on
     skipped = {name: len(getattr(ds, "skipped", None) or {}) for name, ds in (("--data", val), ("--data train", train_ds))}
     skipped["--unlabeled"] = len(set().union(*(getattr(ds, "skipped", None) or {}
@@ -175,6 +180,9 @@ def run(args) -> int:
     else:
         print(format_report(report, Path(args.weights).stem))
         print(f"chosen on: {report['chosen_on']}; scored on: {report['scored_on']}")
+        if report.get("unlabeled_sources"):
+            print("--unlabeled: " + "; ".join(f"{u['source']}: {u['images']:,} images in {u['class_folders']} "
+                                             f"class folder(s)" for u in report["unlabeled_sources"]))
         if report.get("size_search"):
             ss = report["size_search"]
             print(f"--max-drop {ss['max_drop_points']}: {ss['target']:,} B ({ss['answer']}), tried "

@@ -9,6 +9,7 @@ the dataset (``dataset.skipped``: path -> reason) with one warning line per file
 """
 from __future__ import annotations
 
+import copy
 import os
 import stat
 import sys
@@ -503,6 +504,85 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
             if strict:
                 raise
     return ds
+
+
+def build_unlabeled(specs, preset: str | None = None, augment: bool | None = None,
+                    transform: Callable | None = None) -> Dataset:
+    """Unlabeled images (labels unused) from one or more sources (each a folder, with or without
+    class folders, or a ``.tar.gz``; their ``train`` split where they have one).
+
+    One source gives :func:`build_dataset`'s dataset as it is. Several give one dataset whose
+    images are interleaved: source by source in turn and, within a source, class folder by class
+    folder in turn, so any evenly spread or leading part of it (the held-out choosing images,
+    calibration batches) draws on every source and every class folder alike, and a source with
+    many images of few classes cannot crowd out the others. No image is repeated or dropped.
+    ``dataset.sources`` lists ``(source, images, class folders)``; ``source_of(i)`` names the
+    source of item ``i``.
+
+    >>> ds = build_unlabeled(["digits"])
+    >>> len(ds), ds.sources
+    (1437, [('digits', 1437, 10)])
+    """
+    specs = [str(s) for s in ([specs] if isinstance(specs, (str, os.PathLike)) else specs)]
+    if not specs:
+        raise SqueezeNetError("no unlabeled image source given")
+    if len(set(specs)) != len(specs):
+        dup = next(s for s in specs if specs.count(s) > 1)
+        raise SqueezeNetError(f"unlabeled source {dup} is given twice")
+    # several sources are combined as one folder dataset (decoded per image, not preloaded)
+    parts = [build_dataset(s, "train", preset=preset, augment=augment, transform=transform, unlabeled=True,
+                           preload=len(specs) == 1) for s in specs]
+    if len(parts) == 1:
+        ds = parts[0]
+        ds.sources = [(specs[0], len(ds), _class_folders(ds))]
+        ds.source_of = lambda i: specs[0]
+        return ds
+    for spec, ds in zip(specs, parts):
+        if type(ds) is not ImageFolderDataset:
+            raise SqueezeNetError(f"unlabeled source {spec}: only folders of images and .tar.gz archives "
+                                  f"can be combined with other sources")
+    # per source: its class folders' images taken in turn; then the sources taken in turn
+    queues = []
+    for ds in parts:
+        by_class: dict[int, list[str]] = {}
+        for path, t in ds.samples:
+            by_class.setdefault(t, []).append(path)
+        queues.append(_round_robin(list(by_class.values())))
+    order = _round_robin(queues, tagged=True)
+    combined = copy.copy(parts[0])
+    combined.samples = [(path, 0) for _, path in order]
+    combined.targets = [0] * len(order)
+    combined.classes = ["unlabeled"]
+    combined.skipped = {}
+    for ds in parts:
+        combined.skipped.update(ds.skipped)
+    combined.root = Path(specs[0])
+    src = [k for k, _ in order]
+    combined.sources = [(spec, len(ds), _class_folders(ds)) for spec, ds in zip(specs, parts)]
+    combined.source_of = lambda i: specs[src[i]]
+    return combined
+
+
+def _class_folders(ds) -> int:
+    """How many class folders a dataset's images came from (0: images straight in one folder)."""
+    if hasattr(ds, "folders"):
+        return len(ds.folders)
+    return 0 if getattr(ds, "classes", None) == ["unlabeled"] else len(getattr(ds, "classes", None) or [])
+
+
+def _round_robin(lists: list[list], tagged: bool = False) -> list:
+    """Items of ``lists`` taken one from each in turn until all are used (``tagged``: as
+    ``(list index, item)``)."""
+    out, i = [], 0
+    while True:
+        took = False
+        for k, lst in enumerate(lists):
+            if i < len(lst):
+                out.append((k, lst[i]) if tagged else lst[i])
+                took = True
+        if not took:
+            return out
+        i += 1
 
 
 def class_folder_names(spec: str | os.PathLike, split: str = "test") -> list[str]:
