@@ -121,6 +121,8 @@ class Weights:
             lines.append(f"  url: {self.url}")
             lines.append(f"  sha256: {h}")
         for which, fig in self.dev.items():
+            if fig.get("top1") is None:
+                continue
             lines.append(f"  dev ({which}): top-1 {fig['top1'] * 100:.1f} %, top-5 {fig['top5'] * 100:.1f} % "
                          f"on {fig['images']} photos ({DEV_SET}), {fig['bytes'] / 1000:.0f} KB")
         if self.published:
