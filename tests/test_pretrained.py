@@ -87,9 +87,32 @@ def test_create_model_pretrained_named_and_new_head():
         squeezenet.create_model("squeezenet1_1", weights="squeezenet1_0.deep_compression")
 
 
-def test_onnx_zoo_full_precision_is_not_downloadable_and_says_so():
-    with pytest.raises(squeezenet.SqueezeNetError, match="cannot be read by the importers"):
-        P.get("squeezenet1_1.onnx_zoo").load(full=True)
+def test_onnx_zoo_full_precision_from_a_mirror_folder(tmp_path, monkeypatch):
+    # the zoo's .onnx as its initializers (made here from the fixture arrays), served from a
+    # mirror folder: load(full=True) gives the released float32 weights
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+    from squeezenet.interop.onnx_zoo import read_npy
+    wdir = shared_path("fixtures/onnx_zoo_squeezenet1.1/weights")
+    inits = [numpy_helper.from_array(read_npy(f), f.stem) for f in sorted(wdir.glob("*.npy"))]
+    graph = helper.make_graph([helper.make_node("Identity", ["squeezenet0_conv0_bias"], ["y"])], "zoo", [],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [64])], inits)
+    w = P.get("squeezenet1_1.onnx_zoo")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    onnx.save(helper.make_model(graph), mirror / w.file_name)
+    monkeypatch.setenv("SQUEEZENET_MIRROR", str(mirror))
+    monkeypatch.setenv("SQUEEZENET_CACHE", str(tmp_path / "cache"))
+    full = w.load(full=True, progress=False)
+    dense = _script().dense_v1_1(shared_path("."))
+    for k, v in dense.state_dict().items():
+        assert torch.equal(full.state_dict()[k], v), k
+    assert full.class_names == dense.class_names and full.preprocess == "torchvision"
+    (mirror / w.file_name).write_bytes(b"not onnx")
+    (tmp_path / "cache" / w.file_name).unlink()
+    with pytest.raises(squeezenet.FormatError, match="not a readable ONNX model"):
+        w.load(full=True, progress=False)
 
 
 def test_torch_hub_load_from_a_clone():
