@@ -157,7 +157,7 @@ def test_predict_top1_matches_the_released_v1_1_on_the_photos():
 
 
 @pytest.mark.slow
-def test_bundled_v1_1_scores_within_0_2_points_of_the_released_weights_on_the_dev_photos():
+def test_bundled_v1_1_loses_at_most_0_2_points_of_the_released_weights_on_the_dev_photos():
     from squeezenet.data import build_dataset, make_loader
     from squeezenet.evaluate import evaluate
     m = squeezenet.create_model("squeezenet1_1", pretrained=True)
@@ -171,5 +171,19 @@ def test_bundled_v1_1_scores_within_0_2_points_of_the_released_weights_on_the_de
         torch.set_num_threads(n)
     full = P.get("squeezenet1_1.onnx_zoo").dev["full"]["top1"]
     assert r["count"] == 500
-    assert abs(r["top1"] - full) <= 0.002 + 1e-9
+    assert r["top1"] >= full - 0.002 - 1e-9   # at most 0.2 points (1 photo) below the released weights
     assert abs(r["top1"] - P.get("squeezenet1_1.onnx_zoo").dev["bundled"]["top1"]) < 1e-9
+
+
+def test_deepscale_caffemodel_from_a_mirror_is_read_by_the_caffe_importer(tmp_path, monkeypatch, capsys):
+    # a Caffe file in the released layout (our own export of a v1.1), named as DeepScale names it
+    from squeezenet.interop.caffe.export import export_caffe
+    from squeezenet.models import create_model
+    src = create_model("squeezenet1_1").eval()
+    export_caffe(src, tmp_path / "mirror", name="squeezenet_v1.1")
+    monkeypatch.setenv("SQUEEZENET_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("SQUEEZENET_CACHE", str(tmp_path / "cache"))
+    m = squeezenet.create_model("squeezenet1_1", weights="squeezenet1_1.deepscale", progress=False)
+    assert torch.equal(m.state_dict()["classifier.1.weight"], src.state_dict()["classifier.1.weight"])
+    assert m.preprocess == "caffe" and m.class_names[281] == "tabby, tabby cat"
+    assert "no sha256 is recorded for squeezenet_v1.1.caffemodel" in capsys.readouterr().err
