@@ -93,7 +93,9 @@ class Weights:
         """
         if self.bundled and not full:
             from ..io import load
-            return load(self.bundled_path())
+            model = load(self.bundled_path())
+            model.metadata = {**(model.metadata or {}), "weights": self.name}
+            return model
         return self._load_full(progress)
 
     def _load_full(self, progress: bool):
