@@ -57,15 +57,26 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def model_or_file(value: str):
-    """Build a model from a registered name, or load it from a model file."""
-    from pathlib import Path
+def load_model_file(value: str):
+    """The one place a command loads a model it is given: a pretrained weights name from the
+    registry (``squeezenet1_1.onnx_zoo``: bundled, cached or downloaded; ``squeezenet list
+    --pretrained``), else a model file through :func:`squeezenet.io.load`."""
+    from ..interop.pretrained import is_weights_name, load_weights
+    if is_weights_name(str(value)):
+        return load_weights(str(value))
     from ..io import load
+    return load(value)
+
+
+def model_or_file(value: str):
+    """Build a model from a registered name, or load it from a model file or a pretrained
+    weights name."""
+    from pathlib import Path
     from ..models.registry import create_model, list_models, unknown_model_message
     if value in list_models():
         return create_model(value), value
     if Path(value).suffix:
-        return load(value), Path(value).name
+        return load_model_file(value), Path(value).name
     raise SqueezeNetError(unknown_model_message(value) + " (or give a model file)")
 
 

@@ -22,8 +22,8 @@ def load_model(path, preprocess: str | None = None, classes=None, threads: int |
     if is_onnx(path):
         from ..runtime.onnx_model import load_onnx
         return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads)
-    from ..io import load
-    model = load(path)
+    from ._common import load_model_file
+    model = load_model_file(path)
     if classes is not None:   # the model's class list from a file (ids, and names if it has them)
         from ..data import read_class_names
         from ..errors import SqueezeNetError

@@ -87,7 +87,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
     import torch
-    from ..io import check_output, load
+    from ..io import check_output
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
     from ..data import (build_dataset, build_unlabeled, classes_for_scoring, dataset_label, distill_transform, get_transform,
@@ -110,7 +110,8 @@ def run(args) -> int:
     check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.weights)
+    from ._common import load_model_file
+    model = load_model_file(args.weights)
     preset = preset_for(model, args.data)
     classes = classes_for_scoring(args.data, "test", args.classes or getattr(model, "classes", None),
                                   model=str(args.weights))

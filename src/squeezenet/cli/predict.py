@@ -4,13 +4,16 @@ from __future__ import annotations
 from ._common import add_parser, number, print_json
 from ._infer import ENGINES_HELP
 
-EXAMPLES = """  squeezenet predict squeezenet1_1.safetensors ../shared/fixtures/photos/chelsea.png
+EXAMPLES = """  squeezenet predict ../shared/fixtures/photos/chelsea.png       # the bundled ImageNet SqueezeNet v1.1
+  squeezenet predict squeezenet1_0.deep_compression cat.jpg       # pretrained weights by name (list --pretrained)
+  squeezenet predict squeezenet1_1.safetensors ../shared/fixtures/photos/chelsea.png
   squeezenet predict squeezenet1_1.safetensors photos/*.jpg \\
       --labels ../shared/fixtures/imagenet/synset_words.txt
   squeezenet predict runs/c10/best.safetensors cat.jpg dog.jpg --top 3 --json
   squeezenet predict m-int8.onnx ../shared/fixtures/photos/chelsea.png     # ONNX Runtime
 
-Class names come from the model file (import --classes synset_words.txt keeps them) or
+Without a model (the first argument is an image), the bundled pretrained SqueezeNet v1.1
+(squeezenet1_1.onnx_zoo) runs: no download, no flags. Class names come from the model file (import --classes synset_words.txt keeps them) or
 --labels. Unreadable images are skipped with a warning each; the exit status is 2 only
 when no image could be read.
 """
@@ -18,8 +21,10 @@ when no image could be read.
 
 def register(sub) -> None:
     p = add_parser(sub, "predict", "top-5 classes of images with probabilities", EXAMPLES)
-    p.add_argument("weights", help="model file (anything squeezenet.load reads) or an exported .onnx")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("weights", metavar="[MODEL]",
+                   help="model file (anything squeezenet.load reads), pretrained weights name or an exported "
+                        ".onnx; left out (the first argument is an image): the bundled " + DEFAULT_WEIGHTS)
+    p.add_argument("images", nargs="*", help="image files")
     p.add_argument("--labels", default=None,
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")
     p.add_argument("--classes", default=None,
@@ -30,6 +35,31 @@ def register(sub) -> None:
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
+
+
+#: the model ``predict`` runs when none is given
+DEFAULT_WEIGHTS = "squeezenet1_1.onnx_zoo"
+
+
+def split_model_and_images(first: str, rest: list[str]) -> tuple[str, list[str]]:
+    """(model, images): the first argument is the model unless it is not one (no known model
+    suffix, not a weights name) while being an image; then the default pretrained weights run.
+
+    >>> split_model_and_images("cat.jpg", ["dog.png"])
+    ('squeezenet1_1.onnx_zoo', ['cat.jpg', 'dog.png'])
+    >>> split_model_and_images("m.sqz", ["dog.png"])
+    ('m.sqz', ['dog.png'])
+    """
+    from pathlib import Path
+
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from ..interop.pretrained import is_weights_name
+    from ..io import LOADERS
+    suffix = Path(first).suffix.lower()
+    if not (is_weights_name(first) or suffix in LOADERS or suffix == ".onnx") and suffix in IMG_EXTENSIONS:
+        return DEFAULT_WEIGHTS, [first, *rest]
+    return first, list(rest)
 
 
 def label_names(model, labels_path) -> list[str] | None:
@@ -83,6 +113,9 @@ def run(args) -> int:
     from ..errors import FormatError, SqueezeNetError
     from ._infer import forward_for, load_model
 
+    args.weights, args.images = split_model_and_images(args.weights, args.images)
+    if not args.images:
+        raise SqueezeNetError(f"no images given after the model {args.weights}")
     if args.top < 1:
         raise SqueezeNetError(f"--top {args.top}: must be >= 1")
     if args.preprocess:

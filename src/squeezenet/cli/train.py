@@ -456,7 +456,6 @@ def _default_model_name(args, data, preset=None) -> str | None:
 def _build_model(args, saved, data, preset, num_classes=None):
     from pathlib import Path
 
-    from ..io import load
     from ..models import SqueezeNet, SqueezeNetConfig, create_model
     if saved is not None:
         m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
@@ -475,7 +474,8 @@ def _build_model(args, saved, data, preset, num_classes=None):
         if kwargs.get("bypass") or kwargs.get("batch_norm"):
             from ..errors import SqueezeNetError
             raise SqueezeNetError("--bypass and --batch-norm apply to named models, not to a model file")
-        return load(name).train()
+        from ._common import load_model_file
+        return load_model_file(name).train()
     if name is None:
         name = _default_model_name(args, data, preset)
     from ._common import model_name
