@@ -8,7 +8,7 @@ EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
   squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/
   squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
   squeezenet export m.safetensors --to openvino -o m.xml       # OpenVINO IR (m.xml + m.bin)
-  squeezenet export m.safetensors --to ncnn -o m.param         # ncnn (m.param + m.bin + m.json)
+  squeezenet export m.safetensors --to ncnn -o m.ncnn.param    # ncnn (m.ncnn.param + .bin + .json)
   squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/ --max-drop 0.5 \
       --accuracy-data labelled/     # keeps the most sensitive layers in float until within 0.5 points
 """

@@ -18,7 +18,7 @@ when no image could be read.
 
 def register(sub) -> None:
     p = add_parser(sub, "predict", "top-5 classes of images with probabilities", EXAMPLES)
-    p.add_argument("weights", help="model file (anything squeezenet.load reads) or an exported .onnx")
+    p.add_argument("weights", help="model file (anything squeezenet.load reads) or an exported .onnx, OpenVINO .xml or ncnn .param")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--labels", default=None,
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")

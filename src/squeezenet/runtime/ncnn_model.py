@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import FormatError, SqueezeNetError, first_line
-from .exported import ExportedModel, model_facts, onnx_props, write_side_json
+from .exported_model import ExportedModel, model_facts, onnx_props, write_side_json
 
 
 def export_ncnn(onnx_bytes: bytes, path: str | os.PathLike) -> list[Path]:

@@ -16,9 +16,15 @@ import numpy as np
 import torch
 
 from ..errors import FormatError, first_line
-from .exported import ExportedModel, decode_props, model_facts, onnx_props
+from .exported_model import ExportedModel, decode_props, model_facts, onnx_props
 
 RT_KEY = "squeezenet"
+
+
+def _ov_error(e: Exception) -> str:
+    """OpenVINO's message without its 'Exception from src/...cpp:N:' location lines."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from src/")]
+    return first_line(" ".join(lines[:2]) or type(e).__name__, 200)
 
 
 def _core():
@@ -106,7 +112,7 @@ def load_openvino(path, preprocess=None, classes=None, threads=None, need_prepro
     try:
         model = _core().read_model(str(path))
     except Exception as e:
-        raise FormatError(path, f"OpenVINO cannot read it ({first_line(e, 200)})") from None
+        raise FormatError(path, f"OpenVINO cannot read it with {path.with_suffix('.bin').name} ({_ov_error(e)})") from None
     props = {}
     if model.has_rt_info([RT_KEY]):
         for k, v in model.get_rt_info([RT_KEY]).astype(dict).items():
@@ -120,7 +126,7 @@ def load_openvino(path, preprocess=None, classes=None, threads=None, need_prepro
     try:
         runner._get(tuple(probe))   # compile now: a broken file fails here, and the precision is known
     except Exception as e:
-        raise FormatError(path, f"OpenVINO cannot compile it ({first_line(e, 200)})") from None
+        raise FormatError(path, f"OpenVINO cannot compile it ({_ov_error(e)})") from None
     int8 = facts.pop("int8") or any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     if facts["num_classes"] is None:
         out = model.outputs[0].get_partial_shape()
