@@ -80,6 +80,8 @@ class NcnnRunner:
         net = ncnn.Net()
         o = net.opt
         o.num_threads = int(threads or torch.get_num_threads())
+        if hasattr(o, "openmp_blocktime"):
+            o.openmp_blocktime = 0   # no spin-waiting between layers: it starves other threads of the CPU
         for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic",
                      "use_bf16_storage", "use_bf16_packed", "use_vulkan_compute"):
             if hasattr(o, flag):
