@@ -16,8 +16,8 @@ def is_onnx(path) -> bool:
 
 def is_exported(path) -> bool:
     """An OpenVINO (.xml) or ncnn (.param) file written by ``squeezenet export --to``."""
-    from pathlib import Path
-    return Path(str(path)).suffix.lower() in (".xml", ".param")
+    from ..runtime.exported import format_of
+    return format_of(path) is not None
 
 
 def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None,
