@@ -2,7 +2,9 @@
 
 QDQ format, per-channel symmetric int8 weights, uint8 activations whose ranges come from
 calibration images (MinMax by default). The fp32 graph is first run through ONNX Runtime's
-``quant_pre_process`` (shape inference + graph optimisation) as its docs recommend.
+``quant_pre_process`` (shape inference + graph optimisation) as its docs recommend. The nodes
+after the last convolution stay float, so the logits are not quantized (no tied top scores).
+:func:`quantize_within` is accuracy-controlled quantization (``export --int8 --max-drop``).
 
 ``reduce_range`` (default on) keeps weights to 7 bits. On x86 CPUs with AVX2 but no VNNI,
 ONNX Runtime's u8 x s8 kernels (``vpmaddubsw``) saturate 16-bit pair sums; with full 8-bit
