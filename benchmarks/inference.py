@@ -85,11 +85,17 @@ def accuracy(args) -> dict:
 
 def speed(args) -> dict:
     import torch
-    from squeezenet.runtime.bench import run_benchmark
+    from squeezenet.data import shared_dir
+    from squeezenet.runtime.bench import DEFAULT_ENGINES, run_benchmark
+    from squeezenet.runtime.images import batches, image_dataset
     from squeezenet.runtime.reference import onnx_zoo_squeezenet1_1
     torch.set_num_threads(args.threads)
     model = onnx_zoo_squeezenet1_1()
+    # int8 calibrated on real photos (every 10th of the dev sample), not bench's random images
+    ds = image_dataset(shared_dir() / "fixtures/imagenet_sample_dev", preset="torchvision")
+    calib = [x for x, _ in batches(ds, list(range(0, len(ds), 10)), 25)]
     return run_benchmark(model, "squeezenet1_1 (ONNX-zoo weights)", batches=(1, 32), threads=args.threads,
+                         engines=DEFAULT_ENGINES + ("onnxruntime_int8",), calibration=calib,
                          rounds=args.rounds, iters=args.iters, memory=args.memory)
 
 

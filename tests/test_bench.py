@@ -13,7 +13,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_run_benchmark_structure():
-    engines = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_int8")
+    engines = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_int8", "openvino")
     m = squeezenet.create_model("squeezenet_small")
     r = run_benchmark(m, "small", batches=(1, 2), threads=1, engines=engines, rounds=1, iters=2, sgemm_n=128)
     assert r["input"] == [3, 32, 32] and r["threads"] == 1
@@ -31,7 +31,8 @@ def test_run_benchmark_structure():
     e = r["engines"]
     assert e["torchvision"]["weights"] == "our weights"
     assert e["torchvision"]["max_abs_diff_vs_eager"] < 1e-4  # the peer computes the same function
-    assert e["auto"]["picked"] in ("onnxruntime", "channels_last", "torchscript", "eager")
+    assert e["auto"]["picked"] in ("onnxruntime", "openvino", "channels_last", "torchscript", "eager")
+    assert e["openvino"]["max_abs_diff_vs_eager"] < 1e-4 and e["openvino"]["precision"] == "f32"
     assert e["onnxruntime"]["max_abs_diff_vs_eager"] < 1e-4
     assert e["onnxruntime_int8"]["model_bytes"] < e["onnxruntime"]["model_bytes"] / 2.5
     json.dumps(r)

@@ -108,13 +108,15 @@ def test_engines_on_real_weights_and_fixture_inputs():
     with torch.no_grad():
         ref = model(x)
     assert ref.argmax(1).tolist() == want
-    for engine in ("channels_last", "torchscript", "onnxruntime"):
+    import importlib.util
+    optional = ("openvino",) if importlib.util.find_spec("openvino") else ()
+    for engine in ("channels_last", "torchscript", "onnxruntime") + optional:
         out = compile_model(model, engine, threads=1)(x)
         assert torch.allclose(out, ref, rtol=1e-5, atol=1e-4), (engine, (out - ref).abs().max())
 
 
 def test_engine_list():
-    assert set(ENGINES) == {"eager", "channels_last", "torchscript", "compile", "onnxruntime"}
+    assert set(ENGINES) == {"eager", "channels_last", "torchscript", "compile", "onnxruntime", "openvino"}
     # the CLI's --engine help is plain text (so --help does not import torch): it names each one
     import re
 

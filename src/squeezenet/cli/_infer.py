@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Callable
 
 ENGINES_HELP = ("inference engine: auto (default: the fastest on this CPU, measured once and cached), "
-                "eager, channels_last, torchscript, compile, onnxruntime (an .onnx file always runs with "
-                "onnxruntime)")
+                "eager, channels_last, torchscript, compile, onnxruntime, openvino (an .onnx file always runs with "
+                "onnxruntime, an OpenVINO .xml with openvino, an ncnn .param with ncnn)")
 
 
 def is_onnx(path) -> bool:
@@ -14,14 +14,26 @@ def is_onnx(path) -> bool:
     return Path(str(path)).suffix.lower() == ".onnx"
 
 
-def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None):
+def is_exported(path) -> bool:
+    """An OpenVINO (.xml) or ncnn (.param) file written by ``squeezenet export --to``."""
+    from ..runtime.exported import format_of
+    return format_of(path) is not None
+
+
+def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None,
+               need_preprocess: bool = True):
     """A model file through ``squeezenet.load``, or an ``.onnx`` file as a
     :class:`squeezenet.runtime.onnx_model.OnnxModel`; ``classes`` (a class-list file) replaces
     the model's class list, ``preprocess`` an .onnx file's preset (or fills in what its
     metadata lacks)."""
     if is_onnx(path):
         from ..runtime.onnx_model import load_onnx
-        return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads)
+        return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads,
+                         need_preprocess=need_preprocess)
+    if is_exported(path):
+        from ..runtime.exported import load_exported
+        return load_exported(path, preprocess=preprocess, classes=classes, threads=threads,
+                             need_preprocess=need_preprocess)
     from ._common import load_model_file
     model = load_model_file(path)
     if classes is not None:   # the model's class list from a file (ids, and names if it has them)
@@ -44,6 +56,11 @@ def forward_for(model, engine: str, log=None) -> Callable | None:
     if isinstance(model, OnnxModel):
         if engine not in (None, "", "auto", "onnxruntime"):
             raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with onnxruntime (or auto)")
+        return model
+    from ..runtime.exported import ExportedModel
+    if isinstance(model, ExportedModel):
+        if engine not in (None, "", "auto", model.engine):
+            raise SqueezeNetError(f"--engine {engine}: {model.path.name} runs with {model.engine} (or auto)")
         return model
     if engine in (None, "", "eager"):
         return None

@@ -8,9 +8,11 @@ EXAMPLES = """  squeezenet bench                                  # squeezenet1_
   squeezenet bench runs/imagenet/best.safetensors --batch 1,8
   squeezenet bench --engines torchvision,eager,channels_last,torchscript,onnxruntime
   squeezenet bench m-int8.onnx --batch 1,8     # an exported file (ONNX Runtime) vs torchvision
+  squeezenet bench m-int8.xml --batch 1,32     # an OpenVINO file (export --to openvino)
 
-An .onnx file is timed as engine "onnx_file" against torchvision eager of the architecture
-its metadata names (squeezenet export writes it; the peer's weights are random).
+An exported file is timed as it is, in its runtime (engine "onnx_file", "openvino_file" or
+"ncnn_file"), against torchvision eager of the architecture its metadata names (squeezenet
+export writes it; the peer's weights are random).
 """
 
 
@@ -29,7 +31,7 @@ def _batches(value: str) -> list[int]:
 
 
 #: = squeezenet.runtime.bench.DEFAULT_ENGINES, spelled out so that --help needs no torch import
-DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_int8")
+DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime")
 
 
 def register(sub) -> None:
@@ -42,8 +44,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=number(int, 1), default=2, help="threads for every engine (default 2)")
     p.add_argument("--input-size", type=input_size, default=None, help="input side (default: the model's own)")
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
-                   help="comma list from torchvision, eager, auto, onnxruntime, onnxruntime_int8, "
-                        "channels_last, torchscript, compile")
+                   help="comma list from torchvision, eager, auto, onnxruntime, channels_last, torchscript, "
+                        "compile, openvino, onnxruntime_int8 (quantized here on random images: speed only; "
+                        "time an exported int8 file instead)")
     p.add_argument("--rounds", type=number(int, 1), default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--iters", type=number(int, 1), default=6, help="calls per engine per round at the smallest batch")
     p.add_argument("--sgemm-size", type=number(int, 16, 16384), default=2048, help="side of the sgemm that measures the floor")
@@ -57,7 +60,7 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     from ..runtime.bench import DEFAULT_ENGINES, EXTRA_ENGINES, run_benchmark
     from ._common import model_or_file, print_json
-    from ._infer import is_onnx
+    from ._infer import is_exported, is_onnx
     if args.weights and args.model:
         raise SqueezeNetError("give a model file or --model NAME, not both")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -69,7 +72,7 @@ def run(args) -> int:
         raise SqueezeNetError(f"--engines: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}"
                               + (f"; did you mean {', '.join(hint)}?" if hint else ""))
     extra = None
-    if args.weights and is_onnx(args.weights):
+    if args.weights and (is_onnx(args.weights) or is_exported(args.weights)):
         model, name, extra = _onnx_file(args, engines)
         engines = [e for e in engines if e in ("torchvision", "eager")]
     elif args.weights:
@@ -104,13 +107,14 @@ def run(args) -> int:
 
 
 def _onnx_file(args, engines):
-    """(peer-shaped model, name, {"onnx_file": session callable}) for ``bench FILE.onnx``."""
+    """(peer-shaped model, name, {"<runtime>_file": callable}) for ``bench FILE`` (an exported
+    .onnx, OpenVINO .xml or ncnn .param, run as it is in its runtime)."""
     from pathlib import Path
 
     from ..errors import FormatError, SqueezeNetError
     from ..models import SqueezeNet
-    from ..runtime.onnx_model import load_onnx
-    onnx_model = load_onnx(args.weights, threads=args.threads, need_preprocess=False)
+    from ._infer import load_model
+    onnx_model = load_model(args.weights, threads=args.threads, need_preprocess=False)
     if onnx_model.config is None:
         raise FormatError(args.weights, "no squeezenet config in its metadata (not written by 'squeezenet export'); "
                                         "bench times it against torchvision's SqueezeNet of that config")
@@ -119,7 +123,7 @@ def _onnx_file(args, engines):
         args.input_size = side
     bad = [e for e in engines if e not in ("torchvision", "eager")]
     if args.engines != ",".join(DEFAULT_ENGINES) and bad:
-        raise SqueezeNetError(f"--engines {','.join(bad)}: with an .onnx file only torchvision and eager "
+        raise SqueezeNetError(f"--engines {','.join(bad)}: with an exported file only torchvision and eager "
                               f"(random weights, for timing) run beside the file")
-    label = "onnx_file"
+    label = "onnx_file" if onnx_model.engine == "onnxruntime" else f"{onnx_model.engine}_file"
     return SqueezeNet(onnx_model.config).eval(), Path(args.weights).name, {label: onnx_model}

@@ -9,6 +9,7 @@ EXAMPLES = """  squeezenet eval runs/digits/best.safetensors --data digits
   squeezenet eval squeezenet1_1.safetensors --data ../shared/fixtures/imagenet_sample_dev \\
       --classes ../shared/fixtures/imagenet/synsets.txt --preprocess torchvision
   squeezenet eval m-int8.onnx --data ../shared/fixtures/imagenet_sample_dev   # ONNX Runtime
+  squeezenet eval m.xml --data ../shared/fixtures/imagenet_sample_dev          # OpenVINO (export --to openvino)
 
 The class order and preprocessing stored in the model file (or an exported .onnx file's
 metadata) are the defaults; --classes maps folder names to the model's output indices (a
@@ -20,7 +21,7 @@ folders only when they are named by output index (0, 1, ...); otherwise give --c
 def register(sub) -> None:
     p = add_parser(sub, "eval", "top-1/top-5 accuracy of a model file on a dataset", EXAMPLES)
     p.add_argument("weights", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads) "
-                                   "or an exported .onnx (fp32 or int8)")
+                                   "or an exported .onnx, OpenVINO .xml or ncnn .param")
     p.add_argument("--data", required=True, help="digits | cifar10 | folder of class folders | .tar.gz")
     p.add_argument("--split", choices=["train", "test"], default="test", help="split of --data (default test)")
     p.add_argument("--classes", default=None, help="class list file (model index order), e.g. synsets.txt")

@@ -23,7 +23,7 @@ def register(sub) -> None:
     p = add_parser(sub, "predict", "top-5 classes of images with probabilities", EXAMPLES)
     p.add_argument("weights", metavar="[MODEL]",
                    help="model file (anything squeezenet.load reads), pretrained weights name or an exported "
-                        ".onnx; left out (the first argument is an image): the bundled " + DEFAULT_WEIGHTS)
+                        ".onnx, OpenVINO .xml or ncnn .param; left out (the first argument is an image): the bundled " + DEFAULT_WEIGHTS)
     p.add_argument("images", nargs="*", help="image files")
     p.add_argument("--labels", default=None,
                    help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")

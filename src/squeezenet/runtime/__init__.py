@@ -14,6 +14,8 @@ Engines:
 * ``compile``: ``torch.compile`` (inductor); the first call compiles (a minute on a 2-core
   machine), inductor's on-disk cache makes later processes faster.
 * ``onnxruntime``: exported to ONNX in memory, run by ONNX Runtime's CPU provider.
+* ``openvino``: the same ONNX graph compiled by OpenVINO's CPU plugin in fp32 (optional:
+  ``pip install 'squeezenet[openvino]'``).
 * ``auto``: measures :data:`AUTO_CANDIDATES` once for this CPU, torch/ORT versions, model
   config, input shape and thread count, keeps the fastest whose outputs agree with eager,
   and caches the choice in ``$SQUEEZENET_CACHE/runtime_auto.json`` (default

@@ -19,7 +19,8 @@ from ..errors import SqueezeNetError, first_line
 from ..models.utils import dense_eval_copy
 from .engines import ATOL, ENGINES, RTOL, CompiledModel, build_engine, input_shape, time_callables
 
-AUTO_CANDIDATES = ("onnxruntime", "channels_last", "torchscript", "eager")
+#: openvino is measured where it is installed (an optional extra); elsewhere it is skipped
+AUTO_CANDIDATES = ("onnxruntime", "openvino", "channels_last", "torchscript", "eager")
 CACHE_FILE = "runtime_auto.json"
 
 
@@ -48,10 +49,20 @@ def _auto_key(model, shape, threads, candidates) -> str:
         ort_v = onnxruntime.__version__
     except ImportError:
         ort_v = None
-    parts = {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v,
+    try:
+        import openvino
+        ov_v = openvino.__version__
+    except ImportError:
+        ov_v = None
+    parts = {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v, "openvino": ov_v,
              "config": _config_key(model), "input": list(shape), "threads": threads,
              "candidates": list(candidates)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
 
 
 def _read_cache() -> dict:
@@ -137,7 +148,7 @@ def compile_model(model: nn.Module, engine: str = "auto", threads: int | None = 
     shape = input_shape(base, input_size)
     if engine != "auto":
         return CompiledModel(build_engine(base, engine, shape, threads), engine)
-    candidates = tuple(candidates)
+    candidates = tuple(c for c in candidates if c != "openvino" or _installed("openvino"))
     bad = [c for c in candidates if c not in ENGINES]
     if bad:
         raise SqueezeNetError(f"unknown candidate engine(s) {', '.join(bad)}; choose from {', '.join(ENGINES)}")

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import SqueezeNetError
 from ..models import default_input_size
 
-ENGINES = ("eager", "channels_last", "torchscript", "compile", "onnxruntime")
+ENGINES = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "openvino")
 RTOL, ATOL = 1e-5, 1e-4
 
 
@@ -99,6 +99,15 @@ def build_engine(model: nn.Module, engine: str, shape: tuple[int, int, int], thr
         return run
     if engine == "onnxruntime":
         return _OrtRunner(model, shape, threads)
+    if engine == "openvino":   # optional: pip install 'squeezenet[openvino]'
+        from ..interop.onnx_export import to_onnx_bytes
+        from .exported_model import require
+        from .openvino_model import OpenVinoRunner, ov_model_from_onnx
+        require("openvino")
+        run = OpenVinoRunner(ov_model_from_onnx(to_onnx_bytes(model, input_size=tuple(shape[1:]), metadata=False)),
+                             threads)
+        run(torch.zeros(1, *shape))   # compile for the usual shape now, not on the first image
+        return run
     raise SqueezeNetError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
 
 

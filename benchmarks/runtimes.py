@@ -1,0 +1,131 @@
+"""Deployment runtimes side by side: one JSON line per runtime x precision x batch.
+
+The real SqueezeNet 1.1 (ONNX-zoo weights) exported to each runtime's format by
+``squeezenet export``'s code (fp32, and int8 calibrated on every 10th photo of the ImageNet dev
+sample), each file loaded the way ``eval``/``predict``/``bench`` load it, and timed
+interleaved round by round in one process against torch eager (the shared baseline), with the
+same thread count: ONNX Runtime, OpenVINO (fp32 under ``INFERENCE_PRECISION_HINT=f32``), ncnn
+(fp32; its int8 tools are not on PyPI), LiteRT (no converter installs here: a line says why)
+and ours ``auto`` (fp32: ``compile_model(model, "auto")``, which measures ONNX Runtime,
+OpenVINO and the torch engines; int8: what ``--engine auto`` runs an int8 ``.onnx`` file with,
+ONNX Runtime). Each line says which precision the runtime really used and
+``vs_torch`` = torch eager p50 / this p50 at that batch (higher is faster). Compare ratios,
+not absolute times: the machine may be shared.
+
+    python benchmarks/runtimes.py --threads 2 --rounds 5 > runtimes.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+
+def ort_precision(data: bytes, threads: int) -> str:
+    """What ONNX Runtime really runs: the op types of its optimized graph (int8 QDQ files
+    become QLinearConv / ConvInteger kernels, fp32 stays Conv)."""
+    import onnx
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    int8 = sum(o in ("QLinearConv", "ConvInteger", "QLinearMatMul") for o in ops)
+    conv = sum(o in ("Conv", "FusedConv") for o in ops)
+    return "f32" if not int8 else f"u8s8 ({int8} int8 convs, {conv} float)"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    ap.add_argument("--iters", type=int, default=6, help="calls per runtime per round at batch 1 (a third at 32)")
+    ap.add_argument("--batches", default="1,32")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from squeezenet.data import read_class_list, shared_dir
+    from squeezenet.interop.onnx_export import to_onnx_bytes
+    from squeezenet.runtime import compile_model, cpu_model, time_callables
+    from squeezenet.runtime.exported import FORMATS, export_to, load_exported
+    from squeezenet.runtime.images import batches, image_dataset
+    from squeezenet.runtime.onnx_model import load_onnx
+    from squeezenet.runtime.quantize import quantize_int8
+    from squeezenet.runtime.reference import onnx_zoo_squeezenet1_1
+
+    torch.set_num_threads(args.threads)
+    sh = shared_dir()
+    classes = read_class_list(sh / "fixtures/imagenet/synsets.txt")
+    model = onnx_zoo_squeezenet1_1(classes=classes).eval()
+    ds = image_dataset(sh / "fixtures/imagenet_sample_dev", preset="torchvision", classes=classes)
+    fp32 = to_onnx_bytes(model)
+    int8 = quantize_int8(fp32, (x for x, _ in batches(ds, list(range(0, len(ds), 10)), 25)))
+    runners: dict[tuple[str, str], object] = {}
+    used: dict[tuple[str, str], str] = {}
+    skipped: list[dict] = []
+
+    def eager(x):
+        with torch.inference_mode():
+            return model(x)
+    runners[("torch_eager", "fp32")], used[("torch_eager", "fp32")] = eager, "f32"
+    with tempfile.TemporaryDirectory(prefix="sqz-runtimes-") as tmp:
+        for prec, data in (("fp32", fp32), ("int8", int8)):
+            p = Path(tmp) / f"m-{prec}.onnx"
+            p.write_bytes(data)
+            runners[("onnxruntime", prec)] = load_onnx(p, threads=args.threads)
+            used[("onnxruntime", prec)] = ort_precision(data, args.threads)
+            for fmt, (suffix, _, _) in FORMATS.items():
+                if fmt == "ncnn" and prec == "int8":
+                    skipped.append({"runtime": "ncnn", "precision": "int8",
+                                    "skipped": "ncnn's int8 tools (ncnn2table, ncnn2int8) are not on PyPI"})
+                    continue
+                try:
+                    f = export_to(fmt, data, Path(tmp) / f"m-{prec}{suffix}")[0]
+                    e = load_exported(f, threads=args.threads)
+                except Exception as err:   # a runtime not installed is a line, not a crash
+                    skipped.append({"runtime": fmt, "precision": prec, "skipped": str(err)[:200]})
+                    continue
+                runners[(fmt, prec)], used[(fmt, prec)] = e, e.precision
+        skipped.append({"runtime": "litert", "precision": "fp32+int8",
+                        "skipped": "no LiteRT converter installs beside torch 2.14 without heavy stacks: "
+                                   "litert-torch pulls jax, transformers and downgrades typing_extensions; "
+                                   "onnx2tf needs tensorflow (docs/inference.md)"})
+        auto = compile_model(model, "auto", threads=args.threads, remeasure=True)
+        runners[("auto", "fp32")], used[("auto", "fp32")] = auto, f"f32 via {auto.engine}"
+        # int8 auto: what eval/predict/bench run an int8 .onnx file with under --engine auto
+        from squeezenet.cli._infer import engine_used, forward_for
+        f8 = forward_for(load_onnx(Path(tmp) / "m-int8.onnx", threads=args.threads), "auto")
+        runners[("auto", "int8")] = f8
+        used[("auto", "int8")] = f"{used[(engine_used(f8), 'int8')]} via {engine_used(f8)}"
+
+        g = torch.Generator().manual_seed(0)
+        for b in [int(v) for v in args.batches.split(",")]:
+            x = torch.randn(b, 3, 224, 224, generator=g)
+            fns = {f"{r}/{p}": fn for (r, p), fn in runners.items()}
+            times = time_callables(fns, x, rounds=args.rounds,
+                                   per_round=args.iters if b == 1 else max(1, args.iters // 3), warmup=1)
+            base = statistics.median(times["torch_eager/fp32"])
+            for key, ts in times.items():
+                r, p = key.split("/")
+                p50 = statistics.median(ts)
+                print(json.dumps({"runtime": r, "precision": p, "precision_used": used[(r, p)], "batch": b,
+                                  "p50_ms": round(p50 * 1e3, 3), "images_per_s": round(b / p50, 1),
+                                  "vs_torch": round(base / p50, 3), "samples": len(ts), "threads": args.threads}),
+                      flush=True)
+    for s in skipped:
+        print(json.dumps(s))
+    import os
+    print(json.dumps({"cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,
+                      "load_average": list(os.getloadavg()), "note": "shared machine: compare ratios"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
