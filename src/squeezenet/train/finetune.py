@@ -437,9 +437,10 @@ def score_features(model: nn.Module, feats: torch.Tensor, targets: torch.Tensor,
     """Top-1 / top-5 / loss of the model's head on cached features."""
     was = model.classifier.training
     model.classifier.eval()
+    dev = model.final_conv.weight.device
     c1 = c5 = loss = 0.0
     for i in range(0, len(targets), batch_size):
-        logits, y = _head_logits(model, feats[i:i + batch_size]), targets[i:i + batch_size]
+        logits, y = _head_logits(model, feats[i:i + batch_size].to(dev)), targets[i:i + batch_size].to(dev)
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(y.view(-1, 1))
         c1 += float(top[:, 0].sum())
@@ -455,22 +456,39 @@ def fit_head(model: nn.Module, train_data, config, val_data=None, views: int = 1
 
     ``config`` is a :class:`~squeezenet.train.TrainConfig`: ``epochs``, ``batch_size``,
     ``optimizer``, ``lr`` (times ``head_lr_mult``), ``schedule``/``warmup_steps`` (per step),
-    ``weight_decay``, ``momentum``, ``label_smoothing``, ``dropout`` and ``seed`` apply.
+    ``weight_decay``, ``momentum``, ``label_smoothing``, ``dropout``, ``grad_clip``, ``bf16``,
+    ``device`` and ``seed`` apply.
     ``views`` passes over ``train_data`` are cached (its augmentation drawn anew each time).
     ``features`` / ``val_features``: ``(feats, targets)`` already computed (then ``train_data``
     / ``val_data`` are not read).
-    The trained conv10 stays in ``model``; returns one metrics dict per epoch (``val_*`` on
-    ``val_data`` when given), with ``features_s`` the one-off feature pass.
+    The trained conv10 stays in ``model`` (on the device it came on); returns one metrics dict
+    per epoch (``val_*`` on ``val_data`` when given), with ``features_s`` the one-off feature
+    pass. The loop is the Trainer's (:func:`head_trainer`), which a caller wanting checkpoints
+    and resume uses directly.
     """
-    from .config import lr_at
     torch.manual_seed(config.seed)
-    if config.dropout is not None:
-        for m in model.classifier.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = config.dropout
-        if hasattr(model, "config") and hasattr(model.config, "replace"):
-            model.config = model.config.replace(dropout=config.dropout)
     grad_was = {p: p.requires_grad for p in model.parameters()}
+    dev = model.final_conv.weight.device
+    try:
+        trainer = head_trainer(model, config, train_data, val_data, views, progress, features, val_features)
+        history = trainer.fit()
+    finally:
+        for p, was in grad_was.items():
+            p.requires_grad_(was)
+        model.to(dev)
+    model.eval()
+    return history
+
+
+def head_trainer(model: nn.Module, config, train_data=None, val_data=None, views: int = 1,
+                 progress: bool = True, features=None, val_features=None, out_dir=None):
+    """The :class:`~squeezenet.train.Trainer` of :func:`fit_head`: the backbone frozen
+    (``requires_grad`` off everywhere but conv10), the features computed here unless given,
+    then a ``batches`` source over them (one seeded order per epoch) and a loss through conv10
+    alone. With ``out_dir`` it writes what a training run writes and can :meth:`resume`."""
+    import dataclasses
+
+    from .trainer import Trainer
     for p in model.parameters():
         p.requires_grad_(False)
     head = head_parameters(model)
@@ -486,57 +504,30 @@ def fit_head(model: nn.Module, train_data, config, val_data=None, views: int = 1
         val = extract_features(model, val_data, config.eval_batch_size, 1, progress=progress, desc="val features")
     features_s = time.perf_counter() - t0
     lr = config.lr * getattr(config, "head_lr_mult", 1.0)
+    group = [{"params": head, "lr_mult": lr / config.lr}]
     if config.optimizer == "adamw":
-        opt = torch.optim.AdamW(head, lr=lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(group, lr=lr, weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.SGD(head, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        opt = torch.optim.SGD(group, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
                               nesterov=config.nesterov)
-    n = len(targets)
-    per_epoch = math.ceil(n / config.batch_size)
-    total = config.max_steps or config.epochs * per_epoch
-    gen = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    step, epoch = 0, 0
-    model.classifier.train()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="head", unit="step", leave=False, dynamic_ncols=True)
-    try:
-        while step < total:
-            t = time.perf_counter()
-            order = torch.randperm(n, generator=gen)
-            loss_sum, seen = 0.0, 0
-            for i in range(0, n, config.batch_size):
-                if step >= total:
-                    break
-                b = order[i:i + config.batch_size]
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(config, step, total) * (lr / config.lr)
-                loss = F.cross_entropy(_head_logits(model, feats[b]), targets[b],
-                                       label_smoothing=config.label_smoothing)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise SqueezeNetError(f"loss became {value} at head step {step + 1}; lower --lr "
-                                          f"(now {config.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                loss_sum += value * len(b)
-                seen += len(b)
-                if bar is not None:
-                    bar.update(1)
-            epoch += 1
-            rec = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(1, seen),
-                   "seconds": time.perf_counter() - t, "features_s": features_s}
-            if val is not None:
-                rec.update(score_features(model, *val))
-            history.append(rec)
-    finally:
-        if bar is not None:
-            bar.close()
-        for p, was in grad_was.items():
-            p.requires_grad_(was)
-    model.eval()
-    return history
+    n, bs = len(targets), config.batch_size
+
+    def batches(epoch: int):
+        gen = torch.Generator().manual_seed(config.seed)
+        for _ in range(epoch):            # the orders of the epochs before this one
+            torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, bs):
+            b = order[i:i + bs]
+            yield feats[b], targets[b]
+
+    def loss(head_net, x, y):
+        return F.cross_entropy(torch.flatten(head_net(x.float()), 1), y, label_smoothing=config.label_smoothing)
+
+    # the features are not images: no NHWC layout; one optimizer step per batch
+    cfg = dataclasses.replace(config, channels_last=False, accum_steps=1, progress=progress)
+    trainer = Trainer(model, cfg, out_dir=out_dir, loss_fn=loss, optimizer=opt, batches=batches,
+                      batches_per_epoch=math.ceil(n / bs), log_epochs=False, wrap=model.classifier,
+                      validate_fn=(lambda tr: score_features(model, *val)) if val is not None else None)
+    trainer.epoch_info["features_s"] = features_s
+    return trainer
