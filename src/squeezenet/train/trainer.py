@@ -224,6 +224,8 @@ class Trainer:
             if dev.index is not None and dev.index >= n:
                 raise SqueezeNetError(f"--device {name}: this machine has {n} CUDA device(s), "
                                       f"cuda:0..cuda:{n - 1}")
+            if dev.index is None:    # plain cuda: this process's GPU (torchrun's LOCAL_RANK)
+                dev = torch.device("cuda", D.env_world()[2] % n)
         elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise SqueezeNetError(f"--device {name}: MPS is not available on this machine (use cpu or auto)")
         return dev
