@@ -402,10 +402,12 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 64, views: int
     """``model.features`` (eval mode) of every sample of ``dataset``, ``views`` times (each
     pass draws the dataset's augmentation anew). Returns ``(features, targets)`` with
     ``len(dataset) * views`` rows, stored as ``dtype`` (float16 halves the memory: SqueezeNet
-    1.1 at 224 gives 512x13x13 per image, 173 KB in float16). Unreadable images are dropped."""
+    1.1 at 224 gives 512x13x13 per image, 173 KB in float16). Unreadable images are dropped.
+    The pass runs where the model is; the features are kept on the CPU."""
     from ..data import make_loader
     was = model.training
     model.eval()
+    dev = next(model.parameters()).device
     feats, targets = [], []
     bar = None
     if progress:
@@ -414,7 +416,7 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 64, views: int
     try:
         for _ in range(views):
             for x, y in make_loader(dataset, batch_size):
-                feats.append(model.features(x).to(dtype))
+                feats.append(model.features(x.to(dev)).to("cpu", dtype))
                 targets.append(y)
                 if bar is not None:
                     bar.update(len(y))
@@ -489,6 +491,7 @@ def head_trainer(model: nn.Module, config, train_data=None, val_data=None, views
     import dataclasses
 
     from .trainer import Trainer
+    model.to(Trainer.pick_device(config.device))    # the feature pass too runs on the device
     for p in model.parameters():
         p.requires_grad_(False)
     head = head_parameters(model)
