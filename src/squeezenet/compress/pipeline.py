@@ -703,10 +703,15 @@ def distill_ste(s: CompressState) -> None:
     qm = copy.deepcopy(s.model).to(memory_format=torch.channels_last)
     teacher = copy.deepcopy(s.teacher).to(memory_format=torch.channels_last)
     batches = _Images(make_loader(s.distill_data, 32, shuffle=True, seed=cfg.seed, drop_last=True))
-    layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
-                                     mode="ste", loss="kl", temperature=cfg.temperature,
-                                     max_bytes=s.budget, importance=s.fisher, log=s.log, device=cfg.device,
-                                     bf16=cfg.bf16)
+    from ..train import TrainingDiverged
+    try:
+        layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
+                                         mode="ste", loss="kl", temperature=cfg.temperature,
+                                         max_bytes=s.budget, importance=s.fisher, log=s.log, device=cfg.device,
+                                         bf16=cfg.bf16)
+    except TrainingDiverged as e:     # scores as not distilled, which a tie keeps
+        s.log(f"  distillation stopped: {e}")
+        qm, layers, hist = copy.deepcopy(s.model), s.layers, []
     qm = qm.to(memory_format=torch.contiguous_format)
     after = s.score(qm)
     s.log(f"  before distillation {before:.4f}, after {after:.4f} on the choosing split")
@@ -809,7 +814,7 @@ def tune_centroids(s: CompressState) -> None:
     by_choice = s.choose is not None    # else the evaluation data chooses (as before)
     untuned = Candidate("untuned", s.score(s.model) if by_choice else quant.get("top1", 0),
                         layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
-    from ..train import Trainer
+    from ..train import Trainer, TrainingDiverged
     teacher = getattr(s.loss_fn, "teacher", None)
     if teacher is not None:
         teacher.to(Trainer.pick_device(cfg.device))
@@ -817,6 +822,10 @@ def tune_centroids(s: CompressState) -> None:
         layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
                                   cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress, device=cfg.device,
                                   bf16=cfg.bf16)
+    except TrainingDiverged as e:     # the untuned codebooks go on
+        s.log(f"  centroid tuning stopped: {e}")
+        layers = {k: copy.deepcopy(q) for k, q in untuned.layers.items()}
+        Q.load_layers(s.model, layers)
     finally:
         if teacher is not None:
             teacher.to("cpu")
