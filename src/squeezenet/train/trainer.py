@@ -183,7 +183,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.net, device_ids=ids)
-        from .finetune import freeze, make_optimizer
+        from .params import freeze, make_optimizer
         self.frozen = freeze(self.model, cfg.freeze)    # --freeze: no gradient, BatchNorm stats fixed
         if optimizer is None:
             self.optimizer = make_optimizer(self.model, cfg)  # groups carry lr_mult (--head-lr-mult)
