@@ -201,7 +201,7 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
     Typical call: ``layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)``.
 
     The loop is :class:`squeezenet.train.Trainer`'s (constant ``lr``, the model in training
-    mode, dropout seeded by ``seed``), on ``device`` (default: where the model is; it comes
+    mode, dropout drawing on the stream the caller left), on ``device`` (default: where the model is; it comes
     back there); under torchrun each process takes its share of every batch.
     """
     from ..data import make_loader
@@ -224,7 +224,7 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
                           max_steps=steps, seed=seed, dropout=None, progress=progress, bf16=bf16,
                           device=device or str(dev0))
         Trainer(model, cfg, loss_fn=loss_fn or _cross_entropy, optimizer=torch.optim.Adam(params, lr=lr),
-                batches=stream, batches_per_epoch=steps, log_epochs=False).fit()
+                batches=stream, batches_per_epoch=steps, log_epochs=False, reseed=False).fit()
     finally:
         layers = unshare_weights(model, layers)
         model.to(dev0)

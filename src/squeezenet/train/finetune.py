@@ -397,7 +397,7 @@ def head_trainer(model: nn.Module, config, train_data=None, val_data=None, views
     # the features are not images: no NHWC layout; one optimizer step per batch
     cfg = dataclasses.replace(config, channels_last=False, accum_steps=1, progress=progress)
     trainer = Trainer(model, cfg, out_dir=out_dir, loss_fn=loss, optimizer=opt, batches=batches,
-                      batches_per_epoch=math.ceil(n / bs), log_epochs=False, wrap=model.classifier,
+                      batches_per_epoch=math.ceil(n / bs), log_epochs=False, reseed=False, wrap=model.classifier,
                       validate_fn=(lambda tr: score_features(model, *val)) if val is not None else None)
     trainer.epoch_info["features_s"] = features_s
     return trainer

@@ -124,6 +124,9 @@ class Trainer:
     * ``validate_fn(trainer) -> metrics`` replaces :meth:`validate` at each epoch end.
     * ``train_mode=False`` runs the forward passes in eval mode (dropout off, BatchNorm
       statistics fixed), e.g. for distillation.
+    * ``reseed=False`` leaves the global random streams (dropout) as the caller set them, for
+      a loop that seeds itself or keeps the stream it had (default: seeded by ``config.seed``
+      and the rank).
     * ``wrap``: the part of the model that ``loss_fn`` runs through its first argument (default
       the whole model), e.g. conv10 alone on cached features; under DDP it is what is wrapped.
 
@@ -141,7 +144,7 @@ class Trainer:
                  log_epochs: bool = True, optimizer: torch.optim.Optimizer | Callable | None = None,
                  batches: Callable[[int], Iterable] | None = None, batches_per_epoch: int | None = None,
                  validate_fn: Callable[["Trainer"], dict] | None = None, train_mode: bool = True,
-                 wrap: nn.Module | None = None) -> None:
+                 wrap: nn.Module | None = None, reseed: bool = True) -> None:
         self.config = cfg = config or TrainConfig()
         self.device = self.pick_device(cfg.device)
         self.rank, self.world_size = D.setup(self.device)
@@ -163,11 +166,12 @@ class Trainer:
         self.loss_fn = loss_fn or (lambda m, x, y: default_loss(m, x, y, cfg.label_smoothing))
         self.run_info: dict[str, Any] = {}   # stored with checkpoints (e.g. the CLI's data spec)
 
-        torch.manual_seed(cfg.seed + self.rank)
-        import random
-        import numpy as np
-        random.seed(cfg.seed + self.rank)
-        np.random.seed((cfg.seed + self.rank) % 2**32)
+        if reseed:
+            torch.manual_seed(cfg.seed + self.rank)
+            import random
+            import numpy as np
+            random.seed(cfg.seed + self.rank)
+            np.random.seed((cfg.seed + self.rank) % 2**32)
 
         if cfg.dropout is not None:
             for m in model.modules():
