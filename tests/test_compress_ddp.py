@@ -32,9 +32,11 @@ def _model():
 
 def _data():
     g = torch.Generator().manual_seed(1)
-    train = torch.utils.data.TensorDataset(torch.randn(64, 3, 16, 16, generator=g), torch.randint(0, 4, (64,), generator=g))
-    val = torch.utils.data.TensorDataset(torch.randn(48, 3, 16, 16, generator=g), torch.randint(0, 4, (48,), generator=g))
-    unl = torch.utils.data.TensorDataset(torch.randn(120, 3, 16, 16, generator=g), torch.zeros(120, dtype=torch.long))
+    def images(n, labels):
+        return torch.utils.data.TensorDataset(torch.randn(n, 3, 16, 16, generator=g), labels(n))
+    train = images(64, lambda n: torch.randint(0, 4, (n,), generator=g))
+    val = images(48, lambda n: torch.randint(0, 4, (n,), generator=g))
+    unl = images(120, lambda n: torch.zeros(n, dtype=torch.long))
     return train, val, unl
 
 

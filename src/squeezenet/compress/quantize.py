@@ -201,8 +201,9 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
     Typical call: ``layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)``.
 
     The loop is :class:`squeezenet.train.Trainer`'s (constant ``lr``, the model in training
-    mode, dropout drawing on the stream the caller left), on ``device`` (default: where the model is; it comes
-    back there); under torchrun each process takes its share of every batch.
+    mode, dropout drawing on the random stream the caller left), on ``device`` (default: where
+    the model is; it comes back there); under torchrun each process takes its share of every
+    batch.
     """
     from ..data import make_loader
     from ..train import TrainConfig, Trainer

@@ -425,7 +425,8 @@ class Trainer:
         elif self.val_data is not None:
             metrics.update(self.validate())
         from ..data import base_dataset
-        skipped = list(getattr(base_dataset(self.train_data), "skipped", {}) or {}) if self.train_data is not None else []
+        owner = base_dataset(self.train_data) if self.train_data is not None else None
+        skipped = list(getattr(owner, "skipped", {}) or {})
         metrics["skipped"] = len(set().union(*D.all_gather_object(skipped)))   # every rank's, once
         self.epoch += 1
         self._pos, self._sums, self._train_seconds = 0, [0.0, 0.0, 0.0], 0.0
