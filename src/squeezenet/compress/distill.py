@@ -208,7 +208,7 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
                       dropout=None, progress=False, bf16=bf16, device=device or str(dev0))
     try:
         if teacher is not None and device is not None:
-            teacher.to(device)
+            teacher.to(Trainer.pick_device(device))
         Trainer(model, cfg, loss_fn=loss_fn, optimizer=opt, batches=pairs, batches_per_epoch=steps,
                 callbacks=[_Log()], log_epochs=False, reseed=False, train_mode=False).fit()
     finally:
