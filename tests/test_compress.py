@@ -220,6 +220,12 @@ def test_compress_cli(tmp_path, cli):
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
     code, _, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "-o", tmp_path / "x.bin")
     assert code == 2 and ".sqz" in err
+    # a device this machine lacks: one line, before any work (nothing written)
+    for dev, msg in (("cuda:99", "--device cuda:99"), ("tpu", "device='tpu'")):
+        code, _, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--device", dev,
+                           "-o", tmp_path / "d.sqz")
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (dev, err)
+        assert not (tmp_path / "d.sqz").exists()
     code, _, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--calibration-images", "-1",
                        "-o", out)
     assert code == 2 and "calibration_images=-1" in err
@@ -366,7 +372,7 @@ def test_prune_more_drops_smallest():
     ("lr", float("inf")), ("centroid_lr", 0.0), ("batch_size", 0), ("batch_size", 2.5), ("gap_bits", 0),
     ("gap_bits", 9), ("target_size", 10), ("target_size", 5e5), ("max_steps", 0), ("optimizer", "rmsprop"),
     ("init", "kmeans++"), ("weight_decay", -0.1), ("temperature", 0), ("max_drop", 1.5), ("svd_energy", 0),
-    ("svd_energy", 1.5), ("seed", -1), ("calibration_images", -1),
+    ("svd_energy", 1.5), ("seed", -1), ("calibration_images", -1), ("device", "gpu"), ("bf16", 1),
 ])
 def test_compress_config_rejects_bad_values_for_library_callers(field, value):
     """CompressConfig checks its own fields: a library caller gets the one-line error the CLI

@@ -281,3 +281,32 @@ def test_extract_features_views_and_dtype():
     assert f.dtype == torch.float16 and f.shape[0] == 20 and torch.equal(y[:10], y[10:])
     with pytest.raises(SqueezeNetError):
         extract_features(m, TensorDataset(torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long)))
+
+
+def test_head_trainer_checkpoints_and_resumes_mid_epoch_exactly(tmp_path):
+    """The frozen-head fit is the Trainer's loop: stopped mid-epoch it saves, and a resume
+    (same features, its ``batches`` source skipping what was consumed) ends where an
+    uninterrupted run ends, bit for bit."""
+    from squeezenet.train.finetune import head_trainer
+    cfg = TrainConfig(epochs=3, batch_size=8, accum_steps=1, optimizer="adamw", lr=1e-2, progress=False,
+                      dropout=0.0, schedule="cosine", seed=3)
+    m = tiny_model(classes=3)
+    feats = extract_features(m, tiny_data(40), 16)
+    whole = copy.deepcopy(m)
+    head_trainer(whole, cfg, features=feats).fit()
+
+    class StopAt:
+        def on_step_end(self, trainer):
+            if trainer.step == 7:        # 5 steps an epoch: mid-way through the second
+                trainer._stop_requested = True
+    t = head_trainer(copy.deepcopy(m), cfg, features=feats, out_dir=tmp_path / "run")
+    t.callbacks.append(StopAt())
+    t.fit()
+    assert t.interrupted and (tmp_path / "run" / "train_state.safetensors").is_file()
+    r = head_trainer(copy.deepcopy(m), cfg, features=feats, out_dir=tmp_path / "run").resume()
+    assert r.step == 7
+    hist = r.fit()
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and all("features_s" in h for h in hist)
+    for k, v in whole.state_dict().items():
+        assert torch.equal(r.model.state_dict()[k], v), k
+    assert (tmp_path / "run" / "last.safetensors").is_file()

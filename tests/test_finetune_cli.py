@@ -134,6 +134,10 @@ def test_frozen_backbone_trains_conv10_on_features_computed_once(cli, tmp_path, 
         torch.testing.assert_close(new.features.state_dict()[k], v)
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30 and rows[-1]["val_top1"] == 1.0   # colours are separable on its features
+    assert (out / "train_state.safetensors").is_file() and (out / "best.safetensors").is_file()   # Trainer's
+    code, stdout, err = cli("train", "--out", out, "--resume", "--no-progress")   # resumes on the frozen path
+    assert code == 0 and "conv10 alone" in stdout, err
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 30      # nothing was left to do
     assert new.classes == ["cat", "dog", "owl"]
 
 

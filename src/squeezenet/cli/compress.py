@@ -8,6 +8,13 @@ EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -
   squeezenet compress v11.safetensors --data ../shared/fixtures/imagenet_sample_dev \\
       --classes ../shared/fixtures/imagenet/synsets.txt \\
       --unlabeled ../shared/data/cifar10/train.tar.gz --target-size 660000 -o v11.sqz
+  squeezenet compress m.safetensors --data cifar10 --device cuda -o m.sqz     # retrain on the GPU
+  torchrun --nproc_per_node=2 -m squeezenet compress m.safetensors --data cifar10 -o m.sqz
+
+--device runs the training loops (retraining, centroid tuning, distillation) there; the other
+stages stay on the CPU. Under torchrun each process takes its share of every training batch
+(DDP; --batch-size is the total, a multiple of the processes) and of the evaluation and
+choosing passes; rank 0 writes the file and prints the report.
 """
 
 
@@ -70,6 +77,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
+    p.add_argument("--device", default="cpu",
+                   help="where the training loops run: cpu (default), cuda, cuda:N, mps or auto")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the training loops")
     p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
     p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
                    help="evaluate on only N images of --data spread evenly over its test split "
@@ -103,10 +113,13 @@ def run(args) -> int:
                          batch_size=args.batch_size, centroid_lr=args.centroid_lr, optimizer=args.optimizer,
                          svd_energy=args.svd, calibration_images=args.calibration_images,
                          distill_steps=args.distill_steps, choose_images=args.choose_images,
-                         max_drop_points=args.max_drop,
+                         max_drop_points=args.max_drop, device=args.device, bf16=args.bf16,
                          progress=not args.no_progress)
     if args.max_drop is not None and not args.unlabeled:
         raise SqueezeNetError("--max-drop needs --unlabeled images (calibration and distillation)")
+    from ..train import Trainer
+    from ..train import distributed as D
+    Trainer.pick_device(cfg.device)     # cuda on a machine without: one line, before any work
     check_output(args.output, inputs=[args.weights, args.classes], overwrite=args.overwrite)   # before the work
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,9 +168,15 @@ def run(args) -> int:
         elif len(val) > 200:
             # no separate train split to hold images out of: every other evaluation image
             score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
-    report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
-                            score_loader=score, log=log, unlabeled_eval=unlabeled_eval,
-                            distill_data=distill_data)
+    try:
+        report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
+                                score_loader=score, log=log, unlabeled_eval=unlabeled_eval,
+                                distill_data=distill_data)
+    finally:
+        rank = D.env_world()[0] if D.active() else 0
+        D.cleanup()
+    if rank != 0:      # torchrun: rank 0 reports
+        return 0
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
     scored = dataset_label(args.data, "test") + (f" ({len(val)} images)" if args.limit else "")

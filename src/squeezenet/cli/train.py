@@ -180,10 +180,12 @@ def run(args: argparse.Namespace) -> int:
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()   # bad input: leave nothing behind
         raise
-    if config.freeze and saved is None:
+    frozen_run = saved is not None and bool(saved.get("cli", {}).get("frozen_backbone"))
+    if config.freeze and (saved is None or frozen_run):
         from ..train.finetune import freezes_backbone
         if freezes_backbone(model, config.freeze):
-            return _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val)
+            return _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val,
+                               resume=saved is not None)
 
     trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
     trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
@@ -338,39 +340,58 @@ def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
     return model, preset, train_ds, val_ds
 
 
-def _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val) -> int:
+def _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val,
+                resume: bool = False) -> int:
     """--freeze leaves only conv10 training: the backbone's features of the training photos
-    (centre crops) are computed once and conv10 is trained on them; writes what a run writes."""
-    import json
+    (centre crops) are computed once and conv10 is trained on them by the Trainer
+    (:func:`~squeezenet.train.finetune.head_trainer`), which writes what a run writes
+    (checkpoints, training state, metrics.jsonl) and resumes (the features are computed again)."""
     import time
 
+    import torch
+
     from ..data import build_dataset
-    from ..io import atomic_write_text
-    from ..train.checkpoint import METRICS_FILE, save_model_checkpoint
-    from ..train.finetune import fit_head
+    from ..train import STATE_FILE
+    from ..train import distributed as D
+    from ..train.checkpoint import METRICS_FILE
+    from ..train.finetune import head_trainer
     t0 = time.perf_counter()
+    if resume:   # the backbone the features come from is the run's
+        from ..models.weights import load_state_dict_checked
+        from ..train import load_train_state
+        groups, _ = load_train_state(out / STATE_FILE)
+        load_state_dict_checked(model, groups["model"], out / STATE_FILE)
     plain = _same_images(train_ds, build_dataset(data, "train", preset=preset, classes=list(train_ds.classes),
                                                  strict=args.strict, augment=False))
     print(f"training conv10 alone ({sum(p.numel() for p in model.classifier.parameters()):,} params) on the "
           f"frozen backbone's features of {len(plain)} train / {len(val_ds) if val_ds is not None else 0} val "
           f"images, computed once; {config.epochs} epochs, lr {config.lr * config.head_lr_mult:g} "
           f"{config.optimizer} {config.schedule}", flush=True)
-    history = fit_head(model, plain, config, val_data=val_ds, progress=config.progress)
+    torch.manual_seed(config.seed)
+    trainer = head_trainer(model, config, plain, val_ds, progress=config.progress, out_dir=out)
+    trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
+                               "val": str(val_spec) if val_spec else None, "no_val": bool(no_val),
+                               "frozen_backbone": True}
+    if resume:
+        trainer.resume()
+    try:
+        history = trainer.fit()
+    finally:
+        D.cleanup()
+    model.eval()
+    if not trainer.is_main:
+        return 0
+    if trainer.interrupted:
+        return 130
     seconds = time.perf_counter() - t0
-    cli = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
-           "val": str(val_spec) if val_spec else None, "no_val": bool(no_val), "frozen_backbone": True}
     last = history[-1]
-    info = {"epoch": last["epoch"], "step": last["step"], "metrics": last, "train_config": config.to_dict(),
-            "cli": cli}
-    save_model_checkpoint(model, out, "best", info)
-    save_model_checkpoint(model, out, "last", info)
-    atomic_write_text(out / METRICS_FILE, "".join(json.dumps(h, default=float) + "\n" for h in history))
     if "val_top1" in last:
         print(f"val top-1 {last['val_top1']:.4f} (top-5 {last['val_top5']:.4f}) after {last['epoch']} epochs; "
               f"{seconds:.1f} s in all ({last['features_s']:.1f} s of them computing features)")
     if config.val_split:
         _score_on_test(out, data, preset, list(train_ds.classes), args.strict, history)
-    print(f"wrote {out / 'best.safetensors'}, {out / 'last.safetensors'}, {out / METRICS_FILE}")
+    written = [str(out / n) for n in ("best.safetensors", "last.safetensors", METRICS_FILE) if (out / n).is_file()]
+    print(f"wrote {', '.join(written)}")
     return 0
 
 

@@ -117,7 +117,7 @@ def compensate_layer(W: torch.Tensor, H: torch.Tensor, *, keep: float | None = N
 
     ``zero`` (bool, like ``W``): when quantizing, the weights forced to zero (default
     ``W == 0``); lets ``W`` be a dense target, e.g. the least-squares weights for the inputs
-    the compressed network produces (see :mod:`squeezenet.compress.adaround`).
+    the compressed network produces.
     Returns the new weight (float64) and, when quantizing, the codes (0 = zero, j = centroid
     ``j - 1``), flattened like ``W``.
     """

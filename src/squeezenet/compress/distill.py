@@ -30,7 +30,6 @@ about 3x faster on a CPU: the network is fully convolutional).
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -127,7 +126,8 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
                       loss: str = "kl", temperature: float = 1.0, train_bias: bool = True,
                       frozen_bias: Iterable[str] = (), latent_lr: float | None = None,
                       max_bytes: int | None = None, importance: dict | None = None,
-                      log: Callable | None = None, log_every: int = 50) -> tuple[dict[str, Q.QuantLayer], list[float]]:
+                      log: Callable | None = None, log_every: int = 50, device: str | None = None,
+                      bf16: bool = False) -> tuple[dict[str, Q.QuantLayer], list[float]]:
     """Distill ``teacher`` into the quantized ``model`` for ``steps`` Adam steps (cosine-decayed
     ``lr``); returns the new layers (also written into ``model``) and the loss per step.
 
@@ -142,6 +142,11 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
     the weights nearest a midpoint toward shorter codes, weighted by ``importance`` (per-weight
     curvature, e.g. :func:`~squeezenet.compress.mixed.fisher_diagonal`), until it fits
     (:func:`~squeezenet.compress.mixed.assign_within_budget`).
+
+    The loop is :class:`squeezenet.train.Trainer`'s (eval mode, a ``batches`` stream), on
+    ``device`` (default: where the model is; the model, and the teacher, come back where they
+    were), with ``bf16`` autocast if asked; under torchrun each process takes its share of
+    every batch and DDP averages the gradients.
     """
     if mode not in MODES:
         raise ConfigError(f"distillation mode {mode!r}: use one of {', '.join(MODES)}")
@@ -169,36 +174,49 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
         groups = [{"params": lat, "lr": latent_lr or lr}, {"params": cbs}]
     if biases:
         groups.append({"params": biases})
+    for g in groups:    # the cosine schedule scales each group's own rate
+        g["lr_mult"] = g.get("lr", lr) / lr
     opt = torch.optim.Adam(groups, lr=lr)
-    base = [g.get("lr", lr) for g in opt.param_groups]
     hist: list[float] = []
-    model.eval()
     if teacher is not None:
         teacher.eval()
-    try:
-        it = _cycle(batches)
-        for step in range(steps):
-            item = next(it)
+    dev0 = next(model.parameters()).device
+
+    def loss_fn(net, x, t):
+        if t is None:
+            with torch.no_grad():
+                t = teacher(x)
+        s = net(x)
+        return distill_loss(s, t.to(s.dtype), loss, temperature)
+
+    def pairs(epoch):
+        for item in _cycle(batches):
             if isinstance(item, (tuple, list)):
-                x, t = item[0], item[1]
+                yield item[0], item[1]
             else:
-                x = item
-                with torch.no_grad():
-                    t = teacher(x)
-            c = 0.5 * (1 + math.cos(math.pi * step / steps))
-            for g, b0 in zip(opt.param_groups, base):
-                g["lr"] = b0 * c
-            s = model(x)
-            ls = distill_loss(s, t.to(s.dtype), loss, temperature)
-            opt.zero_grad(set_to_none=True)
-            ls.backward()
-            opt.step()
-            hist.append(float(ls.detach()))
+                yield item, None
+
+    class _Log:
+        def on_step_end(self, trainer):
+            hist.append(trainer.last_loss)
+            step = trainer.step - 1
             if log and (step % log_every == 0 or step == steps - 1):
                 log(f"  distill step {step + 1}/{steps}: loss {np.mean(hist[-log_every:]):.4f}")
+
+    from ..train import TrainConfig, Trainer
+    cfg = TrainConfig(epochs=1, batch_size=1, accum_steps=1, lr=lr, schedule="cosine", max_steps=steps,
+                      dropout=None, progress=False, bf16=bf16, device=device or str(dev0))
+    try:
+        if teacher is not None and device is not None:
+            teacher.to(Trainer.pick_device(device))
+        Trainer(model, cfg, loss_fn=loss_fn, optimizer=opt, batches=pairs, batches_per_epoch=steps,
+                callbacks=[_Log()], log_epochs=False, reseed=False, train_mode=False).fit()
     finally:
         new = (Q.unshare_weights(model, layers) if mode == "centroids"
                else _detach_ste(model, layers, max_bytes, importance))
+        model.to(dev0)
+        if teacher is not None and device is not None:
+            teacher.to(dev0)
         for n, p in model.named_parameters():
             p.requires_grad_(req.get(n, True))
         model.eval()

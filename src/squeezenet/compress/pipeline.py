@@ -53,6 +53,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, Range, check_fields
-from ..train.config import MAX_SEED, OPTIMIZERS
+from ..train import distributed as D
+from ..train.config import DEVICE_RE, MAX_SEED, OPTIMIZERS
 from . import prune as P
 from . import quantize as Q
 from . import sizing as S
@@ -149,6 +151,9 @@ class CompressConfig:
     distill_lr: float = 1e-4        # mixed path: Adam step of that distillation
     max_drop_points: float | None = None  # the smallest file whose top-1 on the evaluation data
                                     # is within this many points of the uncompressed model's
+    device: str = "cpu"             # where the training loops run: cpu | cuda | cuda:N | mps | auto
+                                    # (the other stages stay on the CPU)
+    bf16: bool = False              # bfloat16 autocast in the training loops
 
     def __post_init__(self) -> None:
         def bad(name, why):
@@ -166,7 +171,9 @@ class CompressConfig:
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         check_fields(self, "compress config", RANGES)
-        for name in ("progress", "mixed"):
+        if not (isinstance(self.device, str) and re.fullmatch(DEVICE_RE, self.device)):
+            bad("device", "must be auto, cpu, cuda, cuda:N or mps")
+        for name in ("progress", "mixed", "bf16"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be True or False")
         if self.max_drop_points is not None and (self.target_size or self.bits is not None or not self.mixed):
@@ -192,23 +199,34 @@ def _prune_spec_ok(spec) -> bool:
 
 # ----------------------------------------------------------------------------- training
 
-def distill_loss(teacher: nn.Module, temperature: float = 2.0) -> Callable:
-    """``loss_fn(model, images, targets)``: KL to the teacher's softened outputs (labels unused)."""
-    teacher.eval()
+class distill_loss:
+    """``loss_fn(model, images, targets)``: KL to the teacher's softened outputs (labels unused).
+    ``teacher`` is an attribute, so that a loop on another device can take it along."""
 
-    def loss_fn(model, images, targets):
+    def __init__(self, teacher: nn.Module, temperature: float = 2.0) -> None:
+        self.teacher, self.temperature = teacher.eval(), temperature
+
+    def __call__(self, model, images, targets):
         with torch.no_grad():
-            t = teacher(images)
+            t = self.teacher(images)
         s = model(images)
-        T = temperature
+        T = self.temperature
         return F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), log_target=True,
                         reduction="batchmean") * T * T
-    return loss_fn
+
+
+def world_size() -> int:
+    """Processes sharing the work (torchrun), 1 without."""
+    import torch.distributed as dist
+    return dist.get_world_size() if D.active() else 1
 
 
 def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), loss_fn=None,
             lr: float | None = None) -> list[dict]:
-    """One retraining stage with ``squeezenet.train.Trainer`` (``cfg.optimizer``, poly lr).
+    """One retraining stage with ``squeezenet.train.Trainer`` (``cfg.optimizer``, poly lr), on
+    ``cfg.device``; the model (and a distillation loss's teacher) come back where they were.
+    Under torchrun each of N processes takes ``batch_size / N`` images a step (DDP), so the
+    steps are those of one process.
 
     Only parameters with ``requires_grad`` move (the centroid stage freezes the rest).
     """
@@ -216,11 +234,21 @@ def retrain(model: nn.Module, train_data, cfg: CompressConfig, callbacks=(), los
     if train_data is None or (cfg.finetune_epochs <= 0 and not cfg.max_steps):
         return []
     steps = stage_steps(cfg, train_data)
-    tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size,
+    tc = TrainConfig(epochs=max(1, math.ceil(cfg.finetune_epochs)), batch_size=cfg.batch_size // world_size(),
                      accum_steps=1, lr=cfg.lr if lr is None else lr, momentum=0.9, optimizer=cfg.optimizer,
                      weight_decay=cfg.weight_decay, dropout=None, seed=cfg.seed, max_steps=steps,
-                     progress=cfg.progress, device="cpu")
-    out = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn, log_epochs=False).fit()
+                     progress=cfg.progress, device=cfg.device, bf16=cfg.bf16)
+    dev0 = next(model.parameters()).device
+    teacher = getattr(loss_fn, "teacher", None)
+    try:
+        trainer = Trainer(model, tc, train_data, callbacks=list(callbacks), loss_fn=loss_fn, log_epochs=False)
+        if teacher is not None:
+            teacher.to(trainer.device)
+        out = trainer.fit()
+    finally:
+        model.to(dev0)
+        if teacher is not None:
+            teacher.to(dev0)
     model.eval()
     return out
 
@@ -403,22 +431,25 @@ class CompressState:
         return self._calibration
 
     def evaluate(self, model: nn.Module) -> dict:
-        """Metrics on the evaluation data (``{}`` without it): what the rows report."""
-        from ..evaluate import evaluate
-        return evaluate(model, self.val_loader) if self.val_loader is not None else {}
+        """Metrics on the evaluation data (``{}`` without it): what the rows report. Under
+        torchrun each process scores its share of the batches and the counts are summed."""
+        return sharded_evaluate(model, self.val_loader) if self.val_loader is not None else {}
 
     def score(self, model: nn.Module) -> float:
         """What candidates are compared on: agreement with the uncompressed model's top-1 on
-        the held-out unlabeled images when there are some, else top-1 on the score data."""
-        from ..evaluate import evaluate
+        the held-out unlabeled images when there are some, else top-1 on the score data
+        (sharded over processes under torchrun, like :meth:`evaluate`)."""
         if self.choose is not None:
             model.eval()
+            rank, world = (D.env_world()[0], world_size()) if D.active() else (0, 1)
+            pairs = list(zip(self.choose, self.choose_targets))[rank::world]
             with torch.no_grad():
-                hits = sum(int((model(x).argmax(1) == t).sum()) for x, t in zip(self.choose, self.choose_targets))
-            return hits / sum(len(t) for t in self.choose_targets)
+                hits = sum(int((model(x).argmax(1) == t).sum()) for x, t in pairs)
+            hits, n = D.all_reduce([float(hits), float(sum(len(t) for _, t in pairs))], "sum")
+            return hits / n
         if self.score_loader is None:
             raise ConfigError("compress: choosing between candidates needs evaluation or score data")
-        return evaluate(model, self.score_loader)["top1"]
+        return sharded_evaluate(model, self.score_loader)["top1"]
 
     def add_row(self, stage: str, approach: str, bits, size: int, metrics: dict | None, **extra) -> dict:
         row = table_row(stage, approach, bits, size, self.fp32, metrics, **extra)
@@ -430,6 +461,26 @@ class CompressState:
                 "alexnet_bytes": ALEXNET_BYTES, "fractions": self.fractions, "bits": self.bits,
                 "config": {k: v for k, v in self.cfg.__dict__.items()}, "seconds": time.time() - self.started,
                 "timings": self.timings, "cpu_seconds": time.process_time(), "size_search": self.searched, "method": self.plan or "uniform", "chosen_on": self.chosen_on}
+
+
+def sharded_evaluate(model: nn.Module, loader) -> dict:
+    """:func:`squeezenet.evaluate.evaluate`; under torchrun each process scores every N-th
+    batch and the counts are summed (the same figures as one process)."""
+    from ..evaluate import evaluate
+    if not D.active():
+        return evaluate(model, loader)
+    import torch.distributed as dist
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = [b for i, b in enumerate(loader) if i % world == rank]
+    r = evaluate(model, mine) if mine else {"count": 0, "top1": 0.0, "top5": 0.0, "seconds": 0.0}
+    owner = getattr(loader, "dataset", None)
+    from ..data import base_dataset
+    skipped = len(getattr(base_dataset(owner), "skipped", {}) or {}) if owner is not None else 0
+    c1, c5, n = D.all_reduce([round(r["top1"] * r["count"]), round(r["top5"] * r["count"]), r["count"]], "sum")
+    seconds = D.all_reduce([r["seconds"]], "max")[0]
+    n = int(n)
+    return {"top1": c1 / n if n else 0.0, "top5": c5 / n if n else 0.0, "count": n, "skipped": skipped,
+            "seconds": seconds, "images_per_s": n / seconds if seconds > 0 else 0.0}
 
 
 @dataclass
@@ -652,9 +703,15 @@ def distill_ste(s: CompressState) -> None:
     qm = copy.deepcopy(s.model).to(memory_format=torch.channels_last)
     teacher = copy.deepcopy(s.teacher).to(memory_format=torch.channels_last)
     batches = _Images(make_loader(s.distill_data, 32, shuffle=True, seed=cfg.seed, drop_last=True))
-    layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
-                                     mode="ste", loss="kl", temperature=cfg.temperature,
-                                     max_bytes=s.budget, importance=s.fisher, log=s.log)
+    from ..train import TrainingDiverged
+    try:
+        layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
+                                         mode="ste", loss="kl", temperature=cfg.temperature,
+                                         max_bytes=s.budget, importance=s.fisher, log=s.log, device=cfg.device,
+                                         bf16=cfg.bf16)
+    except TrainingDiverged as e:     # scores as not distilled, which a tie keeps
+        s.log(f"  distillation stopped: {e}")
+        qm, layers, hist = copy.deepcopy(s.model), s.layers, []
     qm = qm.to(memory_format=torch.contiguous_format)
     after = s.score(qm)
     s.log(f"  before distillation {before:.4f}, after {after:.4f} on the choosing split")
@@ -757,8 +814,21 @@ def tune_centroids(s: CompressState) -> None:
     by_choice = s.choose is not None    # else the evaluation data chooses (as before)
     untuned = Candidate("untuned", s.score(s.model) if by_choice else quant.get("top1", 0),
                         layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
-    layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
-                              cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress)
+    from ..train import Trainer, TrainingDiverged
+    teacher = getattr(s.loss_fn, "teacher", None)
+    if teacher is not None:
+        teacher.to(Trainer.pick_device(cfg.device))
+    try:
+        layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
+                                  cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress, device=cfg.device,
+                                  bf16=cfg.bf16)
+    except TrainingDiverged as e:     # the untuned codebooks go on
+        s.log(f"  centroid tuning stopped: {e}")
+        layers = {k: copy.deepcopy(q) for k, q in untuned.layers.items()}
+        Q.load_layers(s.model, layers)
+    finally:
+        if teacher is not None:
+            teacher.to("cpu")
     tuned_metrics = s.evaluate(s.model)
     tuned = Candidate("tuned", s.score(s.model) if by_choice else tuned_metrics.get("top1", 0), layers=layers)
     best = keep_better([tuned, untuned])
@@ -802,9 +872,15 @@ def encode(s: CompressState) -> None:
                 s.refits += 1
                 info = _write(s, Path(d) / "try.sqz")
                 s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
-    info = _write(s)
+    if D.active() and D.env_world()[0] != 0:   # torchrun: rank 0 writes the file, the others a copy
+        with tempfile.TemporaryDirectory(prefix="squeezenet-rank-") as d:
+            info = _write(s, Path(d) / "rank.sqz")
+            written = load_sqz(Path(d) / "rank.sqz")
+    else:
+        info = _write(s)
+        written = load_sqz(s.out_path)
     s.written = info
-    final = s.metrics["huffman (.sqz)"] = s.evaluate(load_sqz(s.out_path))
+    final = s.metrics["huffman (.sqz)"] = s.evaluate(written)
     s.add_row("huffman (.sqz)", "Deep Compression", bits_label(s.bits), info["bytes"], final,
               parts=info["parts"], refits=s.refits)
     s.log(f".sqz: {info['bytes']:,} B top-1 {final.get('top1', float('nan')):.4f}")
@@ -998,6 +1074,10 @@ def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressSt
     return s
 
 
+def _quiet(*args, **kwargs) -> None:
+    """The log of processes other than rank 0."""
+
+
 def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig,
                    out_path: str | os.PathLike, unlabeled=None, score_loader=None,
                    log: Callable = print, stages: Sequence[Stage] = STAGES, unlabeled_eval=None,
@@ -1011,7 +1091,19 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
     images a held-out part of them chooses instead, see :meth:`CompressState.start`, which
     also says what ``unlabeled_eval`` and ``distill_data`` are). Returns the report:
     ``rows`` (Table 2), ``fractions``, ``bits``, ``config``, ``timings``...
+
+    Under ``torchrun`` every process runs the pipeline: the training loops as DDP (each
+    process a share of every batch), the evaluation and choosing passes sharded and summed;
+    rank 0 alone logs and writes ``out_path``, and every process returns the report.
     """
+    from ..train import Trainer
+    D.setup(Trainer.pick_device(cfg.device))     # an unavailable device: one line, before any work
+    if D.active():
+        if cfg.batch_size % world_size():
+            raise ConfigError(f"compress config batch_size={cfg.batch_size}: under torchrun it must be a "
+                              f"multiple of the {world_size()} processes (each takes its share of a batch)")
+        if D.env_world()[0] != 0:
+            log = _quiet
     s = CompressState.start(model, train_data, val_loader, cfg, out_path, unlabeled=unlabeled,
                             score_loader=score_loader, log=log, unlabeled_eval=unlabeled_eval,
                             distill_data=distill_data)

@@ -187,7 +187,8 @@ def unshare_weights(model: nn.Module, layers: dict[str, QuantLayer]) -> dict[str
 
 def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps: int,
                    lr: float = 1e-4, batch_size: int = 64, loss_fn=None,
-                   seed: int = 0, progress: bool = False) -> dict[str, QuantLayer]:
+                   seed: int = 0, progress: bool = False, device: str | None = None,
+                   bf16: bool = False) -> dict[str, QuantLayer]:
     """Fine-tune the shared centroids only (everything else frozen); returns the new layers.
     ``progress`` shows a tqdm bar of the steps on stderr.
 
@@ -198,42 +199,41 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
     whose per-centroid normalisation makes each step about ``lr`` in weight units whatever
     the member count, so ``lr`` is an absolute bound on how far a centroid moves per step.
     Typical call: ``layers = tune_centroids(model, layers, train_ds, steps=100, lr=1e-4)``.
+
+    The loop is :class:`squeezenet.train.Trainer`'s (constant ``lr``, the model in training
+    mode, dropout drawing on the random stream the caller left), on ``device`` (default: where
+    the model is; it comes back there); under torchrun each process takes its share of every
+    batch.
     """
     from ..data import make_loader
+    from ..train import TrainConfig, Trainer
     if steps <= 0 or data is None:
         return layers
+    dev0 = next(model.parameters()).device
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:     # biases and non-quantized layers stay as they are
         p.requires_grad_(False)
     params = share_weights(model, layers)
     try:
-        opt = torch.optim.Adam(params, lr=lr)
         loader = make_loader(data, batch_size, shuffle=True, seed=seed)
-        model.train()
-        done = 0
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, desc="centroids", unit="step", leave=False, dynamic_ncols=True)
-        while done < steps:
-            for x, y in loader:
-                if loss_fn is not None:
-                    loss = loss_fn(model, x, y)
-                else:
-                    loss = torch.nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                done += 1
-                if bar is not None:
-                    bar.update(1)
-                if done >= steps:
-                    break
-        if bar is not None:
-            bar.close()
+
+        def stream(epoch):     # the loader's batches, reshuffled each pass, for ``steps`` steps
+            while True:
+                yield from loader
+
+        cfg = TrainConfig(epochs=1, batch_size=batch_size, accum_steps=1, lr=lr, schedule="constant",
+                          max_steps=steps, seed=seed, dropout=None, progress=progress, bf16=bf16,
+                          device=device or str(dev0))
+        Trainer(model, cfg, loss_fn=loss_fn or _cross_entropy, optimizer=torch.optim.Adam(params, lr=lr),
+                batches=stream, batches_per_epoch=steps, log_epochs=False, reseed=False).fit()
     finally:
         layers = unshare_weights(model, layers)
+        model.to(dev0)
         for p in frozen:
             p.requires_grad_(True)
         model.eval()
     return layers
+
+
+def _cross_entropy(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x), y)

@@ -21,9 +21,11 @@ def env_world() -> tuple[int, int, int]:
 
 def setup(device: torch.device) -> tuple[int, int]:
     """Join the process group if launched by torchrun; returns (rank, world_size)."""
-    rank, world, _ = env_world()
+    rank, world, local = env_world()
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(device.index if device.index is not None else local)
         dist.init_process_group(backend=backend)
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -34,10 +36,14 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def all_reduce(values: list[float], op: str = "sum", device: torch.device | str = "cpu") -> list[float]:
-    """Sum (or max) a few numbers over all processes."""
+def all_reduce(values: list[float], op: str = "sum", device: torch.device | str | None = None) -> list[float]:
+    """Sum (or max) a few numbers over all processes (on the GPU under the nccl backend,
+    which reduces nothing else)."""
     if not active():
         return list(values)
+    if device is None:
+        device = (torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl"
+                  else torch.device("cpu"))
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t.tolist()

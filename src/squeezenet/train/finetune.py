@@ -6,7 +6,8 @@ Three pieces, each usable alone:
   conv10 or are a subset of the model's classes whose rows are **kept** (epoch 0 then scores
   as the pretrained model does on them), apply it with
   :meth:`~squeezenet.models.SqueezeNet.reset_classifier`, and say in one line which happened.
-* :func:`freeze` and :func:`param_groups` implement ``--freeze NAMES`` (frozen weights get no
+* :func:`freeze` and :func:`param_groups` (defined in :mod:`.params`, which the Trainer uses)
+  implement ``--freeze NAMES`` (frozen weights get no
   gradient and frozen BatchNorm layers keep their running statistics) and ``--head-lr-mult``
   (conv10's learning rate is the base lr times the multiplier; the Trainer reads ``lr_mult``
   from each optimizer group).
@@ -25,7 +26,6 @@ from __future__ import annotations
 import math
 import re
 import time
-import types
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, SqueezeNetError
+from .params import (freeze, freezes_backbone, head_parameters, layer_names, make_optimizer,  # noqa: F401
+                     param_groups, resolve_freeze)
 
 HEAD_MODES = ("auto", "new", "keep")
 
@@ -258,141 +260,6 @@ def imprint_head(model: nn.Module, feats: torch.Tensor, targets: torch.Tensor, s
     return int(len(targets))
 
 
-# ------------------------------------------------------------------------------ freezing
-
-def layer_names(model: nn.Module) -> dict[str, str]:
-    """The paper's layer names -> module paths: ``conv1``, ``fire2``..``fire9``, ``conv10``.
-
-    >>> import squeezenet
-    >>> layer_names(squeezenet.create_model("squeezenet1_1"))["fire4"]
-    'features.6'
-    """
-    from ..models.fire import Fire
-    out: dict[str, str] = {}
-    features = getattr(model, "features", None)
-    if features is not None:
-        fire = 2
-        for i, mod in enumerate(features):
-            if isinstance(mod, nn.Conv2d) and "conv1" not in out:
-                out["conv1"] = f"features.{i}"
-            elif isinstance(mod, Fire):
-                out[f"fire{fire}"] = f"features.{i}"
-                fire += 1
-    if hasattr(model, "final_conv"):
-        out["conv10"] = "classifier.1"
-    return out
-
-
-def resolve_freeze(model: nn.Module, names: str | Iterable[str] | None) -> list[str]:
-    """Module paths for ``--freeze`` names (comma-separated or a list): a module path
-    (``features``, ``features.3``, ``classifier``), a paper layer name (``conv1``, ``fire2``..
-    ``fire9``, ``conv10``; ``conv1`` includes its BatchNorm) or ``none``. A name matching
-    nothing is a :class:`~squeezenet.errors.ConfigError` naming it."""
-    if names is None:
-        return []
-    if isinstance(names, str):
-        names = names.split(",")
-    names = [n.strip() for n in names if n and n.strip()]
-    modules = dict(model.named_modules())
-    aliases = layer_names(model)
-    paths: list[str] = []
-    for name in names:
-        if name.lower() == "none":
-            continue
-        path = aliases.get(name.lower(), name)
-        if not path or path not in modules or not any(True for _ in modules[path].parameters()):
-            import difflib
-            known = ["features", "classifier", *aliases]
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(known)}, or a module path)"
-            raise ConfigError(f"--freeze {name!r} matches no layer with weights{hint}")
-        paths.append(path)
-        if name.lower() == "conv1" and path.startswith("features."):
-            nxt = f"features.{int(path.split('.')[1]) + 1}"
-            if isinstance(modules.get(nxt), nn.BatchNorm2d):
-                paths.append(nxt)
-    return paths
-
-
-def freezes_backbone(model: nn.Module, names: str | Iterable[str] | None) -> bool:
-    """True when ``names`` freeze every parameter of ``model.features`` and none of conv10's:
-    training then only needs the backbone's features once (:func:`fit_head`), not a forward
-    pass per epoch.
-
-    >>> import squeezenet
-    >>> m = squeezenet.create_model("squeezenet_small")
-    >>> freezes_backbone(m, "features"), freezes_backbone(m, "conv1,fire2"), freezes_backbone(m, None)
-    (True, False, False)
-    """
-    paths = resolve_freeze(model, names)
-    if not paths:
-        return False
-    modules = dict(model.named_modules())
-    frozen = {id(p) for path in paths for p in modules[path].parameters()}
-    body = {id(p) for p in model.features.parameters()}
-    head = {id(p) for p in head_parameters(model)}
-    return body <= frozen and not (head & frozen)
-
-
-def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    return nn.Module.train(self, False)
-
-
-def freeze(model: nn.Module, names: str | Iterable[str] | None) -> list[str]:
-    """Freeze the modules ``names`` select (see :func:`resolve_freeze`): their parameters get
-    ``requires_grad=False`` and their BatchNorm layers stay in eval mode (running statistics
-    unchanged) even when the model is put in training mode. Returns the frozen module paths.
-    """
-    paths = resolve_freeze(model, names)
-    modules = dict(model.named_modules())
-    for path in paths:
-        mod = modules[path]
-        for p in mod.parameters():
-            p.requires_grad_(False)
-        for sub in mod.modules():
-            if isinstance(sub, nn.modules.batchnorm._BatchNorm):
-                sub.train = types.MethodType(_stay_eval, sub)
-                sub.eval()
-    return paths
-
-
-def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The classifier's parameters (conv10)."""
-    classifier = getattr(model, "classifier", None)
-    return list(classifier.parameters()) if classifier is not None else []
-
-
-def param_groups(model: nn.Module, head_lr_mult: float = 1.0) -> list[dict]:
-    """Optimizer groups of the trainable parameters: the backbone (``lr_mult`` 1) and the head
-    (``lr_mult`` = ``head_lr_mult``); with a multiplier of 1, one group of all of them (the
-    layout of training-state files written before groups existed). Frozen parameters are left
-    out; an empty group is dropped; nothing trainable at all is a ConfigError."""
-    if not head_lr_mult > 0:
-        raise ConfigError(f"head_lr_mult={head_lr_mult!r}: must be > 0")
-    if head_lr_mult == 1:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ConfigError("nothing to train: --freeze froze every parameter of the model")
-        return [{"params": params, "lr_mult": 1.0}]
-    head_ids = {id(p) for p in head_parameters(model)}
-    head = [p for p in model.parameters() if p.requires_grad and id(p) in head_ids]
-    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [g for g in ({"params": body, "lr_mult": 1.0, "name": "backbone"},
-                          {"params": head, "lr_mult": float(head_lr_mult), "name": "head"}) if g["params"]]
-    if not groups:
-        raise ConfigError("nothing to train: --freeze froze every parameter of the model")
-    return groups
-
-
-def make_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
-    """The optimizer ``config`` names (``sgd`` | ``adamw``) over :func:`param_groups`."""
-    groups = param_groups(model, getattr(config, "head_lr_mult", 1.0))
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay, nesterov=config.nesterov)
-
-
 # ---------------------------------------------------------------------- frozen backbone
 
 @torch.no_grad()
@@ -402,10 +269,12 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 64, views: int
     """``model.features`` (eval mode) of every sample of ``dataset``, ``views`` times (each
     pass draws the dataset's augmentation anew). Returns ``(features, targets)`` with
     ``len(dataset) * views`` rows, stored as ``dtype`` (float16 halves the memory: SqueezeNet
-    1.1 at 224 gives 512x13x13 per image, 173 KB in float16). Unreadable images are dropped."""
+    1.1 at 224 gives 512x13x13 per image, 173 KB in float16). Unreadable images are dropped.
+    The pass runs where the model is; the features are kept on the CPU."""
     from ..data import make_loader
     was = model.training
     model.eval()
+    dev = next(model.parameters()).device
     feats, targets = [], []
     bar = None
     if progress:
@@ -414,7 +283,7 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 64, views: int
     try:
         for _ in range(views):
             for x, y in make_loader(dataset, batch_size):
-                feats.append(model.features(x).to(dtype))
+                feats.append(model.features(x.to(dev)).to("cpu", dtype))
                 targets.append(y)
                 if bar is not None:
                     bar.update(len(y))
@@ -437,9 +306,10 @@ def score_features(model: nn.Module, feats: torch.Tensor, targets: torch.Tensor,
     """Top-1 / top-5 / loss of the model's head on cached features."""
     was = model.classifier.training
     model.classifier.eval()
+    dev = model.final_conv.weight.device
     c1 = c5 = loss = 0.0
     for i in range(0, len(targets), batch_size):
-        logits, y = _head_logits(model, feats[i:i + batch_size]), targets[i:i + batch_size]
+        logits, y = _head_logits(model, feats[i:i + batch_size].to(dev)), targets[i:i + batch_size].to(dev)
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(y.view(-1, 1))
         c1 += float(top[:, 0].sum())
@@ -455,22 +325,40 @@ def fit_head(model: nn.Module, train_data, config, val_data=None, views: int = 1
 
     ``config`` is a :class:`~squeezenet.train.TrainConfig`: ``epochs``, ``batch_size``,
     ``optimizer``, ``lr`` (times ``head_lr_mult``), ``schedule``/``warmup_steps`` (per step),
-    ``weight_decay``, ``momentum``, ``label_smoothing``, ``dropout`` and ``seed`` apply.
+    ``weight_decay``, ``momentum``, ``label_smoothing``, ``dropout``, ``grad_clip``, ``bf16``,
+    ``device`` and ``seed`` apply.
     ``views`` passes over ``train_data`` are cached (its augmentation drawn anew each time).
     ``features`` / ``val_features``: ``(feats, targets)`` already computed (then ``train_data``
     / ``val_data`` are not read).
-    The trained conv10 stays in ``model``; returns one metrics dict per epoch (``val_*`` on
-    ``val_data`` when given), with ``features_s`` the one-off feature pass.
+    The trained conv10 stays in ``model`` (on the device it came on); returns one metrics dict
+    per epoch (``val_*`` on ``val_data`` when given), with ``features_s`` the one-off feature
+    pass. The loop is the Trainer's (:func:`head_trainer`), which a caller wanting checkpoints
+    and resume uses directly.
     """
-    from .config import lr_at
     torch.manual_seed(config.seed)
-    if config.dropout is not None:
-        for m in model.classifier.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = config.dropout
-        if hasattr(model, "config") and hasattr(model.config, "replace"):
-            model.config = model.config.replace(dropout=config.dropout)
     grad_was = {p: p.requires_grad for p in model.parameters()}
+    dev = model.final_conv.weight.device
+    try:
+        trainer = head_trainer(model, config, train_data, val_data, views, progress, features, val_features)
+        history = trainer.fit()
+    finally:
+        for p, was in grad_was.items():
+            p.requires_grad_(was)
+        model.to(dev)
+    model.eval()
+    return history
+
+
+def head_trainer(model: nn.Module, config, train_data=None, val_data=None, views: int = 1,
+                 progress: bool = True, features=None, val_features=None, out_dir=None):
+    """The :class:`~squeezenet.train.Trainer` of :func:`fit_head`: the backbone frozen
+    (``requires_grad`` off everywhere but conv10), the features computed here unless given,
+    then a ``batches`` source over them (one seeded order per epoch) and a loss through conv10
+    alone. With ``out_dir`` it writes what a training run writes and can :meth:`resume`."""
+    import dataclasses
+
+    from .trainer import Trainer
+    model.to(Trainer.pick_device(config.device))    # the feature pass too runs on the device
     for p in model.parameters():
         p.requires_grad_(False)
     head = head_parameters(model)
@@ -486,57 +374,30 @@ def fit_head(model: nn.Module, train_data, config, val_data=None, views: int = 1
         val = extract_features(model, val_data, config.eval_batch_size, 1, progress=progress, desc="val features")
     features_s = time.perf_counter() - t0
     lr = config.lr * getattr(config, "head_lr_mult", 1.0)
+    group = [{"params": head, "lr_mult": lr / config.lr}]
     if config.optimizer == "adamw":
-        opt = torch.optim.AdamW(head, lr=lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(group, lr=lr, weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.SGD(head, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        opt = torch.optim.SGD(group, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
                               nesterov=config.nesterov)
-    n = len(targets)
-    per_epoch = math.ceil(n / config.batch_size)
-    total = config.max_steps or config.epochs * per_epoch
-    gen = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    step, epoch = 0, 0
-    model.classifier.train()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="head", unit="step", leave=False, dynamic_ncols=True)
-    try:
-        while step < total:
-            t = time.perf_counter()
-            order = torch.randperm(n, generator=gen)
-            loss_sum, seen = 0.0, 0
-            for i in range(0, n, config.batch_size):
-                if step >= total:
-                    break
-                b = order[i:i + config.batch_size]
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(config, step, total) * (lr / config.lr)
-                loss = F.cross_entropy(_head_logits(model, feats[b]), targets[b],
-                                       label_smoothing=config.label_smoothing)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise SqueezeNetError(f"loss became {value} at head step {step + 1}; lower --lr "
-                                          f"(now {config.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                loss_sum += value * len(b)
-                seen += len(b)
-                if bar is not None:
-                    bar.update(1)
-            epoch += 1
-            rec = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(1, seen),
-                   "seconds": time.perf_counter() - t, "features_s": features_s}
-            if val is not None:
-                rec.update(score_features(model, *val))
-            history.append(rec)
-    finally:
-        if bar is not None:
-            bar.close()
-        for p, was in grad_was.items():
-            p.requires_grad_(was)
-    model.eval()
-    return history
+    n, bs = len(targets), config.batch_size
+
+    def batches(epoch: int):
+        gen = torch.Generator().manual_seed(config.seed)
+        for _ in range(epoch):            # the orders of the epochs before this one
+            torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, bs):
+            b = order[i:i + bs]
+            yield feats[b], targets[b]
+
+    def loss(head_net, x, y):
+        return F.cross_entropy(torch.flatten(head_net(x.float()), 1), y, label_smoothing=config.label_smoothing)
+
+    # the features are not images: no NHWC layout; one optimizer step per batch
+    cfg = dataclasses.replace(config, channels_last=False, accum_steps=1, progress=progress)
+    trainer = Trainer(model, cfg, out_dir=out_dir, loss_fn=loss, optimizer=opt, batches=batches,
+                      batches_per_epoch=math.ceil(n / bs), log_epochs=False, reseed=False, wrap=model.classifier,
+                      validate_fn=(lambda tr: score_features(model, *val)) if val is not None else None)
+    trainer.epoch_info["features_s"] = features_s
+    return trainer

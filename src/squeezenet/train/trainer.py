@@ -1,4 +1,13 @@
-"""The training loop: one readable file, extended through callbacks and a ``loss_fn`` hook.
+"""The training loop: one readable file, extended through hooks.
+
+Every optimisation loop of the package runs here (fine-tuning, the frozen-head fit on cached
+features, retraining under pruning masks, centroid tuning, straight-through distillation), so
+each gets checkpoints and resume (with an ``out_dir``), a progress bar, autocast, a device and
+torchrun/DDP. The hooks: ``loss_fn`` (a custom step's loss), ``optimizer`` (parameter groups,
+any optimizer; ``lr_mult`` per group follows the schedule), frozen parts (``config.freeze``, or
+``requires_grad`` set by the caller), callbacks (``on_step_end``: re-apply masks, snap to
+centroids...), ``batches`` (a custom data source, e.g. cached features or a teacher's stream),
+``validate_fn`` and ``train_mode``.
 
 >>> import squeezenet
 >>> from squeezenet.data import build_dataset
@@ -103,6 +112,27 @@ class Trainer:
     ``log_epochs=False`` keeps the per-epoch metrics line off stdout (the progress bar of
     ``config.progress`` still shows, on stderr).
 
+    Hooks for loops other than plain classification (all optional):
+
+    * ``optimizer``: a built optimizer, or ``fn(model) -> optimizer`` called once the model is
+      on its device (default: ``config.optimizer`` over :func:`~.finetune.param_groups`). A
+      group's ``lr_mult`` scales the scheduled learning rate for it.
+    * ``batches`` with ``batches_per_epoch``: ``fn(epoch) -> iterable`` of ``(inputs, targets)``
+      micro-batches (``targets`` may be None), the same on every process, replacing
+      ``train_data`` and its sampler: each of N processes takes its 1/N of every batch's rows.
+      It must give the same batches again for the same epoch (a resume skips those consumed).
+    * ``validate_fn(trainer) -> metrics`` replaces :meth:`validate` at each epoch end.
+    * ``train_mode=False`` runs the forward passes in eval mode (dropout off, BatchNorm
+      statistics fixed), e.g. for distillation.
+    * ``reseed=False`` leaves the global random streams (dropout) as the caller set them, for
+      a loop that seeds itself or keeps the stream it had (default: seeded by ``config.seed``
+      and the rank).
+    * ``wrap``: the part of the model that ``loss_fn`` runs through its first argument (default
+      the whole model), e.g. conv10 alone on cached features; under DDP it is what is wrapped.
+
+    ``epoch_info`` (a dict) is merged into every epoch's metrics; ``last_loss`` is the loss of
+    the latest optimizer step (for ``on_step_end`` callbacks).
+
     Public state: ``model`` (the unwrapped module), ``optimizer``, ``step`` (optimizer steps
     done), ``epoch`` (epochs completed), ``history``, ``rank``, ``world_size``.
     """
@@ -111,12 +141,21 @@ class Trainer:
                  train_data: Dataset | None = None, val_data: Dataset | None = None,
                  out_dir: str | Path | None = None, callbacks: Iterable = (),
                  loss_fn: Callable | None = None, stop_on_signal: bool | None = None,
-                 log_epochs: bool = True) -> None:
+                 log_epochs: bool = True, optimizer: torch.optim.Optimizer | Callable | None = None,
+                 batches: Callable[[int], Iterable] | None = None, batches_per_epoch: int | None = None,
+                 validate_fn: Callable[["Trainer"], dict] | None = None, train_mode: bool = True,
+                 wrap: nn.Module | None = None, reseed: bool = True) -> None:
         self.config = cfg = config or TrainConfig()
         self.device = self.pick_device(cfg.device)
         self.rank, self.world_size = D.setup(self.device)
         self.is_main = self.rank == 0
         self.train_data, self.val_data = train_data, val_data
+        if batches is not None and not (isinstance(batches_per_epoch, int) and batches_per_epoch > 0):
+            raise SqueezeNetError("Trainer(batches=...) needs batches_per_epoch, a positive integer")
+        self.batches, self.batches_per_epoch = batches, batches_per_epoch
+        self.validate_fn, self.train_mode = validate_fn, train_mode
+        self.epoch_info: dict[str, Any] = {}
+        self.last_loss = float("nan")
         self.out_dir = Path(out_dir) if out_dir else None
         self.stop_on_signal = self.out_dir is not None if stop_on_signal is None else bool(stop_on_signal)
         self.log_epochs = log_epochs
@@ -127,11 +166,12 @@ class Trainer:
         self.loss_fn = loss_fn or (lambda m, x, y: default_loss(m, x, y, cfg.label_smoothing))
         self.run_info: dict[str, Any] = {}   # stored with checkpoints (e.g. the CLI's data spec)
 
-        torch.manual_seed(cfg.seed + self.rank)
-        import random
-        import numpy as np
-        random.seed(cfg.seed + self.rank)
-        np.random.seed((cfg.seed + self.rank) % 2**32)
+        if reseed:
+            torch.manual_seed(cfg.seed + self.rank)
+            import random
+            import numpy as np
+            random.seed(cfg.seed + self.rank)
+            np.random.seed((cfg.seed + self.rank) % 2**32)
 
         if cfg.dropout is not None:
             for m in model.modules():
@@ -142,14 +182,19 @@ class Trainer:
         self.model = model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.net: nn.Module = self.model
+        self.net: nn.Module = wrap if wrap is not None else self.model
         if D.active():
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(self.model, device_ids=ids)
-        from .finetune import freeze, make_optimizer
+            self.net = DDP(self.net, device_ids=ids)
+        from .params import freeze, make_optimizer
         self.frozen = freeze(self.model, cfg.freeze)    # --freeze: no gradient, BatchNorm stats fixed
-        self.optimizer = make_optimizer(self.model, cfg)  # groups carry lr_mult (--head-lr-mult)
+        if optimizer is None:
+            self.optimizer = make_optimizer(self.model, cfg)  # groups carry lr_mult (--head-lr-mult)
+        elif isinstance(optimizer, torch.optim.Optimizer):
+            self.optimizer = optimizer
+        else:
+            self.optimizer = optimizer(self.model)
         self.step = 0          # optimizer steps done
         self.epoch = 0         # epochs completed
         self.history: list[dict] = []
@@ -183,11 +228,15 @@ class Trainer:
             if dev.index is not None and dev.index >= n:
                 raise SqueezeNetError(f"--device {name}: this machine has {n} CUDA device(s), "
                                       f"cuda:0..cuda:{n - 1}")
+            if dev.index is None:    # plain cuda: this process's GPU (torchrun's LOCAL_RANK)
+                dev = torch.device("cuda", D.env_world()[2] % n)
         elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise SqueezeNetError(f"--device {name}: MPS is not available on this machine (use cpu or auto)")
         return dev
 
     def micro_batches_per_epoch(self) -> int:
+        if self.batches is not None:
+            return self.batches_per_epoch
         if self.train_data is None:
             raise SqueezeNetError("Trainer has no train_data")
         return math.ceil(math.ceil(len(self.train_data) / self.world_size) / self.config.batch_size)
@@ -207,17 +256,42 @@ class Trainer:
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last and x.dim() == 4 else x
+
+    def _shard(self, x):
+        """This process's rows of a batch of a ``batches`` source (all of it for one process)."""
+        if self.world_size == 1 or x is None:
+            return x
+        return x.tensor_split(self.world_size)[self.rank]
+
+    def _epoch_batches(self, sampler: ShardSampler):
+        """The micro-batches of the current epoch still to run (resume: those not consumed)."""
+        cfg = self.config
+        if self.batches is not None:
+            import itertools
+            items = itertools.islice(iter(self.batches(self.epoch)), self._pos, None)
+            return ((self._shard(x), self._shard(y)) for x, y in items)
+        sampler.set_epoch(self.epoch, skip=self._pos * cfg.batch_size)
+        gen = torch.Generator()
+        gen.manual_seed((cfg.seed * 1_000_003 + self.epoch) * 7919 + self.rank)
+        from ..data import Loader
+        from ..data.datasets import ReplaceUnreadable, collate_skipping
+        # several processes: an unreadable image is replaced, not dropped, so that every rank's
+        # batches keep the same shape (DDP steps in lockstep); one process skips and counts it
+        data = ReplaceUnreadable(self.train_data) if self.world_size > 1 else self.train_data
+        return Loader(data, batch_size=cfg.batch_size, sampler=sampler,
+                      num_workers=cfg.workers, collate_fn=collate_skipping, generator=gen,
+                      pin_memory=self.device.type == "cuda")
 
     # ------------------------------------------------------------------ the loop
 
     def fit(self) -> list[dict]:
         """Train until the schedule ends (or SIGINT); returns the per-epoch metrics."""
         cfg = self.config
-        if len(self.train_data or ()) == 0:
+        if self.batches is None and len(self.train_data or ()) == 0:
             raise SqueezeNetError("the training set is empty")
         total = self.total_steps()
-        sampler = ShardSampler(len(self.train_data), True, cfg.seed, self.rank, self.world_size)
+        sampler = ShardSampler(len(self.train_data or ()), True, cfg.seed, self.rank, self.world_size)
         old_handlers = self._install_signal_handlers()
         try:
             if self.step == 0 and self._pos == 0:
@@ -245,17 +319,7 @@ class Trainer:
         cfg = self.config
         M = self.micro_batches_per_epoch()
         accum = cfg.accum_steps
-        sampler.set_epoch(self.epoch, skip=self._pos * cfg.batch_size)
-        gen = torch.Generator()
-        gen.manual_seed((cfg.seed * 1_000_003 + self.epoch) * 7919 + self.rank)
-        from ..data import Loader
-        from ..data.datasets import ReplaceUnreadable, collate_skipping
-        # several processes: an unreadable image is replaced, not dropped, so that every rank's
-        # batches keep the same shape (DDP steps in lockstep); one process skips and counts it
-        data = ReplaceUnreadable(self.train_data) if self.world_size > 1 else self.train_data
-        loader = Loader(data, batch_size=cfg.batch_size, sampler=sampler,
-                        num_workers=cfg.workers, collate_fn=collate_skipping, generator=gen,
-                        pin_memory=self.device.type == "cuda")
+        loader = self._epoch_batches(sampler)
         bar = None
         if cfg.progress and self.is_main:
             from tqdm import tqdm
@@ -264,7 +328,7 @@ class Trainer:
             todo = min(M, self._pos + max(0, total - self.step) * accum)
             bar = tqdm(total=todo, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
                        unit="batch", leave=False, dynamic_ncols=True)
-        self.net.train()
+        self.net.train(self.train_mode)
         pending = 0                    # micro-batches accumulated into the current step
         group_loss = torch.zeros((), device=self.device)
         t0 = time.perf_counter()
@@ -276,7 +340,8 @@ class Trainer:
                 self.lr = lr_at(cfg, self.step, total)
                 for g in self.optimizer.param_groups:
                     g["lr"] = self.lr * g.get("lr_mult", 1.0)
-            images, targets = self._to_device(images), targets.to(self.device, non_blocking=True)
+            images = self._to_device(images)
+            targets = targets.to(self.device, non_blocking=True) if targets is not None else None
             last = (i + 1 >= start + size)
             sync = last or not isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
             with (contextlib.nullcontext() if sync else self.net.no_sync()):
@@ -308,7 +373,9 @@ class Trainer:
             bar.close()
 
     def _optimizer_step(self, group_loss: torch.Tensor, n: int) -> None:
+        """The one place a step is taken: the loss is checked finite (all ranks agree) first."""
         value = float(group_loss) / n
+        self.last_loss = value
         bad = not math.isfinite(value)
         if D.active():
             bad = D.all_reduce([float(bad)], "max")[0] > 0
@@ -352,10 +419,14 @@ class Trainer:
             "train_loss": loss_sum / n if n else float("nan"),
             "seconds": self._train_seconds, "images_per_s": images / self._train_seconds if self._train_seconds else 0.0,
         }
-        if self.val_data is not None:
+        metrics.update(self.epoch_info)
+        if self.validate_fn is not None:
+            metrics.update(self.validate_fn(self))
+        elif self.val_data is not None:
             metrics.update(self.validate())
         from ..data import base_dataset
-        skipped = list(getattr(base_dataset(self.train_data), "skipped", {}) or {})
+        owner = base_dataset(self.train_data) if self.train_data is not None else None
+        skipped = list(getattr(owner, "skipped", {}) or {})
         metrics["skipped"] = len(set().union(*D.all_gather_object(skipped)))   # every rank's, once
         self.epoch += 1
         self._pos, self._sums, self._train_seconds = 0, [0.0, 0.0, 0.0], 0.0
@@ -399,7 +470,7 @@ class Trainer:
                 c1 += hit1
                 c5 += hit5
                 count += targets.shape[0]
-        self.model.train()
+        self.model.train(self.train_mode)
         c1, c5, count, loss_sum = D.all_reduce([c1, c5, count, loss_sum], "sum")
         return {"val_top1": c1 / max(1, count), "val_top5": c5 / max(1, count),
                 "val_loss": loss_sum / max(1, count), "val_count": int(count)}
