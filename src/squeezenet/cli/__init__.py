@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"squeezenet: {SMOKE_ENV} is set: a smoke run ({', '.join(capped)}); "
                          f"its figures mean nothing\n")
     try:
-        code = int(args.func(args) or 0)
+        with _folder_lock(args):
+            code = int(args.func(args) or 0)
         sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
         return code
     except SqueezeNetError as e:
@@ -107,6 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _closed_pipe()
+
+
+def _folder_lock(args):
+    """The lock of the folder a command writes (its parser's ``run_folder`` default names the
+    option: ``p.set_defaults(run_folder="out")``), so that a second command writing it at the
+    same time is refused; under torchrun the first process alone takes it."""
+    import contextlib
+    import os
+    dest = getattr(args, "run_folder", None)
+    folder = getattr(args, dest, None) if dest else None
+    if not folder or int(os.environ.get("RANK", "0") or 0) != 0:
+        return contextlib.nullcontext()
+    from ..io import FolderLock
+    return FolderLock(folder, "--" + dest.replace("_", "-"))
 
 
 def _closed_pipe() -> int:

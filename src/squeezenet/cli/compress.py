@@ -1,6 +1,7 @@
 """``squeezenet compress``: Deep Compression of a trained model into a ``.sqz`` file."""
 from __future__ import annotations
 
+from ..errors import MAX_THREADS
 from ._common import add_parser, number, print_json
 
 EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -o digits.sqz
@@ -68,7 +69,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="retraining and evaluation batch size")
     p.add_argument("--svd", type=float, default=None, metavar="ENERGY",
                    help="also report an SVD low-rank row keeping this spectral energy")
-    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads")
     p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
                    help="evaluate on only N images of --data spread evenly over its test split "
                         "(quicker, noisier figures)")

@@ -1,0 +1,259 @@
+"""Hostile input, round 2 (issue 25): foreign ONNX files, training runs and their folders,
+odd images, options. One regression test per kind, on tiny files the tests make."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from squeezenet.errors import SqueezeNetError
+
+from fuzz_readers import tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if "warning" not in ln]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def refused(fn, *needles, kind=SqueezeNetError) -> str:
+    with pytest.raises(kind) as e:
+        fn()
+    msg = str(e.value)
+    assert "\n" not in msg.strip(), msg
+    for n in needles:
+        assert n in msg, msg
+    return msg
+
+
+def image_folder(root: Path, classes=("a", "b"), per_class: int = 2, junk: bool = False) -> Path:
+    from PIL import Image
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            p = root / c / f"{i}.png"
+            if junk:
+                p.write_bytes(b"not an image at all")
+            else:
+                Image.new("RGB", (32, 32), (40 * ci, 90, 10 * i)).save(p)
+    return root
+
+
+# ------------------------------------------------------------------------------ ONNX graphs
+
+def onnx_graph(path: Path, nodes=None, out_shape=("N", 3), inits=(), meta=None, scale=1.0) -> Path:
+    """A tiny image classifier: x (N, 3, 32, 32) -> GlobalAveragePool -> Flatten -> Mul(scale)."""
+    import onnx
+    from onnx import TensorProto, helper
+    if nodes is None:
+        nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+                 helper.make_node("Mul", ["f", "s"], ["y"])]
+        inits = [helper.make_tensor("s", TensorProto.FLOAT, [1], [scale]), *inits]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))], list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    meta = {"format": "squeezenet", "preprocess": {"preset": "small"}, "classes": ["a", "b", "c"]} \
+        if meta is None else meta
+    helper.set_model_props(m, {k: json.dumps(v) for k, v in meta.items()})
+    onnx.save(m, str(path))
+    return path
+
+
+def test_onnx_control_flow_is_refused_before_onnx_runtime_loads_it(tmp_path, monkeypatch):
+    from onnx import TensorProto, helper
+
+    from squeezenet.runtime import engines, onnx_model
+    body = helper.make_graph([helper.make_node("Identity", ["c"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])])
+    nodes = [helper.make_node("Loop", ["n", "t"], [], body=body),
+             helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])]
+    inits = [helper.make_tensor("n", TensorProto.INT64, [], [2 ** 62]), helper.make_tensor("t", TensorProto.BOOL, [], [1])]
+    p = onnx_graph(tmp_path / "loop.onnx", nodes=nodes, inits=inits)
+    monkeypatch.setattr(engines, "ort_session", lambda *a, **k: pytest.fail("ONNX Runtime saw the file"))
+    refused(lambda: onnx_model.load_onnx(p), str(p), "operator Loop")
+
+
+def test_onnx_huge_initializer_is_refused_from_its_dims(tmp_path):
+    from onnx import TensorProto
+
+    from squeezenet.runtime.onnx_model import load_onnx
+    big = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 1 << 30])   # 16 GiB declared, nothing held
+    p = onnx_graph(tmp_path / "big.onnx", inits=[big])
+    refused(lambda: load_onnx(p), str(p), "initializer 'w'", "17,179,869,184 bytes")
+
+
+@pytest.mark.parametrize("shape,needle", [(("N",), "rank 1"), (("N", 3, 1, 1), "rank 4")])
+def test_onnx_output_rank_is_checked(tmp_path, shape, needle):
+    from onnx import helper
+
+    from squeezenet.runtime.onnx_model import load_onnx
+    if len(shape) == 1:
+        nodes = [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2, 3], keepdims=0)]
+    else:
+        nodes = [helper.make_node("GlobalAveragePool", ["x"], ["y"])]
+    p = onnx_graph(tmp_path / "r.onnx", nodes=nodes, out_shape=shape)
+    refused(lambda: load_onnx(p), str(p), needle)
+
+
+def test_onnx_class_list_shorter_than_the_output_is_one_line(cli, tmp_path):
+    p = onnx_graph(tmp_path / "m.onnx", meta={"format": "squeezenet", "preprocess": {"preset": "small"},
+                                              "classes": ["a", "b"]})
+    img = image_folder(tmp_path / "d", ("a",), per_class=1) / "a" / "0.png"
+    code, out, err = cli("predict", p, img)
+    assert code == 2 and "2 classes in the class list, the model has 3 outputs" in one_line(err)
+
+
+def test_eval_of_an_onnx_file_with_nan_output_reports_no_figure(cli, tmp_path):
+    p = onnx_graph(tmp_path / "nan.onnx", scale=float("nan"))
+    data = image_folder(tmp_path / "d", ("a", "b", "c"), per_class=1)
+    code, out, err = cli("eval", p, "--data", data, "--no-progress")
+    assert code == 2 and "non-finite" in one_line(err) and "top-1" not in out
+    code, out, err = cli("predict", p, data / "a" / "0.png")
+    assert code == 2 and "non-finite" in one_line(err)
+    code, out, err = cli("eval", onnx_graph(tmp_path / "ok.onnx"), "--data", data, "--no-progress")
+    assert code == 0 and "top-1" in out, err     # the same graph with a finite scale is scored
+
+
+def test_eval_where_every_image_is_unreadable_exits_2(cli, tmp_path):
+    p = onnx_graph(tmp_path / "m.onnx")
+    data = image_folder(tmp_path / "d", ("a", "b", "c"), per_class=1, junk=True)
+    code, out, err = cli("eval", p, "--data", data, "--no-progress")
+    assert code == 2 and "none of the 3 image(s) could be read" in err.strip().splitlines()[-1]
+    assert "top-1" not in out
+
+
+def test_predict_streams_images_in_batches(cli, tmp_path, monkeypatch):
+    from squeezenet.cli import predict
+    from squeezenet.runtime.onnx_model import OnnxModel
+    p = onnx_graph(tmp_path / "m.onnx")
+    imgs = [image_folder(tmp_path / "d", ("a",), per_class=7) / "a" / f"{i}.png" for i in range(7)]
+    monkeypatch.setattr(predict, "BATCH", 3)
+    sizes = []
+    call = OnnxModel.__call__
+    monkeypatch.setattr(OnnxModel, "__call__", lambda self, x: sizes.append(len(x)) or call(self, x))
+    code, out, err = cli("predict", p, *imgs, "--json")
+    assert code == 0, err
+    assert sizes == [3, 3, 1] and len(json.loads(out)) == 7
+
+
+# ----------------------------------------------------------------------------------- images
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from squeezenet.data import read_image
+    a16 = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)   # 0 .. 65472
+    Image.fromarray(a16).save(tmp_path / "g16.png")
+    Image.fromarray((a16 // 257).astype(np.uint8)).save(tmp_path / "g8.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    x16 = np.asarray(read_image(tmp_path / "g16.png"), dtype=np.int16)
+    x8 = np.asarray(read_image(tmp_path / "g8.png"), dtype=np.int16)
+    assert np.abs(x16 - x8).max() <= 1 and x16.max() > 200 and x16.min() < 5
+
+
+# --------------------------------------------------------------------------------- training
+
+class Items(torch.utils.data.Dataset):
+    classes = ["c0", "c1", "c2", "c3", "c4"]
+
+    def __init__(self, n=8):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 3, 32, 32, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], i % 5
+
+
+def test_non_finite_weights_stop_training_and_are_never_saved(tmp_path):
+    from squeezenet.train import TrainConfig, Trainer
+    from squeezenet.train.trainer import TrainingDiverged
+
+    class Overflow:   # what a step at a huge learning rate does to the weights (the loss still finite)
+        def on_step_end(self, trainer):
+            with torch.no_grad():
+                trainer.model.features[0].weight.fill_(float("inf"))
+    cfg = TrainConfig(epochs=1, batch_size=8, accum_steps=1, lr=0.01, max_steps=1, progress=False)
+    out = tmp_path / "run"
+    t = Trainer(tiny_model().train(), cfg, Items(), out_dir=out, callbacks=[Overflow()])
+    refused(t.fit, "NaN or infinite", "nothing saved", kind=TrainingDiverged)
+    assert not any(out.glob("*.safetensors")) and not (out / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--data", "digits", "--out", "OUT", "--lr", "1e308"], "lr=1e+308"),
+    (["train", "--data", "digits", "--out", "OUT", "--batch-size", "100000000"], "batch_size=100000000"),
+    (["train", "--data", "digits", "--out", "OUT", "--workers", "100000"], "workers=100000"),
+    (["eval", "m.safetensors", "--data", "digits", "--threads", "1000000"], "--threads: 1000000"),
+    (["eval", "m.safetensors", "--data", "digits", "--batch-size", "100000000"], "--batch-size: 100000000"),
+    (["bench", "--iters", "1000000000"], "--iters: 1000000000"),
+    (["bench", "--sgemm-size", "16384"], "--sgemm-size: 16384"),
+    (["explore", "search", "--study", "s", "--trials", "1", "--seed", "4294967296"], "--seed: 4294967296"),
+])
+def test_resource_options_are_bounded(cli, tmp_path, argv, needle):
+    code, _, err = cli(*[str(tmp_path / "out") if a == "OUT" else a for a in argv])
+    assert code == 2 and needle in one_line(err), err
+
+
+def test_train_on_data_where_no_image_is_readable_stops(cli, tmp_path):
+    data = image_folder(tmp_path / "d", junk=True)
+    code, out, err = cli("train", "--data", data, "--out", tmp_path / "run", "--model", "squeezenet_small",
+                         "--preprocess", "small", "--no-progress", "--epochs", "3", "--no-val")
+    assert code == 2 and "none of the 4 training images could be read" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(cli, tmp_path):
+    from squeezenet.io import FolderLock
+    out = tmp_path / "run"
+    with FolderLock(out):
+        code, _, err = cli("train", "--data", "digits", "--out", out, "--max-steps", "1", "--no-progress")
+        assert code == 2 and "another squeezenet command is writing this folder" in one_line(err)
+        with pytest.raises(SqueezeNetError):
+            FolderLock(out).__enter__()
+    assert not out.exists()           # created for the lock, left empty: removed
+    with FolderLock(out) as lock:    # released on exit: taken again
+        assert lock.fd is not None
+
+
+def test_overwrite_never_removes_its_own_model_input(cli, tmp_path):
+    import squeezenet
+    out = tmp_path / "run"
+    out.mkdir()
+    squeezenet.save(tiny_model(), out / "last.safetensors")
+    code, _, err = cli("train", "--model", out / "last.safetensors", "--data", image_folder(tmp_path / "d"),
+                       "--out", out, "--overwrite", "--no-progress")
+    assert code == 2 and "--overwrite would remove" in one_line(err)
+    assert (out / "last.safetensors").is_file()
+
+
+def test_append_line_on_a_full_disk_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    from squeezenet import io as sio
+    from squeezenet.errors import OutputError
+    p = tmp_path / "metrics.jsonl"
+    sio.append_line(p, '{"epoch": 1}')
+    before = p.read_bytes()
+    real = os.write
+
+    def full(fd, data):   # half the line goes down, then the disk is full
+        if len(data) > 4:
+            real(fd, bytes(data[:4]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+    monkeypatch.setattr(sio.os, "write", full)
+    refused(lambda: sio.append_line(p, '{"epoch": 2, "train_loss": 1.5}'), str(p), "No space left",
+            kind=OutputError)
+    assert p.read_bytes() == before
