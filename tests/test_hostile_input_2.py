@@ -257,3 +257,34 @@ def test_append_line_on_a_full_disk_leaves_the_file_as_it_was(tmp_path, monkeypa
     refused(lambda: sio.append_line(p, '{"epoch": 2, "train_loss": 1.5}'), str(p), "No space left",
             kind=OutputError)
     assert p.read_bytes() == before
+
+
+# -------------------------------------------------------------------------- Caffe class lists
+
+def _caffe_small(tmp_path, classes):
+    from squeezenet.models import SqueezeNet, SqueezeNetConfig
+    m = SqueezeNet(SqueezeNetConfig(stem="v1.1", fires=((4, 8, 8), (4, 8, 8)), pool_after=(0,),
+                                    num_classes=len(classes))).eval()
+    m.classes, m.preprocess = list(classes), "torchvision"
+    return m
+
+
+def test_class_ids_with_spaces_survive_export_caffe_and_import(cli, tmp_path):
+    import squeezenet
+    classes = ["egyptian cat", "dog", '"quoted" id', "n01440764"]
+    squeezenet.save(_caffe_small(tmp_path, classes), tmp_path / "m.safetensors")
+    code, _, err = cli("export-caffe", tmp_path / "m.safetensors", "-o", tmp_path / "caffe")
+    assert code == 0, err
+    code, _, err = cli("import", "--from", "caffe", tmp_path / "caffe" / "deploy.prototxt",
+                       tmp_path / "caffe" / "squeezenet.caffemodel", "-o", tmp_path / "back.safetensors")
+    assert code == 0, err
+    assert squeezenet.load(tmp_path / "back.safetensors").classes == classes
+
+
+def test_caffe_class_list_linked_from_outside_the_folder_is_not_read(tmp_path):
+    from squeezenet.interop.caffe import export_caffe, import_caffe
+    proto, weights = export_caffe(_caffe_small(tmp_path, ["a", "b"]), tmp_path / "caffe")
+    (tmp_path / "secret.txt").write_text("x\ny\n")
+    (tmp_path / "caffe" / "classes.txt").unlink()
+    (tmp_path / "caffe" / "classes.txt").symlink_to(tmp_path / "secret.txt")
+    refused(lambda: import_caffe(proto, weights), "classes.txt", "outside the prototxt's folder")
