@@ -288,3 +288,60 @@ def test_caffe_class_list_linked_from_outside_the_folder_is_not_read(tmp_path):
     (tmp_path / "caffe" / "classes.txt").unlink()
     (tmp_path / "caffe" / "classes.txt").symlink_to(tmp_path / "secret.txt")
     refused(lambda: import_caffe(proto, weights), "classes.txt", "outside the prototxt's folder")
+
+
+# ---------------------------------------------------------------------------- training state
+
+def _state(tmp_path):
+    from squeezenet.train import TrainConfig, Trainer
+    cfg = TrainConfig(epochs=1, batch_size=4, accum_steps=1, lr=0.01, max_steps=1, progress=False)
+    out = tmp_path / "run"
+    Trainer(tiny_model().train(), cfg, Items(), out_dir=out).fit()
+    return cfg, out / "train_state.safetensors"
+
+
+def _edit(info: dict, tensors: dict, case: str) -> None:
+    if case == "no train_config":
+        del info["train_config"]
+    elif case == "step is a string":
+        info["step"] = "7"
+    elif case == "bad python rng":
+        info["rng"][0]["python"][1] = info["rng"][0]["python"][1][:10]
+    elif case == "bad torch rng":
+        tensors["rng.0.torch"] = torch.zeros(3, dtype=torch.uint8)
+    elif case == "empty optimizer state":
+        info["optimizer"] = {"param_groups": [], "state": {}}
+    elif case == "optimizer of other params":
+        info["optimizer"]["param_groups"][0]["params"] = [0]
+    elif case == "odd key":
+        tensors["weird"] = torch.zeros(1)
+    elif case == "history of numbers":
+        info["history"] = [1, 2]
+
+
+@pytest.mark.parametrize("case", ["no train_config", "step is a string", "bad python rng", "bad torch rng",
+                                  "empty optimizer state", "optimizer of other params", "odd key",
+                                  "history of numbers"])
+def test_damaged_train_state_is_one_line(tmp_path, case):
+    from squeezenet.io import atomic_write_safetensors, read_safetensors
+    from squeezenet.train import Trainer
+    cfg, path = _state(tmp_path)
+    tensors, meta = read_safetensors(path)
+    info = json.loads(meta["state"])
+    _edit(info, tensors, case)
+    meta["state"] = json.dumps(info)
+    atomic_write_safetensors(path, tensors, meta)
+    t = Trainer(tiny_model().train(), cfg, Items(), out_dir=path.parent)
+    refused(lambda: t.resume(path), str(path))
+
+
+def test_train_resume_on_a_damaged_state_exits_2(cli, tmp_path):
+    from squeezenet.io import atomic_write_safetensors, read_safetensors
+    _, path = _state(tmp_path)
+    tensors, meta = read_safetensors(path)
+    info = json.loads(meta["state"])
+    del info["train_config"]
+    meta["state"] = json.dumps(info)
+    atomic_write_safetensors(path, tensors, meta)
+    code, _, err = cli("train", "--out", path.parent, "--resume")
+    assert code == 2 and "no 'train_config'" in one_line(err)

@@ -465,12 +465,16 @@ class Trainer:
                                   f"{self.world_size}; resume with the same --nproc_per_node")
         from ..models.weights import load_state_dict_checked
         load_state_dict_checked(self.model, groups["model"], path)
-        optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
+        try:   # the header is checked (load_train_state); what torch still refuses is one line too
+            optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
+            if self.rank in groups["rng"] and self.rank < len(info["rng"]):
+                set_rng_state(groups["rng"][self.rank], info["rng"][self.rank])
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
+            from ..errors import FormatError, first_line
+            raise FormatError(path, f"damaged training state ({first_line(e, 200)})") from None
         self.step, self.epoch, self._pos = info["step"], info["epoch"], info["pos"]
         self._sums, self._train_seconds = list(info["sums"]), info["train_seconds"]
         self.best, self.history, self.lr = info["best"], info["history"], info["lr"]
-        if self.rank in groups["rng"] and self.rank < len(info["rng"]):
-            set_rng_state(groups["rng"][self.rank], info["rng"][self.rank])
         if self.out_dir and self.is_main and path.parent == self.out_dir:
             self._sync_run_files()
         if self.is_main and self.config.progress:
