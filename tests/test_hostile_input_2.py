@@ -345,3 +345,86 @@ def test_train_resume_on_a_damaged_state_exits_2(cli, tmp_path):
     atomic_write_safetensors(path, tensors, meta)
     code, _, err = cli("train", "--out", path.parent, "--resume")
     assert code == 2 and "no 'train_config'" in one_line(err)
+
+
+# --------------------------------------------------------------- signals, encodings, full disks
+
+def test_ctrl_c_in_an_explore_trial_is_one_line(cli, tmp_path, monkeypatch):
+    import logging
+
+    from squeezenet.explore import study
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+    keep = Keep()
+    logging.getLogger("optuna").addHandler(keep)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(study, "run_point", interrupted)
+    try:
+        code, out, err = cli("explore", "search", "--strategy", "random", "--trials", "1", "--study", "s",
+                             "--storage", tmp_path / "s.db", "--data", "digits")
+    finally:
+        logging.getLogger("optuna").removeHandler(keep)
+    assert code == 130 and "Traceback" not in err and "interrupted" in err
+    assert not [r for r in records if r.exc_info or "failed with" in r.getMessage()]
+
+
+def test_a_diverged_explore_trial_is_pruned_not_a_crash(monkeypatch):
+    import optuna
+
+    from squeezenet.explore import study
+    from squeezenet.explore.space import load_space
+    from squeezenet.train.trainer import TrainingDiverged
+
+    def diverged(*a, **k):
+        raise TrainingDiverged("loss became nan at step 3")
+    monkeypatch.setattr(study, "run_point", diverged)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    s = optuna.create_study(direction="maximize")
+    s.optimize(study.make_objective(load_space(None), study.Budget(), "accuracy", None, "random"), n_trials=1)
+    row = study.trials_table(s)[0]
+    assert row["state"] == "PRUNED" and "loss became nan" in row["note"]
+
+
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
+    from squeezenet import cli
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "main", interrupted)
+    with pytest.raises(SystemExit) as e:
+        cli.run()
+    assert e.value.code == 130 and one_line(capsys.readouterr().err) == "squeezenet: interrupted"
+
+
+def test_non_ascii_path_under_an_ascii_terminal(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    import squeezenet
+    from squeezenet.cli import main
+    folder = tmp_path / "caf\u00e9"
+    folder.mkdir()
+    squeezenet.save(tiny_model(), folder / "m.safetensors")
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["export-caffe", str(folder / "m.safetensors"), "-o", str(folder / "c")]) == 0
+    out.flush()
+    assert "caf\\xe9" in raw.getvalue().decode("ascii")
+
+
+def test_full_disk_under_int8_quantization_is_one_line(tmp_path, monkeypatch):
+    from squeezenet.errors import OutputError
+    from squeezenet.interop.onnx_export import to_onnx_bytes
+    from squeezenet.runtime import quantize
+    fp32 = to_onnx_bytes(tiny_model(), input_size=32)
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(quantize.Path, "write_bytes", full)
+    refused(lambda: quantize.quantize_int8(fp32, [torch.randn(2, 3, 32, 32)]), "No space left", kind=OutputError)

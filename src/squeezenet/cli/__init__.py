@@ -82,7 +82,18 @@ def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser = subs[0].choices[name]
 
 
+def _tolerant_output() -> None:
+    """Text that the terminal's encoding cannot show (a non-ASCII path under
+    ``PYTHONIOENCODING=ascii`` or a C locale) is escaped, never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:   # reported by the subcommand's parser: its usage line, close matches among its flags
@@ -138,4 +149,9 @@ def _closed_pipe() -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:    # Ctrl-C while the parser and the command's modules load: one line too
+        code = main()
+    except KeyboardInterrupt:
+        sys.stderr.write("\nsqueezenet: interrupted\n")
+        code = 130
+    sys.exit(code)

@@ -22,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import SqueezeNetError
+from ..errors import OutputError, SqueezeNetError
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -59,10 +59,7 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
     >>> len(q) < len(fp32) / 2
     True
     """
-    import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationMethod
     if method not in METHODS:
         raise SqueezeNetError(f"calibration method {method!r}: choose {', '.join(METHODS)}")
     calibration = iter(calibration)
@@ -72,6 +69,21 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
     calibration = itertools.chain([first], calibration)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
+    try:
+        return _quantize_in(calibration, fp32_model, per_channel, reduce_range, cm, method)
+    except OSError as e:   # a full disk (or a read-only temp folder) under the quantizer's temp files
+        if isinstance(e, OutputError):
+            raise
+        from ..errors import first_line
+        raise OutputError(tempfile.gettempdir(), f"cannot write the quantizer's temporary files "
+                                                 f"({e.strerror or first_line(e)}); free space or set TMPDIR") from None
+
+
+def _quantize_in(calibration, fp32_model, per_channel, reduce_range, cm, method) -> bytes:
+    """quantize_int8's work, in a temporary folder."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
     with tempfile.TemporaryDirectory(prefix="sqz-int8-") as tmp:
         src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         if isinstance(fp32_model, (bytes, bytearray)):
