@@ -115,7 +115,11 @@ def test_onnx_class_list_shorter_than_the_output_is_one_line(cli, tmp_path):
 
 
 def test_eval_of_an_onnx_file_with_nan_output_reports_no_figure(cli, tmp_path):
-    p = onnx_graph(tmp_path / "nan.onnx", scale=float("nan"))
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Abs", ["f"], ["a"]), helper.make_node("Neg", ["a"], ["n"]),
+             helper.make_node("Sub", ["n", "one"], ["m"]), helper.make_node("Log", ["m"], ["y"])]   # log(-|x|-1): NaN
+    p = onnx_graph(tmp_path / "nan.onnx", nodes=nodes, inits=[helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
     data = image_folder(tmp_path / "d", ("a", "b", "c"), per_class=1)
     code, out, err = cli("eval", p, "--data", data, "--no-progress")
     assert code == 2 and "non-finite" in one_line(err) and "top-1" not in out
@@ -123,6 +127,23 @@ def test_eval_of_an_onnx_file_with_nan_output_reports_no_figure(cli, tmp_path):
     assert code == 2 and "non-finite" in one_line(err)
     code, out, err = cli("eval", onnx_graph(tmp_path / "ok.onnx"), "--data", data, "--no-progress")
     assert code == 0 and "top-1" in out, err     # the same graph with a finite scale is scored
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_onnx_nan_weights_or_bad_int8_scales_are_refused_at_load(tmp_path, value):
+    from onnx import TensorProto, helper
+
+    from squeezenet.runtime.onnx_model import load_onnx
+    if value == 0.0:   # a zero scale of a QuantizeLinear/DequantizeLinear pair
+        nodes = [helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["q"]),
+                 helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["d"]),
+                 helper.make_node("GlobalAveragePool", ["d"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])]
+        inits = [helper.make_tensor("sc", TensorProto.FLOAT, [], [0.0]), helper.make_tensor("zp", TensorProto.UINT8, [], [0])]
+        p = onnx_graph(tmp_path / "q.onnx", nodes=nodes, inits=inits)
+        refused(lambda: load_onnx(p), str(p), "scale 'sc' is not positive")
+    else:
+        p = onnx_graph(tmp_path / "w.onnx", scale=value)
+        refused(lambda: load_onnx(p), str(p), "initializer 's' holds NaN or infinite values")
 
 
 def test_eval_where_every_image_is_unreadable_exits_2(cli, tmp_path):

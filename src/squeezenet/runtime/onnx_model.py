@@ -155,7 +155,8 @@ def check_onnx_graph(proto, path) -> None:
     """Refuse, with one line naming ``path``, an ONNX model an image classifier cannot be:
     operators outside :data:`CLASSIFIER_OPS` or of a custom domain, local functions, sparse or
     external initializers, a tensor whose declared dims ask for more than
-    :data:`MAX_TENSOR_BYTES` (computed from the dims, nothing allocated), more than
+    :data:`MAX_TENSOR_BYTES` (computed from the dims, nothing allocated), NaN or infinite
+    weights, a quantization scale that is not positive, more than
     :data:`MAX_NODES` nodes, or not one image input and one output. Runs on the parsed
     protobuf before ONNX Runtime loads the file, so no graph of it ever runs unchecked.
 
@@ -170,7 +171,7 @@ def check_onnx_graph(proto, path) -> None:
     squeezenet.errors.FormatError: m.onnx: initializer 'w' declares 4,294,967,296 float elements (17,179,869,184 bytes), over the 1,073,741,824-byte limit
     """
     import numpy as np
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
     g = proto.graph
     if proto.functions:
         raise FormatError(path, f"defines {len(proto.functions)} local function(s) "
@@ -207,6 +208,18 @@ def check_onnx_graph(proto, path) -> None:
         total += nbytes
     if total > MAX_TOTAL_BYTES:
         raise FormatError(path, f"its tensors declare {total:,} bytes in all, over the {MAX_TOTAL_BYTES:,}-byte limit")
+    scales = {n.input[1] for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 1}
+    for what, t in tensors:   # sizes checked above: reading the values is bounded
+        if t.data_type not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
+            continue
+        try:
+            a = numpy_helper.to_array(t)
+        except Exception as e:
+            raise FormatError(path, f"{what} {t.name!r} cannot be read ({first_line(e, 120)})") from None
+        if not np.isfinite(a).all():   # a NaN weight or int8 scale: every output would be wrong
+            raise FormatError(path, f"{what} {t.name!r} holds NaN or infinite values")
+        if t.name in scales and not (a > 0).all():
+            raise FormatError(path, f"quantization scale {t.name!r} is not positive")
     inits = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1 or len(g.output) != 1:
