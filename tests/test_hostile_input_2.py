@@ -338,11 +338,13 @@ def _edit(info: dict, tensors: dict, case: str) -> None:
         tensors["weird"] = torch.zeros(1)
     elif case == "history of numbers":
         info["history"] = [1, 2]
+    elif case == "model without config":
+        info["model"] = {}
 
 
 @pytest.mark.parametrize("case", ["no train_config", "step is a string", "bad python rng", "bad torch rng",
                                   "empty optimizer state", "optimizer of other params", "odd key",
-                                  "history of numbers"])
+                                  "history of numbers", "model without config"])
 def test_damaged_train_state_is_one_line(tmp_path, case):
     from squeezenet.io import atomic_write_safetensors, read_safetensors
     from squeezenet.train import Trainer

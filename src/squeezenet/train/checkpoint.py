@@ -197,7 +197,10 @@ _STATE_FIELDS = {
                             and isinstance(v.get("state", {}), dict)
                             and all(k.partition(".")[0].isdigit() for k in v.get("state", {}))),
     "rng": lambda v: isinstance(v, list) and all(_rng_meta(m) for m in v),
-    "model": lambda v: isinstance(v, dict) and (v.get("config") is None or isinstance(v["config"], dict)),
+    "model": lambda v: (isinstance(v, dict) and "config" in v
+                        and (v["config"] is None or isinstance(v["config"], dict))
+                        and (v.get("classes") is None or isinstance(v["classes"], list))
+                        and (v.get("preprocess") is None or isinstance(v["preprocess"], str))),
 }
 
 
