@@ -30,6 +30,7 @@ linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5
 Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
 and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
 unless --resume continues its run or --overwrite starts again (removing those files only).
+DIR is locked while a run writes it: a second command writing the same DIR is refused.
 """
 
 # flag -> (TrainConfig field, type, help)
