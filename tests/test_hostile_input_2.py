@@ -451,3 +451,16 @@ def test_full_disk_under_int8_quantization_is_one_line(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(quantize.Path, "write_bytes", full)
     refused(lambda: quantize.quantize_int8(fp32, [torch.randn(2, 3, 32, 32)]), "No space left", kind=OutputError)
+
+
+def test_a_model_of_nan_weights_reports_no_figure(cli, tmp_path):
+    import squeezenet
+    from squeezenet.runtime.auto import choose_engine
+    m = tiny_model()
+    with torch.no_grad():
+        m.classifier[1].weight.fill_(float("nan"))
+    refused(lambda: choose_engine(m, (3, 32, 32), 1, ["eager"]), "non-finite")   # not "eager disagrees with eager"
+    squeezenet.save(m, tmp_path / "nan.safetensors")
+    data = image_folder(tmp_path / "d", tuple(f"c{i}" for i in range(5)), per_class=1)
+    code, out, err = cli("eval", tmp_path / "nan.safetensors", "--data", data, "--engine", "eager", "--no-progress")
+    assert code == 2 and "non-finite" in one_line(err) and "top-1" not in out
