@@ -2,7 +2,9 @@
 
 ``squeezenet export`` writes the preprocessing preset, class list (and names) and config into
 the file's ``metadata_props`` (:mod:`squeezenet.interop.onnx_export`); :func:`load_onnx`
-reads them back and runs the graph with ONNX Runtime's CPU provider. A file without that
+reads them back and runs the graph with ONNX Runtime's CPU provider, after
+:func:`check_onnx_graph` has checked it (operators, tensor sizes, finite weights, one input
+and one output) so that a foreign file can neither hang nor exhaust memory. A file without that
 metadata needs the preset from the caller (``--preprocess``) and, to name or score classes,
 a class list (``--classes``).
 """
@@ -145,6 +147,11 @@ CLASSIFIER_OPS = frozenset("""
     Reshape Squeeze Unsqueeze Transpose Identity Dropout Softmax LogSoftmax Shape Gather Slice Split Cast
     Constant QuantizeLinear DequantizeLinear DynamicQuantizeLinear ArgMax
 """.split())
+#: ONNX Runtime's own contrib operators of a QOperator-format int8 classifier (domain com.microsoft).
+MS_CLASSIFIER_OPS = frozenset("""
+    QLinearAdd QLinearMul QLinearConcat QLinearGlobalAveragePool QLinearAveragePool QLinearSigmoid
+    QLinearLeakyRelu QLinearSoftmax FusedConv FusedGemm
+""".split())
 #: The most bytes one initializer (or Constant) may declare, and all of them together.
 MAX_TENSOR_BYTES = 1 << 30
 MAX_TOTAL_BYTES = 1 << 31
@@ -153,7 +160,8 @@ MAX_NODES = 100_000
 
 def check_onnx_graph(proto, path) -> None:
     """Refuse, with one line naming ``path``, an ONNX model an image classifier cannot be:
-    operators outside :data:`CLASSIFIER_OPS` or of a custom domain, local functions, sparse or
+    operators outside :data:`CLASSIFIER_OPS` (and ONNX Runtime's int8 :data:`MS_CLASSIFIER_OPS`)
+    or of another domain, local functions, sparse or
     external initializers, a tensor whose declared dims ask for more than
     :data:`MAX_TENSOR_BYTES` (computed from the dims, nothing allocated), NaN or infinite
     weights, a quantization scale that is not positive, more than
@@ -179,7 +187,9 @@ def check_onnx_graph(proto, path) -> None:
     if len(g.node) > MAX_NODES:
         raise FormatError(path, f"{len(g.node):,} nodes, over the {MAX_NODES:,} limit")
     for n in g.node:
-        if n.domain not in ("", "ai.onnx") or n.op_type not in CLASSIFIER_OPS:
+        ok = (n.op_type in CLASSIFIER_OPS if n.domain in ("", "ai.onnx") else
+              n.domain == "com.microsoft" and n.op_type in MS_CLASSIFIER_OPS)
+        if not ok:
             op = f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
             raise FormatError(path, f"operator {op} (node {n.name!r}) is not one an exported image classifier "
                                     f"uses; refused before running (allowed: Conv, Relu, MaxPool, Concat, ...)")
