@@ -112,7 +112,8 @@ def safetensors_bytes(tensors: dict, header_meta: dict[str, str] | None) -> byte
     """A safetensors file written by hand, so a hostile header (a lone surrogate, a value that
     is not a string) can be written too."""
     import torch
-    dtypes = {torch.float32: "F32", torch.int64: "I64", torch.float16: "F16"}
+    dtypes = {torch.float32: "F32", torch.int64: "I64", torch.float16: "F16", torch.uint8: "U8", torch.int32: "I32",
+              torch.bool: "BOOL"}
     header, body = {}, bytearray()
     for k, t in tensors.items():
         b = t.detach().contiguous().cpu().numpy().tobytes()
@@ -698,9 +699,157 @@ class FolderReader(Reader):
         return run
 
 
+class OnnxReader(Reader):
+    """Foreign ``.onnx`` files as ``eval``/``predict``/``bench`` open and run them: byte
+    mutations of an exported tiny model, and structured hostile graphs (control flow, ops that
+    allocate from values, custom domains, huge declared initializers, odd output ranks, class
+    lists that do not match, hostile metadata)."""
+    name = "onnx"
+
+    def setup(self, tmp):
+        from squeezenet.interop.onnx_export import to_onnx_bytes
+        self.base = to_onnx_bytes(tiny_model(), input_size=32)
+
+    def _structured(self, rng):
+        import onnx
+        from onnx import TensorProto, helper
+        m = onnx.load_from_string(self.base)
+        g = m.graph
+        r = rng.random()
+        if r < 0.25:   # a node of an op no classifier uses (or a custom domain), in place of one
+            op = rng.choice(["Loop", "Scan", "If", "ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad",
+                             "NonMaxSuppression", "RandomNormal", "custom"])
+            n = g.node[rng.randrange(len(g.node))]
+            if op == "custom":
+                n.domain = "com.evil"
+            else:
+                n.op_type = op
+        elif r < 0.45:   # an initializer declaring far more than it holds
+            t = g.initializer[rng.randrange(len(g.initializer))]
+            del t.dims[:]
+            t.dims.extend(rng.choice([[1 << 32], [4, 1 << 30], [2 ** 62], [-1, 8], [1 << 20, 1 << 20], [0]]))
+            if rng.random() < 0.3:
+                t.data_type = rng.choice([0, 99, TensorProto.STRING, TensorProto.DOUBLE])
+        elif r < 0.6:    # output of another rank
+            out = g.output[0].type.tensor_type.shape
+            del out.dim[:]
+            for d in rng.choice([[1], [1, 5, 1, 1], [], [1, 5, 7], [2 ** 40, 5]]):
+                out.dim.add().dim_value = d
+        elif r < 0.8:    # metadata that does not describe the graph
+            props = {p.key: p.value for p in m.metadata_props}
+            key = rng.choice(["classes", "preprocess", "config", "class_names", "format"])
+            props[key] = rng.choice([hostile_value(rng), json.dumps(["a", "b"]), json.dumps([f"c{i}" for i in range(9)]),
+                                     json.dumps({"preset": "nope"}), deep_json(5000)])
+            del m.metadata_props[:]
+            helper.set_model_props(m, props)
+        elif r < 0.9:    # no input, two outputs, a local function
+            c = rng.random()
+            if c < 0.4:
+                del g.input[:]
+            elif c < 0.7:
+                g.output.append(g.output[0])
+            else:
+                m.functions.append(helper.make_function("evil", "f", ["x"], ["y"],
+                                                        [helper.make_node("Identity", ["x"], ["y"])],
+                                                        [helper.make_opsetid("", 17)]))
+        else:            # data kept in a file beside it
+            t = g.initializer[rng.randrange(len(g.initializer))]
+            t.data_location = TensorProto.EXTERNAL
+            t.external_data.add(key="location", value=rng.choice(["/etc/passwd", "../x", "w.bin"]))
+        return m.SerializeToString()
+
+    def case(self, rng, tmp, i):
+        import torch
+
+        from squeezenet.runtime.onnx_model import load_onnx
+        p = tmp / "m.onnx"
+        clear(p)
+        p.write_bytes(self._structured(rng) if rng.random() < 0.6 else mutate(rng, self.base))
+
+        def read():
+            model = load_onnx(p, preprocess=rng.choice([None, "small"]))
+            model(torch.zeros(2, 3, 32, 32))
+        return read
+
+
+class _Items:
+    classes = [f"c{i}" for i in range(5)]
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        import torch
+        return torch.full((3, 32, 32), float(i) / 8), i % 5
+
+
+class TrainStateReader(Reader):
+    """``train --resume``'s training-state file, damaged or hand-edited: hostile values in its
+    JSON header, odd tensor keys and shapes, byte mutations."""
+    name = "train_state"
+
+    def setup(self, tmp):
+        from squeezenet.io import read_safetensors
+        from squeezenet.train import TrainConfig, Trainer
+        self.cfg = TrainConfig(epochs=1, batch_size=4, accum_steps=1, lr=0.01, max_steps=1, progress=False)
+        Trainer(tiny_model().train(), self.cfg, _Items(), out_dir=tmp / "base").fit()
+        self.path = tmp / "base" / "train_state.safetensors"
+        self.base = self.path.read_bytes()
+        self.tensors, self.meta = read_safetensors(self.path)
+
+    def case(self, rng, tmp, i):
+        from squeezenet.train import Trainer
+        p = tmp / "run" / "train_state.safetensors"
+        p.parent.mkdir(exist_ok=True)
+        clear(p)
+        r = rng.random()
+        if r < 0.5:    # a hostile value where a header field belongs (or the field gone)
+            info = json.loads(self.meta["state"])
+            values = {}
+            for j in range(rng.randint(1, 3)):
+                key = rng.choice(sorted(info) + ["rng.python", "rng.numpy", "optimizer.param_groups",
+                                                 "optimizer.state", "model.config"])
+                head, _, sub = key.partition(".")
+                if rng.random() < 0.2:
+                    info.pop(head, None)
+                    continue
+                mark = f"@@{j}@@"
+                values[mark] = hostile_value(rng)
+                if sub and head == "rng" and isinstance(info.get("rng"), list) and info["rng"] \
+                        and isinstance(info["rng"][0], dict):
+                    info["rng"][0][sub] = mark
+                elif sub and isinstance(info.get(head), dict):
+                    info[head][sub] = mark
+                else:
+                    info[head] = mark
+            text = json.dumps(info)
+            for mark, val in values.items():
+                text = text.replace(json.dumps(mark), val)
+            meta = {**self.meta, "state": text}
+            p.write_bytes(safetensors_bytes(self.tensors, meta))
+        elif r < 0.7:  # odd tensor keys, shapes and dtypes
+            import torch
+            tensors = dict(self.tensors)
+            k = rng.choice(sorted(tensors))
+            c = rng.random()
+            if c < 0.3:
+                tensors[rng.choice(["weird", "rng.x.torch", "rng.9.torch", "optim.a.b", "model.", "optim.0"])] = \
+                    torch.zeros(2)
+            elif c < 0.6:
+                tensors[k] = torch.zeros(rng.choice([(0,), (3,), (2, 2), (1000,)]), dtype=tensors[k].dtype)
+            elif c < 0.8:
+                del tensors[k]
+            else:
+                tensors[k] = tensors[k].to(rng.choice([torch.float16, torch.int64, torch.float32]))
+            p.write_bytes(safetensors_bytes(tensors, self.meta))
+        else:
+            p.write_bytes(mutate(rng, self.base, head=rng.choice([None, 4000])))
+        return lambda: Trainer(tiny_model().train(), self.cfg, _Items(), out_dir=p.parent).resume(p)
+
+
 READERS: dict[str, type[Reader]] = {r.name: r for r in (
     ImageReader, FolderReader, SafetensorsReader, SidecarReader, SqzReader, NetReader, PthReader, ZooReader,
-    CaffeReader, SpaceReader, ArchiveReader, ClassListReader)}
+    CaffeReader, SpaceReader, ArchiveReader, ClassListReader, OnnxReader, TrainStateReader)}
 
 
 # --------------------------------------------------------------------------------- running

@@ -65,7 +65,7 @@ def test_bench_cli_table_with_file(cli, tmp_path):
 @pytest.mark.parametrize("argv,needle", [
     (("bench", "--batch", "0"), "batch sizes must be >= 1"),
     (("bench", "--batch", "a,b"), "1,32"),
-    (("bench", "--threads", "0"), "--threads: 0: must be an integer >= 1"),
+    (("bench", "--threads", "0"), "--threads: 0: must be an integer in 1..256"),
     (("bench", "--engines", "eager,onnx"), "did you mean onnxruntime"),
     (("bench", "--model", "squeezenet2"), "unknown model"),
     (("bench", "{t}/missing.safetensors"), "no such file"),

@@ -110,6 +110,18 @@ class Range:
         return value
 
 
+#: Bounds of the options that size resources (one place: the CLI flags and the config
+#: dataclasses import them), so that a huge value is a one-line refusal, never an allocator
+#: traceback, a fork error or a run that never ends.
+MAX_THREADS = 256            # --threads (torch intra-op threads)
+MAX_WORKERS = 64             # --workers (data-loading processes)
+MAX_BATCH_SIZE = 4096        # --batch-size of train/eval (images in memory at once)
+MAX_ITERATIONS = 100_000     # bench --rounds / --iters
+MAX_SGEMM_SIZE = 8192        # bench --sgemm-size (three n x n float32 matrices: 768 MiB)
+MAX_LR = 1e4                 # --lr (and lr x --head-lr-mult): beyond it a step overflows float32
+MAX_SEED = 2**32 - 1         # --seed (numpy's seeds are 32-bit)
+
+
 def check_fields(obj: Any, what: str, ranges: Mapping[str, Range]) -> None:
     """Check every field of ``obj`` named in ``ranges`` (a config dataclass's
     ``__post_init__``); the error names the config and the field: ``"train config lr=nan: ..."``."""

@@ -28,6 +28,25 @@ def count_correct(logits: torch.Tensor, targets: torch.Tensor, k: int = 5) -> tu
     return int(top[:, 0].sum()), int(top.any(dim=1).sum())
 
 
+class NonFiniteOutput(SqueezeNetError):
+    """A model gave NaN or infinite outputs: no figure is reported from them."""
+
+
+def check_finite(logits: torch.Tensor, what: str = "the model") -> None:
+    """Refuse outputs holding NaN or infinity with one line (a broken or diverged model, a NaN
+    int8 scale in an ONNX file): every reported figure comes from finite outputs.
+
+    >>> check_finite(torch.tensor([[float("nan"), 1.0]]))
+    Traceback (most recent call last):
+    ...
+    squeezenet.evaluate.NonFiniteOutput: the model gave 1 non-finite output(s) (NaN or infinity) in a batch of 1 image(s): no figure is reported from them
+    """
+    bad = ~torch.isfinite(logits)
+    if bool(bad.any()):
+        raise NonFiniteOutput(f"{what} gave {int(bad.sum()):,} non-finite output(s) (NaN or infinity) in a batch "
+                              f"of {logits.shape[0] if logits.ndim else 1} image(s): no figure is reported from them")
+
+
 def evaluate(model: nn.Module | None, loader: Iterable, forward: Callable | None = None,
              device: str | torch.device | None = None, progress: bool = False) -> dict:
     """Score ``model`` on ``loader`` (batches of ``(images, targets)``).
@@ -68,6 +87,7 @@ def evaluate(model: nn.Module | None, loader: Iterable, forward: Callable | None
             if logits.ndim != 2 or logits.shape[0] != targets.shape[0]:
                 raise SqueezeNetError(f"model output has shape {tuple(logits.shape)}, expected "
                                       f"({targets.shape[0]}, classes)")
+            check_finite(logits)
             if int(targets.max()) >= logits.shape[1]:
                 raise SqueezeNetError(f"the data has class index {int(targets.max())} but the model has only "
                                       f"{logits.shape[1]} outputs; pass the model's class list (--classes)")
@@ -79,6 +99,9 @@ def evaluate(model: nn.Module | None, loader: Iterable, forward: Callable | None
     from .data import base_dataset
     owner = base_dataset(getattr(loader, "dataset", None)) if hasattr(loader, "dataset") else None
     skipped = len(getattr(owner, "skipped", {}) or {})
+    if count == 0:   # a figure of nothing (every image unreadable): no figure
+        why = f"none of the {skipped} image(s) could be read (listed above)" if skipped else "no images"
+        raise SqueezeNetError(f"{why}: nothing to score")
     return {
         "top1": correct1 / count if count else 0.0,
         "top5": correct5 / count if count else 0.0,

@@ -82,7 +82,18 @@ def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser = subs[0].choices[name]
 
 
+def _tolerant_output() -> None:
+    """Text that the terminal's encoding cannot show (a non-ASCII path under
+    ``PYTHONIOENCODING=ascii`` or a C locale) is escaped, never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:   # reported by the subcommand's parser: its usage line, close matches among its flags
@@ -96,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"squeezenet: {SMOKE_ENV} is set: a smoke run ({', '.join(capped)}); "
                          f"its figures mean nothing\n")
     try:
-        code = int(args.func(args) or 0)
+        with _folder_lock(args):
+            code = int(args.func(args) or 0)
         sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
         return code
     except SqueezeNetError as e:
@@ -107,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _closed_pipe()
+
+
+def _folder_lock(args):
+    """The lock of the folder a command writes (its parser's ``run_folder`` default names the
+    option: ``p.set_defaults(run_folder="out")``), so that a second command writing it at the
+    same time is refused; under torchrun the first process alone takes it."""
+    import contextlib
+    import os
+    dest = getattr(args, "run_folder", None)
+    folder = getattr(args, dest, None) if dest else None
+    if not folder or int(os.environ.get("RANK", "0") or 0) != 0:
+        return contextlib.nullcontext()
+    from ..io import FolderLock
+    return FolderLock(folder, "--" + dest.replace("_", "-"))
 
 
 def _closed_pipe() -> int:
@@ -123,4 +149,9 @@ def _closed_pipe() -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:    # Ctrl-C while the parser and the command's modules load: one line too
+        code = main()
+    except KeyboardInterrupt:
+        sys.stderr.write("\nsqueezenet: interrupted\n")
+        code = 130
+    sys.exit(code)

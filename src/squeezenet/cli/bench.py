@@ -1,6 +1,7 @@
 """``squeezenet bench``: inference speed of every engine against torchvision eager."""
 from __future__ import annotations
 
+from ..errors import MAX_ITERATIONS, MAX_SGEMM_SIZE, MAX_THREADS
 from ._common import add_parser, input_size, number
 
 EXAMPLES = """  squeezenet bench                                  # squeezenet1_1, batch 1 and 32, 2 threads
@@ -41,15 +42,15 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
     p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
                    "smallest)")
-    p.add_argument("--threads", type=number(int, 1), default=2, help="threads for every engine (default 2)")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=2, help="threads for every engine (default 2)")
     p.add_argument("--input-size", type=input_size, default=None, help="input side (default: the model's own)")
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
                    help="comma list from torchvision, eager, auto, onnxruntime, channels_last, torchscript, "
                         "compile, openvino, onnxruntime_int8 (quantized here on random images: speed only; "
                         "time an exported int8 file instead)")
-    p.add_argument("--rounds", type=number(int, 1), default=5, help="interleaved timing rounds (default 5)")
-    p.add_argument("--iters", type=number(int, 1), default=6, help="calls per engine per round at the smallest batch")
-    p.add_argument("--sgemm-size", type=number(int, 16, 16384), default=2048, help="side of the sgemm that measures the floor")
+    p.add_argument("--rounds", type=number(int, 1, MAX_ITERATIONS), default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--iters", type=number(int, 1, MAX_ITERATIONS), default=6, help="calls per engine per round at the smallest batch")
+    p.add_argument("--sgemm-size", type=number(int, 16, MAX_SGEMM_SIZE), default=2048, help="side of the sgemm that measures the floor")
     p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess",
                    help="peak memory per engine in its own process (default) or cheaply in this one")
     p.add_argument("--json", action="store_true", help="print JSON")

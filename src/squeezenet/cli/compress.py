@@ -1,6 +1,7 @@
 """``squeezenet compress``: Deep Compression of a trained model into a ``.sqz`` file."""
 from __future__ import annotations
 
+from ..errors import MAX_THREADS
 from ._common import add_parser, number, print_json
 
 EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -o digits.sqz
@@ -80,7 +81,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu",
                    help="where the training loops run: cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the training loops")
-    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads")
     p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
                    help="evaluate on only N images of --data spread evenly over its test split "
                         "(quicker, noisier figures)")

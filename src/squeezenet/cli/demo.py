@@ -5,6 +5,7 @@ Trains the small-image SqueezeNet on digits, compresses it with Deep Compression
 """
 from __future__ import annotations
 
+from ..errors import MAX_THREADS
 from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet demo                       # writes runs/demo/
@@ -19,11 +20,11 @@ def register(sub) -> None:
     p = add_parser(sub, "demo", "train on the built-in digits, compress to .sqz, reload and evaluate",
                    EXAMPLES)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--threads", type=number(int, 1), default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch threads (default: all cores)")
     p.add_argument("--skip-compress", action="store_true", help="only train and evaluate")
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
                    help="stop training, and each compression retraining stage, after N steps (a quick look)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, run_folder="out")
 
 
 def run(args) -> int:

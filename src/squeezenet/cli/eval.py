@@ -1,6 +1,7 @@
 """``squeezenet eval``: top-1 / top-5 accuracy of any model file on a dataset."""
 from __future__ import annotations
 
+from ..errors import MAX_BATCH_SIZE, MAX_THREADS, MAX_WORKERS
 from ._common import add_parser, number, print_json
 from ._infer import ENGINES_HELP
 
@@ -28,9 +29,9 @@ def register(sub) -> None:
     p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
     p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
                    help="score only N images spread evenly over the set (a quick look)")
-    p.add_argument("--batch-size", type=number(int, 1), default=100, help="images per batch (default 100)")
-    p.add_argument("--workers", type=number(int, 0), default=0, help="data-loading processes (default 0)")
-    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
+    p.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=100, help="images per batch (default 100)")
+    p.add_argument("--workers", type=number(int, 0, MAX_WORKERS), default=0, help="data-loading processes (default 0)")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import MAX_SEED, MAX_THREADS
 from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet explore sweep --param SR --values 0.125,0.25,0.5,0.75,1.0 --data digits --epochs 8 --out runs/sr
@@ -34,9 +35,9 @@ def _budget_args(p, *, storage: bool) -> None:
                         "short budgets then rank networks by more than how fast they start learning)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (fixed subset)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N images")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=number(int, 0, MAX_SEED), default=0,
                    help="strategy seed (search; give workers different ones) or training seed (sweep)")
-    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads (default: torch's)")
 
 
 def register(sub) -> None:
@@ -52,7 +53,7 @@ def register(sub) -> None:
                    help="fix other metaparameters, e.g. base_e=32,incr_e=32 (default: v1.0's)")
     s.add_argument("--out", required=True, help="folder for sweep_<param>.csv and .png")
     _budget_args(s, storage=False)
-    s.set_defaults(func=run_sweep)
+    s.set_defaults(func=run_sweep, run_folder="out")
 
     q = add_parser(esub, "search", "search the space; many processes may share one --study", EXAMPLES)
     q.add_argument("--strategy", required=True, help="random, anneal, genetic or bayes")
@@ -65,7 +66,7 @@ def register(sub) -> None:
                    help="networks larger than this are pruned untrained; objective becomes accuracy")
     q.add_argument("--objective", choices=["pareto", "accuracy"], default=None,
                    help="pareto: (top-1, size); accuracy: top-1 (default: accuracy with --size-budget)")
-    q.add_argument("--train-seed", type=int, default=0,
+    q.add_argument("--train-seed", type=number(int, 0, MAX_SEED), default=0,
                    help="seed for weight init and data order of every trial (same for all workers)")
     q.add_argument("--heartbeat", type=number(float, 1, 86400), default=30.0, metavar="S",
                    help="seconds between heartbeats; a trial silent for 2x this is marked failed")
@@ -77,7 +78,7 @@ def register(sub) -> None:
     r.add_argument("--study", required=True)
     r.add_argument("--out", default=None, help="folder for pareto.csv, pareto.png, trials.csv")
     r.add_argument("--top", type=number(int, 1), default=5, help="how many best trials to list")
-    r.set_defaults(func=run_report)
+    r.set_defaults(func=run_report, run_folder="out")
 
 
 def _budget(args):

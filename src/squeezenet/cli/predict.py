@@ -87,6 +87,9 @@ def label_names(model, labels_path) -> list[str] | None:
                           f"and its class ids are not in the file")
 
 
+BATCH = 32   # images decoded and run at once: predict's memory is bounded by it, not by the image count
+
+
 def read_images(paths, transform, warn) -> tuple[list, list]:
     """(paths read, tensors) of the images that decode; each one that does not is skipped and
     reported to ``warn(path, reason)``."""
@@ -111,6 +114,7 @@ def run(args) -> int:
 
     from ..data import check_model_input, check_preset, get_transform, preset_for
     from ..errors import FormatError, SqueezeNetError
+    from ..evaluate import check_finite
     from ._infer import forward_for, load_model
 
     args.weights, args.images = split_model_and_images(args.weights, args.images)
@@ -126,28 +130,36 @@ def run(args) -> int:
     names = label_names(model, args.labels)
     tf = get_transform(preset, train=False)
     bad: list[tuple[str, str]] = []
-
-    paths, batch = read_images(args.images, tf, lambda path, reason: bad.append((str(path), reason)))
-    if not batch:   # nothing to predict: one line, exit 2
+    fwd = None
+    classes = getattr(model, "classes", None)
+    results = []
+    for s in range(0, len(args.images), BATCH):   # streamed: memory bounded whatever the count
+        paths, batch = read_images(args.images[s:s + BATCH], tf, lambda path, reason: bad.append((str(path), reason)))
+        if not batch:
+            continue
+        if fwd is None:
+            fwd = forward_for(model, args.engine, log=lambda m: print(m, file=sys.stderr, flush=True)) or model
+        with torch.inference_mode():
+            out = torch.as_tensor(fwd(torch.stack(batch))).float()
+        if out.ndim != 2 or out.shape[0] != len(batch) or (classes and len(classes) != out.shape[1]):
+            want = f"({len(batch)}, {len(classes) if classes else 'classes'})"
+            raise SqueezeNetError(f"{args.weights}: the model's output has shape {tuple(out.shape)}, expected {want}")
+        check_finite(out, str(args.weights))
+        probs = torch.softmax(out, dim=1)
+        k = min(args.top, probs.shape[1])
+        for path, p in zip(paths, probs):
+            top = p.topk(k)
+            rows = [{"index": int(i), "probability": float(v),
+                     "class": (classes[int(i)] if classes else str(int(i))),
+                     "label": (names[int(i)] if names and int(i) < len(names) else str(int(i)))}
+                    for v, i in zip(top.values, top.indices)]
+            results.append({"image": str(path), "top": rows})
+    if not results:   # nothing to predict: one line, exit 2
         if len(bad) == 1:
             raise FormatError(*bad[0])
         raise SqueezeNetError(f"none of the {len(bad)} images could be read (first: {bad[0][0]}: {bad[0][1]})")
     for path, reason in bad:
         sys.stderr.write(f"squeezenet predict: warning: skipped {path}: {reason}\n")
-    x = torch.stack(batch)
-    fwd = forward_for(model, args.engine, log=lambda m: print(m, file=sys.stderr, flush=True)) or model
-    with torch.inference_mode():
-        probs = torch.softmax(torch.as_tensor(fwd(x)).float(), dim=1)
-    k = min(args.top, probs.shape[1])
-    classes = getattr(model, "classes", None)
-    results = []
-    for path, p in zip(paths, probs):
-        top = p.topk(k)
-        rows = [{"index": int(i), "probability": float(v),
-                 "class": (classes[int(i)] if classes else str(int(i))),
-                 "label": (names[int(i)] if names and int(i) < len(names) else str(int(i)))}
-                for v, i in zip(top.values, top.indices)]
-        results.append({"image": str(path), "top": rows})
     if args.json:
         print_json(results)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..train.recipes import INITS, RECIPES
+from ..errors import MAX_THREADS
 from ._common import add_parser, number
 
 EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small --epochs 20
@@ -29,6 +30,7 @@ linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5
 Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
 and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
 unless --resume continues its run or --overwrite starts again (removing those files only).
+DIR is locked while a run writes it: a second command writing the same DIR is refused.
 """
 
 # flag -> (TrainConfig field, type, help)
@@ -98,13 +100,13 @@ def register(sub) -> None:
                    help="OUT holds an earlier run: remove its checkpoints, sidecars and metrics.jsonl "
                         "(nothing else) and start again")
     p.add_argument("--strict", action="store_true", help="an unreadable image is an error, not skipped")
-    p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, field, typ, hlp in CONFIG_FLAGS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=hlp)
     for flag, field, hlp in BOOL_FLAGS:
         p.add_argument(flag, dest=field, action="store_true", default=None, help=hlp)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, run_folder="out")   # locked while it runs (cli._folder_lock)
 
 
 def _config_overrides(args) -> dict:
@@ -438,6 +440,8 @@ def _score_on_test(out, data, preset, classes, strict, history) -> None:
 def _check_out(out, args) -> None:
     """A non-empty --out belongs to an earlier run (or to someone else): continue it with
     --resume, or start again with --overwrite, which removes only the files training writes."""
+    from pathlib import Path
+
     from ..errors import OutputError, SqueezeNetError
     from ..train import distributed as D
     from ..train.checkpoint import RUN_FILES, clear_run
@@ -458,6 +462,10 @@ def _check_out(out, args) -> None:
         raise SqueezeNetError(f"{out}: not empty (holds {', '.join(shown)}{more}); add --resume to continue "
                               f"that run, or --overwrite to start again (removes its checkpoints and "
                               f"metrics.jsonl only), or give another --out")
+    model = Path(args.model).resolve() if _is_file(args.model) else None
+    if model is not None and model.name in RUN_FILES and model.parent == out.resolve():
+        raise SqueezeNetError(f"--model {args.model} is a file of the run in {out}, which --overwrite would remove "
+                              f"before it is read; copy it out of {out} first, or give another --out")
     if D.env_world()[0] == 0:   # under torchrun, rank 0 alone clears the folder
         removed = clear_run(out)
         if removed:

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, Range, check_fields
+from ..errors import MAX_BATCH_SIZE, MAX_LR, ConfigError, Range, check_fields
 from ..train import distributed as D
 from ..train.config import DEVICE_RE, MAX_SEED, OPTIMIZERS
 from . import prune as P
@@ -88,10 +88,10 @@ RANGES = {
     "target_size": Range(1000, integer=True, optional=True, note="bytes (a model needs more)"),
     "finetune_epochs": Range(0),
     "max_steps": Range(1, integer=True, optional=True, note="(None: no cap)"),
-    "lr": Range(0, lo_open=True),
+    "lr": Range(0, MAX_LR, lo_open=True),
     "temperature": Range(0, lo_open=True),
     "centroid_lr": Range(0, lo_open=True, optional=True, note="(None: lr)"),
-    "batch_size": Range(1, integer=True),
+    "batch_size": Range(1, MAX_BATCH_SIZE, integer=True),
     "weight_decay": Range(0),
     "max_drop": Range(0, 1, note="(a top-1 fraction)"),
     "svd_energy": Range(0, 1, lo_open=True, optional=True, note="(a spectral energy fraction)"),
@@ -119,7 +119,7 @@ class CompressConfig:
     5
     >>> CompressConfig(lr=float("nan"))
     Traceback (most recent call last):
-    squeezenet.errors.ConfigError: compress config lr=nan: must be a finite number > 0
+    squeezenet.errors.ConfigError: compress config lr=nan: must be a finite number in (0, 10000]
     """
 
     prune: Any = "paper"            # paper | uniform:F | auto | {key: kept fraction}

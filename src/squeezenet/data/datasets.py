@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError, FormatError, SqueezeNetError, first_line
-from ..models.classes import check_classes
+from ..models.classes import check_classes, split_class_line
 from .archive import MAX_NESTED_ARCHIVES, content_root, is_archive, unpack
 from .images import UnreadableImage, read_image
 from .transforms import PRESETS, check_preset, digits_train_transform, get_transform
@@ -99,7 +99,7 @@ def read_class_names(path: str | os.PathLike) -> tuple[list[str], list[str] | No
     """
     from ..io import read_text
     lines = read_text(path, "class list file").splitlines()
-    rows = [l.strip().split(None, 1) for l in lines if l.strip()]
+    rows = [split_class_line(l) for l in lines if l.strip()]   # an id with a space is a JSON string
     classes = [r[0] for r in rows]
     if not classes:
         raise FormatError(path, "class list is empty")

@@ -43,6 +43,32 @@ def check_image_size(width: int, height: int) -> str | None:
     return None
 
 
+def to_rgb(img):
+    """``img`` as 8-bit RGB, high bit depths scaled, not clipped: PIL's own ``convert("RGB")``
+    clips a 16-bit grayscale image (``I;16``, ``I``: PNG, TIFF, PGM) at 255, so a photo turns into
+    white noise. 16-bit integer modes are divided by 257 (65535 -> 255), 32-bit integers are
+    taken as 16-bit values (what the decoders give), floats (``F``) as 0..1 when none is over 1,
+    else as 0..255; NaN is 0.
+
+    >>> from PIL import Image
+    >>> to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0)), to_rgb(Image.new("F", (1, 1), 0.5)).getpixel((0, 0))
+    ((255, 255, 255), (128, 128, 128))
+    """
+    from PIL import Image
+    mode = img.mode
+    if not (mode.startswith("I") or mode == "F"):
+        return img.convert("RGB")
+    import numpy as np
+    a = np.asarray(img)
+    if mode == "F":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        a = a * 255.0 if a.size and a.max() <= 1.0 else a
+    else:   # I;16, I;16B, I;16L, I;16N (16-bit) and I (32-bit, holding 16-bit samples)
+        a = np.clip(a.astype(np.float64), 0, 65535) / 257.0
+    a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return Image.fromarray(a, "L").convert("RGB")
+
+
 class UnreadableImage(FormatError):
     """An image that cannot be read; ``reason`` is the problem alone (for skip warnings)."""
 
@@ -76,7 +102,7 @@ def read_image(path: str | os.PathLike):
             img = Image.open(f)           # reads the header only
             problem = check_image_size(*img.size)
             if problem is None:
-                return img.convert("RGB")   # decodes; a truncated file fails here
+                return to_rgb(img)          # decodes; a truncated file fails here
         except UnidentifiedImageError:
             problem = "not an image file PIL can read"
         except Image.DecompressionBombError as e:   # PIL's own bound (2 x 89 M pixels), met in its header

@@ -76,7 +76,7 @@ class PixelsToTensor:
     def __call__(self, img) -> torch.Tensor:
         from torchvision.transforms.functional import pil_to_tensor
         p = self.preset
-        x = pil_to_tensor(img.convert("RGB")).float()
+        x = pil_to_tensor(_rgb(img)).float()
         if p.color == "BGR":
             x = x[[2, 1, 0]]
         if p.scale != 1.0:
@@ -199,5 +199,6 @@ def digits_train_transform() -> Callable:
                       T.ToTensor(), T.Normalize(p.mean, p.std)])
 
 
-def _rgb(img):
-    return img.convert("RGB") if img.mode != "RGB" else img
+def _rgb(img):   # high bit depths scaled, not clipped: the one conversion is images.to_rgb
+    from .images import to_rgb
+    return img if img.mode == "RGB" else to_rgb(img)

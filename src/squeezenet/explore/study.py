@@ -18,6 +18,7 @@ A smoke run (one training step per network; a real budget trains for epochs):
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -145,6 +146,9 @@ def make_objective(space: Space, budget: Budget, objective: str, size_budget: in
     write would leave a RUNNING trial holding its point that no heartbeat check ever fails."""
     import optuna
     from optuna.trial import TrialState
+
+    from ..evaluate import NonFiniteOutput
+    from ..train.trainer import TrainingDiverged
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(trial):
@@ -171,6 +175,9 @@ def make_objective(space: Space, budget: Budget, objective: str, size_budget: in
         except OverBudget as e:
             trial.set_user_attr("over_budget", str(e))
             raise optuna.TrialPruned(str(e))
+        except (TrainingDiverged, NonFiniteOutput) as e:   # a property of the point: no figure, no crash
+            trial.set_user_attr("diverged", first_line(e, 300))
+            raise optuna.TrialPruned(first_line(e, 300))
         for k, v in res.to_attrs().items():
             trial.set_user_attr(k, v)
         if log:
@@ -215,11 +222,35 @@ def search(study_name: str, storage: str, strategy: str = "random", trials: int 
     if done < trials:
         with warnings.catch_warnings():  # the heartbeat is marked experimental; we rely on it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(make_objective(space, budget, objective, size_budget, strategy, log, st),
-                           n_trials=None, catch=(), gc_after_trial=False,
-                           callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), guard])
+            quiet = _QuietInterrupt()    # Ctrl-C in a trial: the CLI's one line, not optuna's traceback
+            handlers = list(logging.getLogger("optuna").handlers)   # its modules' records end there
+            for h in handlers:
+                h.addFilter(quiet)
+            try:
+                study.optimize(make_objective(space, budget, objective, size_budget, strategy, log, st),
+                               n_trials=None, catch=(), gc_after_trial=False,
+                               callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), guard])
+            finally:
+                for h in handlers:
+                    h.removeFilter(quiet)
     _fail_stale(study)
     return study
+
+
+class _QuietInterrupt:
+    """A logging filter dropping optuna's report of a trial stopped by Ctrl-C (a warning with
+    the KeyboardInterrupt's traceback, then its value): the interrupt itself reaches the
+    CLI, which prints one line."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        return not (self.interrupted and "failed with value" in record.getMessage())
 
 
 def _fail_stale(study) -> None:
@@ -238,7 +269,7 @@ def trials_table(study) -> list[dict[str, Any]]:
         a = t.user_attrs
         rows.append({"number": t.number, "state": t.state.name, **t.params,
                      **{k: a.get(k) for k in ("top1", "params", "size_bytes", "macs", "seconds")},
-                     "note": a.get("invalid") or a.get("over_budget") or (
+                     "note": a.get("invalid") or a.get("over_budget") or a.get("diverged") or (
                          f"duplicate of {a['duplicate_of']}" if "duplicate_of" in a else "")})
     return rows
 

@@ -331,6 +331,87 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append ``line`` (a newline added) to ``path`` whole or not at all: the line is written
+    in one call and fsynced; on any failure (a full disk, an I/O error) the file is cut back to
+    the size it had, so it never ends in half a line, and the error is one
+    :class:`~squeezenet.errors.OutputError` naming it."""
+    path = Path(path)
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as e:
+        raise OutputError(path, f"cannot write ({_why(e)})") from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        except OSError as e:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise OutputError(path, f"cannot write ({_why(e)}); the file is left as it was") from None
+    finally:
+        os.close(fd)
+
+
+class FolderLock:
+    """An exclusive lock on an output folder for the life of one command: a second command
+    that writes the same folder is refused with one line instead of interleaving its files.
+
+    It is ``fcntl.flock`` on the folder itself (no lock file to leave behind or to count as
+    content); the kernel drops it when the process ends, however it ends. A folder that
+    does not exist yet is created (and removed again on release if still empty); a path that
+    cannot be a folder is left for the command's own checks to refuse. Without ``fcntl``
+    (Windows) nothing is locked.
+    """
+
+    def __init__(self, folder: str | os.PathLike, option: str = "--out") -> None:
+        self.folder, self.option = Path(folder), option
+        self.fd: int | None = None
+        self.created = False
+
+    def __enter__(self) -> "FolderLock":
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        folder = self.folder
+        try:
+            if not folder.exists() and not folder.is_symlink():
+                folder.mkdir(parents=True)
+                self.created = True
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return self     # not a folder, or not creatable: the command's own checks say why
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(folder, f"another squeezenet command is writing this folder (it holds its lock); "
+                                      f"wait for it to end or give another {self.option}") from None
+        except OSError:    # a file system without flock: no lock, as without fcntl
+            os.close(fd)
+            return self
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # releases the lock
+            self.fd = None
+        if self.created:
+            try:
+                self.folder.rmdir()   # only if still empty: a refused run leaves nothing behind
+            except OSError:
+                pass
+
+
 def check_file_name(name: str, what: str = "name") -> str:
     """``name`` if it is a plain file name (no folder part, not ``.``/``..``, not absolute,
     not hidden), else a one-line :class:`~squeezenet.errors.ConfigError`: nothing named from

@@ -52,6 +52,39 @@ def check_classes(classes: Any, num_classes: int | None = None) -> list[str]:
     return list(classes)
 
 
+def class_line(cid: str, name: str | None = None) -> str:
+    """One line of a class-list file: the id, then its name if it has one (``n02124075
+    Egyptian cat``). An id that holds whitespace (a class folder ``egyptian cat``) or starts
+    with a quote is written as a JSON string, so that :func:`split_class_line` reads back the
+    same id.
+
+    >>> class_line("n02124075", "Egyptian cat"), class_line("egyptian cat")
+    ('n02124075 Egyptian cat', '"egyptian cat"')
+    >>> split_class_line(class_line("egyptian cat", "a cat")), split_class_line("n1 tench, Tinca tinca")
+    (['egyptian cat', 'a cat'], ['n1', 'tench, Tinca tinca'])
+    """
+    import json
+    text = json.dumps(cid, ensure_ascii=False) if (cid != cid.strip() or any(ch.isspace() for ch in cid)
+                                                    or cid.startswith('"')) else cid
+    return f"{text} {name}" if name is not None and name != cid else text
+
+
+def split_class_line(line: str) -> list[str]:
+    """``[id]`` or ``[id, name]`` of one non-blank line of a class-list file (the inverse of
+    :func:`class_line`): the first word is the id, or a leading JSON string is."""
+    import json
+    line = line.strip()
+    if line.startswith('"'):
+        try:
+            cid, end = json.JSONDecoder().raw_decode(line)
+        except ValueError:
+            cid = None
+        if isinstance(cid, str):
+            rest = line[end:].strip()
+            return [cid, rest] if rest else [cid]
+    return line.split(None, 1)
+
+
 def _short(v: Any, limit: int = 40) -> str:
     r = repr(v) if not isinstance(v, (list, dict, tuple)) else type(v).__name__
     return r if len(r) <= limit else r[:limit] + "..."

@@ -97,6 +97,8 @@ def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, *shape, generator=gen)
     ref = build_engine(copy.deepcopy(model), "eager", shape, threads)(x)
+    from ..evaluate import check_finite
+    check_finite(ref)   # a model of NaN weights: one plain line, not "eager disagrees with eager by nan"
     built, rejected = {}, {}
     for e in candidates:
         try:

@@ -25,7 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import SqueezeNetError
+from ..errors import OutputError, SqueezeNetError
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -69,8 +69,15 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
     >>> onnx.load_from_string(q).graph.node[-1].op_type   # float logits, no QuantizeLinear at the end
     'Flatten'
     """
-    with Int8Quantizer(fp32_model, calibration, method, per_channel, reduce_range) as qz:
-        return qz.quantize(float_nodes)
+    try:
+        with Int8Quantizer(fp32_model, calibration, method, per_channel, reduce_range) as qz:
+            return qz.quantize(float_nodes)
+    except OSError as e:   # a full disk (or a read-only temp folder) under the quantizer's temp files
+        if isinstance(e, OutputError):
+            raise
+        from ..errors import first_line
+        raise OutputError(tempfile.gettempdir(), f"cannot write the quantizer's temporary files "
+                                                 f"({e.strerror or first_line(e)}); free space or set TMPDIR") from None
 
 
 class Int8Quantizer:

@@ -139,12 +139,78 @@ def load_train_state(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], di
     info = parse_json(meta["state"], path, "training-state header")
     if not isinstance(info, dict):
         raise FormatError(path, "bad training-state header (not a JSON object)")
+    check_state_header(info, path)
     groups: dict[str, Any] = {"model": {}, "optim": {}, "rng": {}}
     for k, v in tensors.items():
-        head, rest = k.split(".", 1)
+        head, _, rest = k.partition(".")
         if head == "rng":
-            rank, name = rest.split(".", 1)
+            rank, _, name = rest.partition(".")
+            if not (rank.isdigit() and int(rank) < len(info["rng"]) and name in ("torch", "numpy")
+                    or rank.isdigit() and name.startswith("cuda")):
+                raise FormatError(path, f"unexpected tensor {k!r} in a training-state file")
             groups["rng"].setdefault(int(rank), {})[name] = v
-        elif head in groups:
-            groups[head][rest] = v
+        elif head == "optim":
+            idx, _, name = rest.partition(".")
+            if not (idx.isdigit() and name):
+                raise FormatError(path, f"unexpected tensor {k!r} in a training-state file")
+            groups["optim"][rest] = v
+        elif head == "model" and rest:
+            groups["model"][rest] = v
+        else:
+            raise FormatError(path, f"unexpected tensor {k!r} in a training-state file")
+    for rank, t in groups["rng"].items():
+        if "torch" not in t or "numpy" not in t or t["numpy"].numel() != 624 or t["torch"].dim() != 1:
+            raise FormatError(path, f"bad RNG state of process {rank} in the training state")
     return groups, info
+
+
+def _nat(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62
+
+
+def _num(v) -> bool:
+    import math
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _rng_meta(v) -> bool:
+    if not (isinstance(v, dict) and isinstance(v.get("python"), list) and isinstance(v.get("numpy"), list)):
+        return False
+    py, npy = v["python"], v["numpy"]
+    return (len(py) == 3 and _nat(py[0]) and isinstance(py[1], list) and len(py[1]) == 625
+            and all(_nat(x) and x < 2**32 for x in py[1]) and (py[2] is None or _num(py[2]))
+            and len(npy) == 4 and npy[0] == "MT19937" and _nat(npy[1]) and npy[1] <= 624 and _nat(npy[2])
+            and _num(npy[3]))
+
+
+#: The header fields a training state must hold, each with the check its value must pass.
+_STATE_FIELDS = {
+    "train_config": lambda v: isinstance(v, dict),
+    "step": _nat, "epoch": _nat, "pos": _nat,
+    "sums": lambda v: isinstance(v, list) and len(v) == 3 and all(_num(x) for x in v),
+    "train_seconds": _num, "lr": _num,
+    "best": lambda v: v is None or _num(v),
+    "history": lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v),
+    "world_size": lambda v: _nat(v) and v >= 1,
+    "optimizer": lambda v: (isinstance(v, dict) and isinstance(v.get("param_groups"), list) and v["param_groups"]
+                            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in v["param_groups"])
+                            and isinstance(v.get("state", {}), dict)
+                            and all(k.partition(".")[0].isdigit() for k in v.get("state", {}))),
+    "rng": lambda v: isinstance(v, list) and all(_rng_meta(m) for m in v),
+    "model": lambda v: (isinstance(v, dict) and "config" in v
+                        and (v["config"] is None or isinstance(v["config"], dict))
+                        and (v.get("classes") is None or isinstance(v["classes"], list))
+                        and (v.get("preprocess") is None or isinstance(v["preprocess"], str))),
+}
+
+
+def check_state_header(info: dict[str, Any], path) -> None:
+    """The checked reading of a training state's JSON header (like a model file's): every field
+    ``--resume`` uses is present and of its type, or a one-line :class:`FormatError` names the
+    file and the field; nothing of a hand-edited or damaged file reaches the optimizer or the
+    RNGs unchecked."""
+    for name, ok in _STATE_FIELDS.items():
+        if name not in info:
+            raise FormatError(path, f"damaged training state: no {name!r} in its header")
+        if not ok(info[name]):
+            raise FormatError(path, f"damaged training state: bad {name!r} in its header")

@@ -6,33 +6,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, FormatError, Range, check_fields, first_line
+from ..errors import (MAX_BATCH_SIZE, MAX_LR, MAX_SEED, MAX_WORKERS, ConfigError, FormatError, Range,
+                      check_fields, first_line)
 
 SCHEDULES = ("poly", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
-#: The largest seed: seeds feed torch, NumPy (32-bit) and per-epoch generators.
-MAX_SEED = 2**32 - 1
-
+#: The largest seed (MAX_SEED, from errors): seeds feed torch, NumPy (32-bit) and per-epoch generators.
 #: The accepted range of every numeric field of :class:`TrainConfig` (checked when it is made).
 RANGES = {
     "epochs": Range(1, integer=True),
-    "batch_size": Range(1, integer=True),
-    "accum_steps": Range(1, integer=True),
-    "eval_batch_size": Range(1, integer=True),
-    "lr": Range(0, lo_open=True),
+    "batch_size": Range(1, MAX_BATCH_SIZE, integer=True),
+    "accum_steps": Range(1, 65536, integer=True),
+    "eval_batch_size": Range(1, MAX_BATCH_SIZE, integer=True),
+    "lr": Range(0, MAX_LR, lo_open=True),
     "momentum": Range(0, 1, hi_open=True),
     "weight_decay": Range(0),
     "power": Range(0, lo_open=True),
     "warmup_steps": Range(0, integer=True),
     "dropout": Range(0, 1, hi_open=True, optional=True),
     "label_smoothing": Range(0, 1, hi_open=True),
-    "head_lr_mult": Range(0, lo_open=True),
+    "head_lr_mult": Range(0, MAX_LR, lo_open=True),
     "train_size": Range(16, 1024, integer=True, optional=True, note="(None: the preset's input size)"),
     "val_split": Range(0, 0.5, note="(0: validate on --val or the data's test split)"),
     "grad_clip": Range(0, lo_open=True, optional=True, note="(None: no clipping)"),
     "seed": Range(0, MAX_SEED, integer=True),
     "max_steps": Range(1, integer=True, optional=True),
-    "workers": Range(0, 256, integer=True),
+    "workers": Range(0, MAX_WORKERS, integer=True),
     "checkpoint_every": Range(0, integer=True, note="(0: epoch ends only)"),
     "checkpoint_minutes": Range(0),
 }

@@ -300,6 +300,9 @@ class Trainer:
                 self._run_epoch(sampler, total)
                 if self._stop_requested:
                     break
+                if not self._sums[2]:   # every image skipped: an endless run of empty epochs
+                    raise SqueezeNetError(f"none of the {len(self.train_data)} training images could be read "
+                                          f"(listed above); nothing to train on")
                 self._end_epoch()
         finally:
             for sig, h in old_handlers.items():
@@ -411,7 +414,16 @@ class Trainer:
             self.save_checkpoint()
         return self.step >= total
 
+    def _check_weights(self) -> None:
+        """Non-finite weights are never saved nor logged (the last good checkpoint stays)."""
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        if bad:
+            raise TrainingDiverged(f"{len(bad)} weight tensor(s) became NaN or infinite by step {self.step} "
+                                   f"(first: {bad[0]}); training stopped, nothing saved. Lower the learning rate "
+                                   f"(--lr, now {self.config.lr}) or add warm-up (--warmup-steps)")
+
     def _end_epoch(self) -> None:
+        self._check_weights()
         cfg = self.config
         loss_sum, n, images = D.all_reduce(self._sums, "sum")
         metrics: dict[str, Any] = {
@@ -436,12 +448,8 @@ class Trainer:
             self.best = score
         self.history.append(metrics)
         if self.out_dir and self.is_main:
-            try:
-                with open(self.out_dir / METRICS_FILE, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-            except OSError as e:
-                from ..errors import OutputError
-                raise OutputError(self.out_dir / METRICS_FILE, f"cannot write ({e.strerror or e})") from None
+            from ..io import append_line
+            append_line(self.out_dir / METRICS_FILE, json.dumps(metrics))   # whole line or none (a full disk)
         self.save_checkpoint(best=is_best, metrics=metrics)
         if self.is_main and self.config.progress and self.log_epochs:
             vals = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
@@ -487,6 +495,7 @@ class Trainer:
         The state file is written last: it is the commit point of a checkpoint. A kill before
         it leaves model files one step ahead of the state, which a resume recomputes exactly;
         a kill after it leaves every file the state speaks of in place."""
+        self._check_weights()
         rngs = D.all_gather_object(rng_state())
         self._last_save = time.monotonic()
         if not (self.out_dir and self.is_main):
@@ -527,12 +536,16 @@ class Trainer:
                                   f"{self.world_size}; resume with the same --nproc_per_node")
         from ..models.weights import load_state_dict_checked
         load_state_dict_checked(self.model, groups["model"], path)
-        optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
+        try:   # the header is checked (load_train_state); what torch still refuses is one line too
+            optimizer_from_flat(self.optimizer, groups["optim"], info["optimizer"])
+            if self.rank in groups["rng"] and self.rank < len(info["rng"]):
+                set_rng_state(groups["rng"][self.rank], info["rng"][self.rank])
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
+            from ..errors import FormatError, first_line
+            raise FormatError(path, f"damaged training state ({first_line(e, 200)})") from None
         self.step, self.epoch, self._pos = info["step"], info["epoch"], info["pos"]
         self._sums, self._train_seconds = list(info["sums"]), info["train_seconds"]
         self.best, self.history, self.lr = info["best"], info["history"], info["lr"]
-        if self.rank in groups["rng"] and self.rank < len(info["rng"]):
-            set_rng_state(groups["rng"][self.rank], info["rng"][self.rank])
         if self.out_dir and self.is_main and path.parent == self.out_dir:
             self._sync_run_files()
         if self.is_main and self.config.progress:

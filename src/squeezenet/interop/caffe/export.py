@@ -147,7 +147,8 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     classes = getattr(model, "classes", None)
     if classes:
         names = getattr(model, "class_names", None)
-        lines = [f"{c} {n}" if names and n != c else str(c) for c, n in zip(classes, names or classes)]
+        from ...models.classes import class_line
+        lines = [class_line(str(c), n if names else None) for c, n in zip(classes, names or classes)]
         files[CLASSES_FILE] = "\n".join(lines) + "\n"
         header += f"# classes: {CLASSES_FILE}\n"
     files[proto_path.name] = header + text_format.MessageToString(deploy)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import SqueezeNetError
+from ...errors import FormatError, SqueezeNetError
 from .net import CaffeNet, load_caffe
 
 PREPROCESS = "caffe"
@@ -231,6 +231,9 @@ def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLi
         path = Path(prototxt).parent / listed
         if Path(listed).name != listed or not path.is_file():
             classes, cls_from = None, f"missing:{listed}"
+        elif path.resolve().parent != Path(prototxt).resolve().parent:   # a link to a file elsewhere
+            raise FormatError(path, f"the class list the prototxt notes is a link to {path.resolve()}, outside "
+                                    f"the prototxt's folder; not read (give --classes FILE to use it)")
         else:
             classes, names = read_class_names(path)
             cls_from = "prototxt"
