@@ -14,16 +14,28 @@ def is_onnx(path) -> bool:
     return Path(str(path)).suffix.lower() == ".onnx"
 
 
-def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None):
+def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None,
+               force_preprocess: bool = False):
     """A model file through ``squeezenet.load``, or an ``.onnx`` file as a
     :class:`squeezenet.runtime.onnx_model.OnnxModel`; ``classes`` (a class-list file) replaces
-    the model's class list, ``preprocess`` an .onnx file's preset (or fills in what its
-    metadata lacks)."""
+    the model's class list, ``preprocess`` fills in a file's missing preset; one that contradicts
+    the stored preset is refused unless ``force_preprocess``
+    (:func:`squeezenet.data.choose_preset` decides)."""
+    import sys
+
+    from ..data import choose_preset
+
+    def warn(msg):
+        print(f"squeezenet: warning: {msg}", file=sys.stderr, flush=True)
     if is_onnx(path):
         from ..runtime.onnx_model import load_onnx
-        return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads)
+        model = load_onnx(path, preprocess=preprocess, classes=classes, threads=threads)
+        meta = model.metadata.get("preprocess") if isinstance(model.metadata.get("preprocess"), dict) else {}
+        model.preprocess = choose_preset(meta.get("preset"), preprocess, path, force_preprocess, warn)
+        return model
     from ..io import load
     model = load(path)
+    model.preprocess = choose_preset(getattr(model, "preprocess", None), preprocess, path, force_preprocess, warn)
     if classes is not None:   # the model's class list from a file (ids, and names if it has them)
         from ..data import read_class_names
         from ..errors import SqueezeNetError

@@ -28,6 +28,11 @@ def register(sub) -> None:
                    help="how activation ranges are set (default minmax)")
     p.add_argument("--full-range", action="store_true",
                    help="8-bit weights instead of 7 (only for CPUs with VNNI: AVX2-only CPUs saturate)")
+    p.add_argument("--preprocess", default=None, metavar="PRESET",
+                   help="caffe | torchvision | small: the preset the file's metadata records, for a model "
+                        "that stores none (default: the model's own)")
+    p.add_argument("--force-preprocess", action="store_true",
+                   help="record --preprocess even where it contradicts the model file's stored preset")
     p.add_argument("--overwrite", action="store_true", help="allow -o to be the input file")
     p.add_argument("--check", action="store_true",
                    help="run the exported file with ONNX Runtime and compare with PyTorch")
@@ -49,6 +54,12 @@ def run(args) -> int:
     from ..io import atomic_write_bytes, check_output
     check_output(args.output, inputs=[args.model], overwrite=args.overwrite)   # before the work
     model, name = model_or_file(args.model)
+    if args.preprocess:   # choose_preset: the one place a contradiction with the stored preset is refused
+        import sys
+        from ..data import choose_preset
+        model.preprocess = choose_preset(getattr(model, "preprocess", None), args.preprocess, args.model,
+                                         args.force_preprocess,
+                                         lambda m: print(f"squeezenet: warning: {m}", file=sys.stderr))
     from ..interop.onnx_export import to_onnx_bytes
     from ..models import default_input_size
     size = args.input_size or default_input_size(model)

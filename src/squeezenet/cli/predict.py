@@ -25,7 +25,11 @@ def register(sub) -> None:
     p.add_argument("--classes", default=None,
                    help="class list file in model output order (ids, and names as in synset_words.txt): "
                         "for a model or .onnx file without one")
-    p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
+    p.add_argument("--preprocess", default=None, metavar="PRESET",
+                   help="caffe | torchvision | small: for a file that stores none (default: the model's own)")
+    p.add_argument("--force-preprocess", action="store_true",
+                   help="run --preprocess even where it contradicts the preset stored in the model file "
+                        "(refused otherwise: the figures would be wrong)")
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes per image (default 5)")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -87,8 +91,9 @@ def run(args) -> int:
         raise SqueezeNetError(f"--top {args.top}: must be >= 1")
     if args.preprocess:
         check_preset(args.preprocess)
-    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes)
-    preset = args.preprocess or preset_for(model)
+    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes,
+                       force_preprocess=args.force_preprocess)
+    preset = preset_for(model)
     check_model_input(model, preset, args.weights)
     names = label_names(model, args.labels)
     tf = get_transform(preset, train=False)
