@@ -63,3 +63,19 @@ def test_force_preprocess_runs_the_given_preset_and_says_so(cli, digits_file, tm
     assert code == 0, err
     from squeezenet.interop.onnx_export import read_onnx_metadata
     assert read_onnx_metadata(tmp_path / "m.onnx")["preprocess"]["preset"] == "torchvision"
+
+
+# ------------------------------------------------------------------ 2. warm-up longer than the run
+
+def test_warmup_is_scaled_to_the_run_and_one_line_says_so(cli, digits_file, tmp_path):
+    from squeezenet.train import TrainConfig, lr_at
+    c = TrainConfig(lr=1.0, warmup_steps=50, schedule="cosine")
+    lrs = [lr_at(c, s, 30) for s in range(30)]
+    assert lrs[0] == pytest.approx(1 / 3) and lrs[2] == pytest.approx(1.0)   # 3 warm-up steps, then decay
+    assert lrs[4] < 1.0 and lrs[-1] < 0.05
+    long = TrainConfig(lr=1.0, warmup_steps=50)
+    assert lr_at(long, 49, 750) == pytest.approx(1.0) and lr_at(long, 24, 750) == pytest.approx(0.5)   # unchanged
+    code, out, err = cli("train", "--model", digits_file, "--data", "digits", "--out", tmp_path / "r",
+                         "--max-steps", "4", "--no-val", "--no-progress", "--batch-size", "16")
+    assert code == 0, err
+    assert "warm-up scaled to the run: 1 steps (10 % of 4), not 50" in out

@@ -462,7 +462,7 @@ def fit_head(model: nn.Module, train_data, config, val_data=None, views: int = 1
     The trained conv10 stays in ``model``; returns one metrics dict per epoch (``val_*`` on
     ``val_data`` when given), with ``features_s`` the one-off feature pass.
     """
-    from .config import lr_at
+    from .config import lr_at, warmup_note
     torch.manual_seed(config.seed)
     if config.dropout is not None:
         for m in model.classifier.modules():
@@ -494,6 +494,9 @@ def fit_head(model: nn.Module, train_data, config, val_data=None, views: int = 1
     n = len(targets)
     per_epoch = math.ceil(n / config.batch_size)
     total = config.max_steps or config.epochs * per_epoch
+    note = warmup_note(config, total)
+    if note:
+        print(note, flush=True)
     gen = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     step, epoch = 0, 0
