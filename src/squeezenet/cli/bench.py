@@ -35,7 +35,7 @@ DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime", "onnxruntime_i
 def register(sub) -> None:
     p = add_parser(sub, "bench", "latency, throughput, memory and distance from the compute floor of "
                                  "each inference engine vs torchvision", EXAMPLES)
-    p.add_argument("weights", nargs="?", default=None, help="a model file or an exported .onnx (default: --model)")
+    p.add_argument("weights", nargs="?", metavar="MODEL", default=None, help="a model file or an exported .onnx (default: --model)")
     p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
     p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
                    "smallest)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_parser, number
+from ._common import add_out, add_parser, number
 
 EXAMPLES = """  squeezenet explore sweep --param SR --values 0.125,0.25,0.5,0.75,1.0 --data digits --epochs 8 --out runs/sr
   squeezenet explore sweep --param pct_3x3 --values 0.01,0.25,0.5,0.75,0.99 --data cifar10 --epochs 2 \\
@@ -50,7 +50,9 @@ def register(sub) -> None:
     s.add_argument("--model", default="squeezenet_small", help="base network (default squeezenet_small)")
     s.add_argument("--set", default="", metavar="K=V,...",
                    help="fix other metaparameters, e.g. base_e=32,incr_e=32 (default: v1.0's)")
-    s.add_argument("--out", required=True, help="folder for sweep_<param>.csv and .png")
+    add_out(s, help="folder for sweep_<param>.csv and .png (a non-empty one needs --overwrite)")
+    s.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder, replacing "
+                                                            "the sweep's files")
     _budget_args(s, storage=False)
     s.set_defaults(func=run_sweep)
 
@@ -75,7 +77,10 @@ def register(sub) -> None:
     r = add_parser(esub, "report", "best trials and Pareto front of a study (pareto.csv, pareto.png)", EXAMPLES)
     r.add_argument("--storage", default="explore.db", help="Optuna RDB URL or SQLite file path")
     r.add_argument("--study", required=True)
-    r.add_argument("--out", default=None, help="folder for pareto.csv, pareto.png, trials.csv")
+    add_out(r, required=False, help="folder for pareto.csv, pareto.png, trials.csv (a non-empty one needs "
+                                    "--overwrite)")
+    r.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder, replacing "
+                                                            "the report's files")
     r.add_argument("--top", type=number(int, 1), default=5, help="how many best trials to list")
     r.set_defaults(func=run_report)
 
@@ -124,6 +129,8 @@ def run_sweep(args) -> int:
         raise SqueezeNetError(f"--model {args.model!r}: unknown (see 'squeezenet list')")
     budget = _budget(args)
     from ..io import check_output
+    from ._common import output_folder
+    output_folder(args.out, overwrite=args.overwrite)   # an earlier sweep's folder: refused, not replaced
     check_output(args.out, folder=True)   # writable before the first network trains
     rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log)
     print(f"{'value':>8} {'top1 %':>7} {'params':>10} {'size bytes':>12} {'MACs':>12} {'s':>6}")
@@ -158,5 +165,8 @@ def run_search(args) -> int:
 
 def run_report(args) -> int:
     from ..explore import report
+    if args.out:
+        from ._common import output_folder
+        output_folder(args.out, overwrite=args.overwrite)
     print(report(args.storage, args.study, args.out, top=args.top))
     return 0

@@ -1,11 +1,11 @@
 """``squeezenet export``: a model file (or registered name) to ONNX, optionally int8."""
 from __future__ import annotations
 
-from ._common import add_parser, input_size, number
+from ._common import add_out, add_parser, hide_aliases, input_size, number
 
 EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
   squeezenet export model.sqz -o m.onnx                       # compressed models export dense
-  squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/
+  squeezenet export m.safetensors -o m-int8.onnx --int8 --unlabeled photos/
   squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
 """
 
@@ -13,17 +13,21 @@ EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
 def register(sub) -> None:
     p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), optionally int8",
                    EXAMPLES)
-    p.add_argument("model", help="a model file (.safetensors, .sqz, ...) or a registered model name")
-    p.add_argument("-o", "--output", required=True, help="output file (.onnx)")
+    p.add_argument("model", metavar="MODEL", help="a model file (.safetensors, .sqz, ...) or a registered model name")
+    add_out(p, dest="output", folder=False, help="output file (.onnx)")
     p.add_argument("--opset", type=number(int, 17), default=17, help="ONNX opset (>= 17, default 17)")
     p.add_argument("--input-size", type=input_size, default=None,
                    help="square input side the graph is built for (default: the model's own)")
     p.add_argument("--int8", action="store_true",
-                   help="static int8 quantization (QDQ, per-channel weights); needs --calibration")
-    p.add_argument("--calibration", default=None,
-                   help="images for int8 calibration: a folder of class folders or images, or a dataset spec")
-    p.add_argument("--calibration-count", type=number(int, 1), default=100,
-                   help="how many calibration images to use (spread over the set, default 100)")
+                   help="static int8 quantization (QDQ, per-channel weights); needs --unlabeled")
+    hide_aliases(p.add_argument("--unlabeled", "--calibration", dest="calibration", default=None, metavar="DATA",
+                                help="images for int8 calibration (labels unused): a folder of images, with or "
+                                     "without class folders, a .tar.gz or a dataset spec (as compress "
+                                     "--unlabeled)"), "--calibration")
+    hide_aliases(p.add_argument("--calibration-images", "--calibration-count", dest="calibration_count",
+                                type=number(int, 1), default=100, metavar="N",
+                                help="how many of them to calibrate on (spread over the set, default 100)"),
+                 "--calibration-count")
     p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="how activation ranges are set (default minmax)")
     p.add_argument("--full-range", action="store_true",
@@ -44,11 +48,11 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     from ._common import model_or_file
     if args.int8 and not args.calibration:
-        raise SqueezeNetError("--int8 needs --calibration DATA (images the model will see)")
+        raise SqueezeNetError("--int8 needs --unlabeled DATA (calibration images like those the model will see)")
     if args.full_range and not args.int8:
         raise SqueezeNetError("--full-range is only used with --int8")
     if args.calibration and not args.int8:
-        raise SqueezeNetError("--calibration is only used with --int8")
+        raise SqueezeNetError("--unlabeled (calibration images) is only used with --int8")
     if Path(args.output).suffix.lower() != ".onnx":
         raise SqueezeNetError(f"-o {args.output}: give a path ending in .onnx")
     from ..io import atomic_write_bytes, check_output

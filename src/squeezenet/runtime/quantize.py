@@ -68,7 +68,7 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
     calibration = iter(calibration)
     first = next(calibration, None)   # ONNX Runtime fails with a traceback on no data at all
     if first is None:
-        raise SqueezeNetError("no readable calibration images: give --calibration a folder with images")
+        raise SqueezeNetError("no readable calibration images: give --unlabeled a folder with images")
     calibration = itertools.chain([first], calibration)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
@@ -89,7 +89,7 @@ def quantize_int8(fp32_model: bytes | str | os.PathLike, calibration: Iterable,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=cm)
         if reader.count == 0:
-            raise SqueezeNetError("no calibration images: give --calibration a folder with images")
+            raise SqueezeNetError("no calibration images: give --unlabeled a folder with images")
         q = onnx.load(str(out))
         # keep the fp32 model's metadata (classes, preprocessing) and say how it was quantized
         del q.metadata_props[:]
