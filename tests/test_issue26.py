@@ -79,3 +79,160 @@ def test_warmup_is_scaled_to_the_run_and_one_line_says_so(cli, digits_file, tmp_
                          "--max-steps", "4", "--no-val", "--no-progress", "--batch-size", "16")
     assert code == 0, err
     assert "warm-up scaled to the run: 1 steps (10 % of 4), not 50" in out
+
+
+# ------------------------------------------------------------------ 3. one rule for output folders
+
+def test_every_command_that_writes_a_folder_refuses_a_used_one_unless_overwrite(cli, tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    for argv in (("train", "--data", "digits", "-o", used, "--max-steps", "1"),
+                 ("demo", "-o", used, "--max-steps", "1"),
+                 ("explore", "sweep", "--param", "SR", "--values", "0.5", "-o", used, "--max-steps", "1"),
+                 ("explore", "report", "--storage", tmp_path / "none.db", "--study", "s", "-o", used),
+                 ("export-caffe", "squeezenet_small", "-o", used)):
+        code, out, err = cli(*argv)
+        line = one_line(err)
+        assert code == 2 and f"{used}: not empty (holds keep.txt)" in line and "--overwrite" in line, (argv, err)
+    assert sorted(p.name for p in used.iterdir()) == ["keep.txt"]
+    code, out, err = cli("export-caffe", "squeezenet_small", "-o", used, "--overwrite")
+    assert code == 0, err
+    assert (used / "keep.txt").read_text() == "mine" and (used / "deploy.prototxt").is_file()
+
+
+def test_demo_run_again_keeps_the_earlier_demo_and_says_how_to_go_on(cli, tmp_path):
+    d = tmp_path / "demo"
+    d.mkdir()
+    for name in ("last.safetensors", "best.safetensors", "metrics.jsonl", "last.sqz"):
+        (d / name).write_text("earlier")
+    (d / "notes.txt").write_text("mine")
+    code, out, err = cli("demo", "-o", d, "--max-steps", "1")
+    line = one_line(err)
+    assert code == 2 and "not empty" in line and "--overwrite" in line and "--out" in line
+    assert all((d / n).read_text() == "earlier" for n in ("last.safetensors", "best.safetensors", "last.sqz"))
+    from squeezenet.cli.demo import _clear_demo
+    assert sorted(_clear_demo(d)) == ["best.safetensors", "last.safetensors", "last.sqz", "metrics.jsonl"]
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+
+
+# ------------------------------------------------------------------ 6. one vocabulary
+
+def test_o_and_out_everywhere_and_old_names_are_hidden_aliases(cli, digits_file, tmp_path):
+    from squeezenet.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    for name in ("train", "demo", "compress", "export", "export-caffe", "import"):
+        opts = sub[name]._option_string_actions
+        assert opts["-o"] is opts["--out"] is opts["--output"], name
+        assert "--output" not in sub[name].format_help(), name
+    sweep = next(a for a in sub["explore"]._actions if a.dest == "explore_command").choices["sweep"]
+    assert sweep._option_string_actions["-o"] is sweep._option_string_actions["--out"]
+    for name in ("eval", "predict", "compress", "export", "export-caffe", "summary", "inspect", "bench"):
+        usage = sub[name].format_usage()
+        assert "MODEL" in usage and "WEIGHTS" not in usage and "weights" not in usage, (name, usage)
+    # export: --unlabeled / --calibration-images as compress, the old names still work
+    ex = sub["export"]
+    assert ex._option_string_actions["--calibration"] is ex._option_string_actions["--unlabeled"]
+    assert ex._option_string_actions["--calibration-count"] is ex._option_string_actions["--calibration-images"]
+    assert "--calibration " not in ex.format_help() and "--calibration-count" not in ex.format_help()
+    pr = sub["predict"]
+    assert pr._option_string_actions["--labels"] is pr._option_string_actions["--classes"]
+    assert "--labels" not in pr.format_help()
+    code, out, err = cli("export", digits_file, "--output", tmp_path / "m.onnx")
+    assert code == 0 and (tmp_path / "m.onnx").is_file(), err
+
+
+def test_predict_classes_names_the_model_ids_or_gives_the_class_list(cli, digits_file, tmp_path):
+    from PIL import Image
+    img = tmp_path / "x.png"
+    Image.new("RGB", (32, 32), (0, 0, 0)).save(img)
+    names = tmp_path / "names.txt"     # the model's ids with names, in another order, and more
+    names.write_text("".join(f"{i} digit-{i}\n" for i in reversed(range(12))))
+    code, out, err = cli("predict", digits_file, img, "--classes", names, "--json", "--engine", "eager")
+    assert code == 0, err
+    top = json.loads(out)[0]["top"]
+    assert all(r["label"] == f"{r['class']} digit-{r['class']}" for r in top)
+    code, out2, err = cli("predict", digits_file, img, "--labels", names, "--json", "--engine", "eager")
+    assert code == 0 and json.loads(out2) == json.loads(out), err
+    other = tmp_path / "other.txt"     # ids the model lacks, one per output: names by output index
+    other.write_text("".join(f"c{i} thing {i}\n" for i in range(10)))
+    code, out, err = cli("predict", digits_file, img, "--classes", other, "--json", "--engine", "eager")
+    assert code == 0, err
+    assert all(r["label"] == f"c{r['index']} thing {r['index']}" for r in json.loads(out)[0]["top"])
+    bare = squeezenet.load(digits_file)
+    bare.classes = None                # a model without a class list: the file is its class list
+    squeezenet.save(bare, tmp_path / "bare.safetensors")
+    code, out, err = cli("predict", tmp_path / "bare.safetensors", img, "--classes", other, "--json",
+                         "--engine", "eager")
+    assert code == 0 and all(r["class"] == f"c{r['index']}" for r in json.loads(out)[0]["top"]), err
+    other.write_text("a\nb\n")
+    code, out, err = cli("predict", digits_file, img, "--classes", other)
+    assert code == 2 and "2 classes" in one_line(err) and "10 outputs" in err
+
+
+def test_train_help_shows_the_defaults_of_each_recipe(cli):
+    code, out, err = cli("train", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "(default by recipe: paper 0.04, small/digits 0.001, finetune 0.0003)" in text
+    assert "Defaults come from the recipe that runs" in text and "lr 0.04 decreased" not in text
+
+
+def test_a_model_name_with_a_dot_gets_a_did_you_mean(cli):
+    code, out, err = cli("summary", "squeezenet1.1")
+    line = one_line(err)
+    assert code == 2 and "did you mean squeezenet1_1?" in line
+
+
+def test_shared_folder_comes_from_the_environment_or_the_current_folder(monkeypatch, tmp_path):
+    from squeezenet.data import build_dataset, shared_dir
+    from squeezenet.errors import FormatError
+    work = tmp_path / "clone"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("SQUEEZENET_SHARED", raising=False)
+    (tmp_path / "shared").mkdir()
+    assert shared_dir() == tmp_path / "shared"
+    monkeypatch.setenv("SQUEEZENET_SHARED", str(tmp_path / "elsewhere"))
+    assert shared_dir() == tmp_path / "elsewhere"
+    with pytest.raises(FormatError, match="CIFAR-10 folder not found .*SQUEEZENET_SHARED="):
+        build_dataset("cifar10", "test")
+
+
+# ------------------------------------------------------------------ 7. packaging
+
+def test_license_and_optional_extras():
+    import tomllib
+
+    from conftest import REPO
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "BSD-3-Clause"
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License") and "Neither the name of the copyright holder" in text
+    core = " ".join(meta["dependencies"])
+    for pkg in ("optuna", "psycopg2", "matplotlib"):
+        assert pkg not in core
+    extras = meta["optional-dependencies"]
+    assert any(d.startswith("optuna") for d in extras["explore"])
+    assert any(d.startswith("psycopg2-binary") for d in extras["postgres"])
+    dev = " ".join(extras["dev"])
+    assert all(p in dev for p in ("pytest", "optuna", "matplotlib", "psycopg2-binary"))
+
+
+def test_a_missing_extra_is_one_line_naming_it(cli, monkeypatch, tmp_path):
+    import sys
+
+    import squeezenet.explore as explore
+    for mod in ("optuna", "squeezenet.explore.strategies", "squeezenet.explore.study"):
+        monkeypatch.setitem(sys.modules, mod, None) if mod == "optuna" else monkeypatch.delitem(sys.modules, mod,
+                                                                                               raising=False)
+    for name in explore._LAZY:
+        monkeypatch.delitem(explore.__dict__, name, raising=False)
+    code, out, err = cli("explore", "search", "--strategy", "random", "--trials", "1", "--study", "s",
+                         "--storage", tmp_path / "s.db")
+    line = one_line(err)
+    assert code == 2 and 'pip install "squeezenet[explore]"' in line and "optuna" in line
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = cli("explore", "sweep", "--param", "SR", "--values", "0.5", "-o", tmp_path / "sw")
+    assert code == 2 and 'pip install "squeezenet[plot]"' in one_line(err)

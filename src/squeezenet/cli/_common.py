@@ -64,6 +64,12 @@ def model_or_file(value: str):
     from ..models.registry import create_model, list_models, unknown_model_message
     if value in list_models():
         return create_model(value), value
+    if Path(value).suffix and not Path(value).exists():   # squeezenet1.1: a model name with a dot
+        import difflib
+        close = difflib.get_close_matches(value.replace(".", "_").replace("-", "_").lower(), list_models(),
+                                          n=1, cutoff=0.8)
+        if close:
+            raise SqueezeNetError(f"{value}: no such file, nor a model name; did you mean {close[0]}?")
     if Path(value).suffix:
         return load(value), Path(value).name
     raise SqueezeNetError(unknown_model_message(value) + " (or give a model file)")

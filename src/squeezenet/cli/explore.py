@@ -131,6 +131,8 @@ def run_sweep(args) -> int:
     from ..io import check_output
     from ._common import output_folder
     output_folder(args.out, overwrite=args.overwrite)   # an earlier sweep's folder: refused, not replaced
+    from ..errors import require
+    require("matplotlib")   # its .png: missing, one line naming the extra before any network trains
     check_output(args.out, folder=True)   # writable before the first network trains
     rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log)
     print(f"{'value':>8} {'top1 %':>7} {'params':>10} {'size bytes':>12} {'MACs':>12} {'s':>6}")

@@ -48,7 +48,8 @@ def storage_url(value: str) -> str:
 
 def open_storage(url: str, heartbeat: float | None = 30.0):
     """Optuna RDB storage at ``url``; a one-line SqueezeNetError if it cannot be reached."""
-    import optuna
+    from ..errors import require
+    optuna = require("optuna")
     url = storage_url(url)
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
@@ -66,6 +67,8 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
         # SQLAlchemy 2.1 defaults to psycopg 3; use psycopg2 (our dependency) unless 3 is there
         import importlib.util
         if importlib.util.find_spec("psycopg") is None:
+            from ..errors import require
+            require("psycopg2")   # the postgres extra: one line naming it when missing
             url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":

@@ -109,7 +109,8 @@ def _budget_text(b: Budget) -> str:
 def scatter_png(rows: list[dict], label_key: str, title: str, label_fmt=None, line: bool = False,
                 background: list[dict] | None = None) -> bytes:
     """PNG bytes of top-1 (%) against model size (MB), points labelled (matplotlib Agg)."""
-    import matplotlib
+    from ..errors import require
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7, 4.5), dpi=110)
