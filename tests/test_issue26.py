@@ -236,3 +236,21 @@ def test_a_missing_extra_is_one_line_naming_it(cli, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, out, err = cli("explore", "sweep", "--param", "SR", "--values", "0.5", "-o", tmp_path / "sw")
     assert code == 2 and 'pip install "squeezenet[plot]"' in one_line(err)
+
+
+# ------------------------------------------------------------------ 4. the Python path
+
+def test_python_functions_are_the_commands_and_stay_lazy(digits_file, tmp_path):
+    import subprocess
+    import sys
+
+    from squeezenet.errors import ConfigError, SqueezeNetError
+    with pytest.raises(ConfigError, match="unrecognized arguments: --no-such-flag"):
+        squeezenet.export(digits_file, tmp_path / "m.onnx", no_such_flag=3)
+    with pytest.raises(SqueezeNetError, match="stores the preprocessing preset 'small'"):
+        squeezenet.export(digits_file, tmp_path / "m.onnx", preprocess="caffe", verbose=False)
+    assert not (tmp_path / "m.onnx").exists()
+    code = ("import sys, squeezenet; squeezenet.finetune, squeezenet.compress, squeezenet.export, "
+            "squeezenet.transforms; print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
