@@ -254,3 +254,56 @@ def test_python_functions_are_the_commands_and_stay_lazy(digits_file, tmp_path):
             "squeezenet.transforms; print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ 5. progress
+
+def test_compress_stage_counter_never_jumps_when_the_path_is_chosen():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from squeezenet.compress.pipeline import STAGES, run_stages
+
+    def choose_mixed(s):
+        s.plan = "mixed"
+    for plan_chosen in ("mixed", "uniform"):
+        lines = []
+        cfg = SimpleNamespace(max_drop_points=None, target_size=560000, distill_steps=300, svd_energy=None)
+        s = SimpleNamespace(plan=None, mixed_wanted=True, cfg=cfg, searched=None, retrains=True, distill_data=[1],
+                            log=lines.append, timings={})
+        pick = choose_mixed if plan_chosen == "mixed" else (lambda s: setattr(s, "plan", "uniform"))
+        stages = [dataclasses.replace(st, run=pick if st.name == "size budget" else (lambda s: None))
+                  for st in STAGES]
+        run_stages(s, stages)
+        counts = [l.split("]")[0][1:] for l in lines]
+        totals = [c.split("/")[1] for c in counts]
+        assert totals[:3] == ["6 or 8"] * 3, lines         # before the choice: both totals
+        final = {"mixed": "6", "uniform": "8"}[plan_chosen]
+        assert set(totals[3:]) == {final} and counts[-1] == f"{final}/{final}", lines
+
+
+def test_distillation_shows_a_bar_every_step(capsys):
+    import torch
+
+    from squeezenet.compress import quantize as Q
+    from squeezenet.compress.distill import distill_quantized
+    torch.manual_seed(0)
+    model = squeezenet.create_model("squeezenet_small", meta=TINY).eval()
+    teacher = squeezenet.create_model("squeezenet_small", meta=TINY).eval()
+    layers = Q.quantize_model(model, 3, iters=10)
+    lines = []
+    distill_quantized(model, teacher, layers, [torch.randn(2, 3, 32, 32)], steps=3, mode="ste",
+                      log=lines.append, progress=True)
+    err = capsys.readouterr().err
+    assert "distill" in err and "3/3" in err and "loss=" in err
+    assert [l.split(":")[0].strip() for l in lines] == ["distill step 1/3", "distill step 3/3"]
+
+
+def test_bench_and_explore_trials_show_progress(cli, tmp_path):
+    code, out, err = cli("bench", "--model", "squeezenet_small", "--batch", "1", "--threads", "1", "--engines",
+                         "torchvision,eager", "--rounds", "1", "--iters", "1", "--sgemm-size", "64",
+                         "--memory", "inprocess", "--json")
+    assert code == 0 and "bench: batch 1" in err, err
+    code, out, err = cli("explore", "sweep", "--param", "SR", "--values", "0.25", "--max-steps", "2",
+                         "--train-subset", "64", "--test-subset", "32", "-o", tmp_path / "sw")
+    assert code == 0 and "epoch 1/2: 100%" in err and "loss=" in err, err

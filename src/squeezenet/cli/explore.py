@@ -37,6 +37,7 @@ def _budget_args(p, *, storage: bool) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="strategy seed (search; give workers different ones) or training seed (sweep)")
     p.add_argument("--threads", type=number(int, 1), default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no bar (on stderr) while each network trains")
 
 
 def register(sub) -> None:
@@ -134,7 +135,8 @@ def run_sweep(args) -> int:
     from ..errors import require
     require("matplotlib")   # its .png: missing, one line naming the extra before any network trains
     check_output(args.out, folder=True)   # writable before the first network trains
-    rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log)
+    rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log,
+                 progress=not args.no_progress)
     print(f"{'value':>8} {'top1 %':>7} {'params':>10} {'size bytes':>12} {'MACs':>12} {'s':>6}")
     for r in rows:
         if "top1" in r:
@@ -154,7 +156,7 @@ def run_search(args) -> int:
     budget = _budget(args)
     study = search(args.study, args.storage, args.strategy, trials=args.trials, budget=budget, space=space,
                    objective=args.objective, size_budget=args.size_budget, seed=args.seed,
-                   heartbeat=args.heartbeat, log=_log)
+                   heartbeat=args.heartbeat, log=_log, progress=not args.no_progress)
     rows = trials_table(study)
     done = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(done, key=lambda r: r["top1"], default=None)

@@ -127,7 +127,8 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
                       loss: str = "kl", temperature: float = 1.0, train_bias: bool = True,
                       frozen_bias: Iterable[str] = (), latent_lr: float | None = None,
                       max_bytes: int | None = None, importance: dict | None = None,
-                      log: Callable | None = None, log_every: int = 50) -> tuple[dict[str, Q.QuantLayer], list[float]]:
+                      log: Callable | None = None, log_every: int = 50,
+                      progress: bool = False) -> tuple[dict[str, Q.QuantLayer], list[float]]:
     """Distill ``teacher`` into the quantized ``model`` for ``steps`` Adam steps (cosine-decayed
     ``lr``); returns the new layers (also written into ``model``) and the loss per step.
 
@@ -142,6 +143,8 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
     the weights nearest a midpoint toward shorter codes, weighted by ``importance`` (per-weight
     curvature, e.g. :func:`~squeezenet.compress.mixed.fisher_diagonal`), until it fits
     (:func:`~squeezenet.compress.mixed.assign_within_budget`).
+    ``progress``: a bar on stderr, every step, with the running loss and the time left (``log``
+    then hears only the first and last step).
     """
     if mode not in MODES:
         raise ConfigError(f"distillation mode {mode!r}: use one of {', '.join(MODES)}")
@@ -175,6 +178,10 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
     model.eval()
     if teacher is not None:
         teacher.eval()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=steps, desc="distill", unit="step", leave=False, dynamic_ncols=True)
     try:
         it = _cycle(batches)
         for step in range(steps):
@@ -194,9 +201,14 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
             ls.backward()
             opt.step()
             hist.append(float(ls.detach()))
-            if log and (step % log_every == 0 or step == steps - 1):
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(hist[-log_every:]):.4f}", refresh=False)
+            if log and (step == 0 or step == steps - 1 or (bar is None and step % log_every == 0)):
                 log(f"  distill step {step + 1}/{steps}: loss {np.mean(hist[-log_every:]):.4f}")
     finally:
+        if bar is not None:
+            bar.close()
         new = (Q.unshare_weights(model, layers) if mode == "centroids"
                else _detach_ste(model, layers, max_bytes, importance))
         for n, p in model.named_parameters():

@@ -654,7 +654,8 @@ def distill_ste(s: CompressState) -> None:
     batches = _Images(make_loader(s.distill_data, 32, shuffle=True, seed=cfg.seed, drop_last=True))
     layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
                                      mode="ste", loss="kl", temperature=cfg.temperature,
-                                     max_bytes=s.budget, importance=s.fisher, log=s.log)
+                                     max_bytes=s.budget, importance=s.fisher, log=s.log,
+                                     progress=cfg.progress)
     qm = qm.to(memory_format=torch.contiguous_format)
     after = s.score(qm)
     s.log(f"  before distillation {before:.4f}, after {after:.4f} on the choosing split")
@@ -982,6 +983,24 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+def _stages_left(s: CompressState, rest: Sequence[Stage], done: int) -> str:
+    """The stage count shown as ``[done/total]``: while the size budget has not yet chosen
+    between the uniform and the mixed path, both totals (``6 or 8``), so that the count
+    never jumps when the choice is made."""
+    def total() -> int:
+        return done + sum(1 for t in rest if t.when is None or t.when(s))
+    if s.plan is not None or not (_mixed(s) and _uniform(s)):
+        return str(total())
+    totals = set()
+    for plan in ("uniform", "mixed"):
+        s.plan = plan
+        try:
+            totals.add(total())
+        finally:
+            s.plan = None
+    return " or ".join(str(t) for t in sorted(totals))
+
+
 def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressState:
     """Run ``stages`` in order over ``s``, timing each; one log line as each starts."""
     todo = [st for st in stages if st.when is None or st.when(s)]
@@ -990,8 +1009,7 @@ def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressSt
         if st.when is not None and not st.when(s):
             continue
         done += 1
-        total = done + sum(1 for t in todo[j + 1:] if t.when is None or t.when(s))
-        s.log(f"[{done}/{total}] {st.name}: {st.doing or st.name}...")
+        s.log(f"[{done}/{_stages_left(s, todo[j + 1:], done)}] {st.name}: {st.doing or st.name}...")
         t = time.time()
         st.run(s)
         s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t

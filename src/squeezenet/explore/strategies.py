@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import require
 
 optuna = require("optuna")   # the explore extra: one line naming it when missing
-from optuna.distributions import (  # noqa: E402BaseDistribution, CategoricalDistribution, FloatDistribution,
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,  # noqa: E402
                                   IntDistribution)
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
