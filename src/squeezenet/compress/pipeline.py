@@ -512,6 +512,22 @@ def bits_candidates(s: CompressState) -> list[dict[str, int]]:
     return [{k: b for k in s.keys} for b in widths]
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(s: CompressState, total: int, desc: str, unit: str = "step"):
+    """A tqdm bar on stderr for one phase of a stage (``--no-progress``: none)."""
+    if not s.cfg.progress:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
 def _sensitivity(s: CompressState) -> None:
     """Per-weight sensitivity (Fisher diagonal of the logits on the calibration images) and
     every layer's options with their exact ``.sqz`` bytes (:func:`~.mixed.layer_options`);
@@ -520,10 +536,21 @@ def _sensitivity(s: CompressState) -> None:
     if s.options is not None:
         return
     batches = s.calibration()
-    s.fisher = M.fisher_diagonal(s.teacher, batches, s.keys, target="logits")
+    bar = _bar(s, len(batches), "sensitivity", "batch")
+    try:
+        s.fisher = M.fisher_diagonal(s.teacher, batches, s.keys, target="logits", progress=lambda i: bar.update(1))
+    finally:
+        bar.close()
     s.log(f"  sensitivity measured on {sum(len(b) for b in batches)} calibration images")
-    s.options = {k: M.layer_options(k, s.teacher.get_parameter(k), s.fisher[k], family="both",
-                                    gap_bits=s.cfg.gap_bits, keep_layers=False) for k in s.keys}
+    bar = _bar(s, len(s.keys), "layer options", "layer")
+    try:
+        s.options = {}
+        for k in s.keys:
+            s.options[k] = M.layer_options(k, s.teacher.get_parameter(k), s.fisher[k], family="both",
+                                           gap_bits=s.cfg.gap_bits, keep_layers=False)
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 def _nearest_allocation(s: CompressState, target: int):
@@ -582,7 +609,9 @@ def fit_size_budget(s: CompressState) -> None:
             return _keep_mixed(s, mc)
     # what follows moves the weights and so the code histogram: fit under the target
     fit_size = int(cfg.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
-    for bits in bits_candidates(s):
+    widths = bits_candidates(s)
+    bar = _bar(s, len(widths), "uniform-bit fits", "fit") if len(widths) > 1 else _NoBar()
+    for bits in widths:
         fr, _, _ = S.fit_target(s.model, s.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
         m = copy.deepcopy(s.model)
         P.apply_masks(m, P.magnitude_masks(m, fr))
@@ -591,6 +620,8 @@ def fit_size_budget(s: CompressState) -> None:
         s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.keys):.3f} of weights, "
               f"quick score {score:.4f}")
         cands.append(Candidate(f"{bits_label(bits)} bits", score, info={"bits": bits, "fractions": fr}))
+        bar.update(1)
+    bar.close()
     best = keep_better(cands)
     s.bits = best.info["bits"]
     if best.layers is None:
@@ -626,8 +657,12 @@ def round_compensated(s: CompressState) -> None:
     from . import mixed as M
     before = s.score(s.model)
     qm = copy.deepcopy(s.teacher)
-    layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
-                                        s.calibration(), s.cfg.gap_bits)
+    bar = _bar(s, len(s.choice), "rounding", "layer")
+    try:
+        layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
+                                            s.calibration(), s.cfg.gap_bits, progress=lambda: bar.update(1))
+    finally:
+        bar.close()
     after = s.score(qm)
     s.log(f"  nearest rounding {before:.4f}, error-compensated rounding {after:.4f} on the choosing split")
     best = keep_better([Candidate("nearest", before), Candidate("GPTQ", after, model=qm, layers=layers)])
