@@ -201,14 +201,14 @@ def require(module: str):
 
     >>> require("json").__name__
     'json'
-    >>> EXTRAS["nosuchmodule_x"] = ("demo", "this example"); require("nosuchmodule_x")
+    >>> require("nosuchmodule_x")
     Traceback (most recent call last):
-    squeezenet.errors.SqueezeNetError: this example needs nosuchmodule_x, which is not installed: pip install "squeezenet[demo]"
+    squeezenet.errors.SqueezeNetError: this command needs nosuchmodule_x, which is not installed: pip install nosuchmodule_x
     """
     import importlib
     try:
         return importlib.import_module(module)
     except ImportError:
-        extra, what = EXTRAS.get(module.split(".")[0], (None, f"this command"))
+        extra, what = EXTRAS.get(module.split(".")[0], (None, "this command"))
         how = f'pip install "squeezenet[{extra}]"' if extra else f"pip install {module.split('.')[0]}"
         raise SqueezeNetError(f"{what} needs {module.split('.')[0]}, which is not installed: {how}") from None
