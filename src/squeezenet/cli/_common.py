@@ -105,6 +105,11 @@ def smoke() -> bool:
     return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _flag(dest: str) -> str:
+    """The flag a user sees for ``dest`` (export's ``calibration_count`` is ``--calibration-images``)."""
+    return {"calibration_count": "--calibration-images"}.get(dest, "--" + dest.replace("_", "-"))
+
+
 def apply_smoke(args) -> list[str]:
     """Cap ``args`` by :data:`SMOKE_CAPS` under ``SQUEEZENET_SMOKE=1``; returns what changed
     (``--max-steps 2``...), [] otherwise."""
@@ -117,10 +122,10 @@ def apply_smoke(args) -> list[str]:
         v = getattr(args, dest)
         if isinstance(v, list) and v and all(isinstance(x, int) for x in v) and max(v) > cap:
             setattr(args, dest, sorted({min(x, cap) for x in v}))
-            changed.append(f"--{dest.replace('_', '-')} {','.join(map(str, getattr(args, dest)))}")
+            changed.append(f"{_flag(dest)} {','.join(map(str, getattr(args, dest)))}")
         elif (v is None and fill) or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap):
             setattr(args, dest, cap)
-            changed.append(f"--{dest.replace('_', '-')} {cap}")
+            changed.append(f"{_flag(dest)} {cap}")
     if getattr(args, "memory", None) == "subprocess":   # bench: a process per engine is slow to start
         args.memory = "inprocess"
         changed.append("--memory inprocess")
