@@ -15,7 +15,44 @@ _LAZY = {"load": "io", "save": "io", "Fire": "models", "MetaParams": "models",
          "SqueezeNet": "models", "SqueezeNetConfig": "models", "create_model": "models",
          "list_models": "models", "summary": "models",
          # the Python path: the CLI's own commands (squeezenet.cli._api), one implementation
-         "finetune": "cli._api", "compress": "cli._api", "export": "cli._api", "transforms": "cli._api"}
+         "finetune": "cli._api", "export": "cli._api", "transforms": "cli._api"}   # compress: _CompressFace
+
+
+class _CompressFace:
+    """``squeezenet.compress``: the function ``squeezenet.compress(model, data, out, ...)``
+    (:func:`squeezenet.cli._api.compress`) that is also the name of the ``squeezenet.compress``
+    package: calling it compresses, attributes come from the package
+    (``squeezenet.compress.pipeline``), so importing the package never hides the function."""
+
+    @staticmethod
+    def _function():
+        import importlib   # by name, as _LAZY: the face imports the CLI only when called
+        return importlib.import_module(".cli._api", __name__).compress
+
+    def __call__(self, *args, **kwargs):
+        return self._function()(*args, **kwargs)
+
+    def __getattr__(self, name):
+        import importlib
+        return getattr(importlib.import_module(".compress", __name__), name)
+
+    @property
+    def __doc__(self):
+        return self._function().__doc__
+
+    def __repr__(self) -> str:
+        return "<function squeezenet.compress (and the squeezenet.compress package)>"
+
+
+class _Face(__import__("types").ModuleType):
+    def __setattr__(self, name, value):   # the import system sets the subpackage here: keep the function
+        if name == "compress" and not isinstance(value, _CompressFace):
+            value = _CompressFace()
+        super().__setattr__(name, value)
+
+
+__import__("sys").modules[__name__].__class__ = _Face
+compress = _CompressFace()
 
 
 def __getattr__(name):
