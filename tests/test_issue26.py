@@ -250,6 +250,8 @@ def test_python_functions_are_the_commands_and_stay_lazy(digits_file, tmp_path):
     with pytest.raises(SqueezeNetError, match="stores the preprocessing preset 'small'"):
         squeezenet.export(digits_file, tmp_path / "m.onnx", preprocess="caffe", verbose=False)
     assert not (tmp_path / "m.onnx").exists()
+    import squeezenet.compress.pipeline as pipeline   # the package of the same name: the function stays
+    assert callable(squeezenet.compress) and squeezenet.compress.pipeline is pipeline
     code = ("import sys, squeezenet; squeezenet.finetune, squeezenet.compress, squeezenet.export, "
             "squeezenet.transforms; print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
