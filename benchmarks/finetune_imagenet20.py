@@ -133,12 +133,12 @@ def main() -> int:
     if "int8" not in skip:
         onnx = work / "full_int8.onnx"
         r = step("export_int8", [*py, "export", full / "last.safetensors", "-o", onnx, "--int8",
-                                 "--calibration", args.data], onnx)
+                                 "--unlabeled", args.data], onnx)
         e = step("eval_int8", [*py, "eval", onnx, "--data", args.data])
         out["int8"] = {"export": r, "eval": e, "top1": top1(e), "onnx_bytes": onnx.stat().st_size if onnx.exists() else None}
         sqz, onnx = work / "full.sqz", work / "full_sqz_int8.onnx"
         if sqz.exists():
-            r = step("export_int8_sqz", [*py, "export", sqz, "-o", onnx, "--int8", "--calibration", args.data], onnx)
+            r = step("export_int8_sqz", [*py, "export", sqz, "-o", onnx, "--int8", "--unlabeled", args.data], onnx)
             e = step("eval_int8_sqz", [*py, "eval", onnx, "--data", args.data])
             out["sqz_int8"] = {"export": r, "eval": e, "top1": top1(e),
                                "onnx_bytes": onnx.stat().st_size if onnx.exists() else None}

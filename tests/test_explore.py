@@ -290,8 +290,11 @@ def test_cli_search_report_and_bad_input(cli, tmp_path):
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
     code, out, err = cli("explore", "report", "--storage", db, "--study", "nope")
     assert code == 2 and "no study 'nope'" in err
-    # the finished trials are untouched by all of the above
+    # the finished trials are untouched by all of the above (a used report folder: --overwrite)
     code, out, err = cli("explore", "report", "--storage", db, "--study", "t", "--out", tmp_path / "rep")
+    assert code == 2 and "not empty" in err and "--overwrite" in err
+    code, out, err = cli("explore", "report", "--storage", db, "--study", "t", "--out", tmp_path / "rep",
+                         "--overwrite")
     assert open(tmp_path / "rep/trials.csv").read() == before
 
 

@@ -137,7 +137,7 @@ def test_export_int8_flat_photo_folder(cli, tmp_path):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--int8"), "--calibration"),
+    (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--int8"), "--unlabeled"),
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--full-range"), "--int8"),
     (("export", "squeezenet_small", "-o", "{t}/m.onnx", "--calibration", "{t}"), "--int8"),
     (("export", "squeezenet_small", "-o", "{t}/m.txt"), ".onnx"),

@@ -391,7 +391,7 @@ def test_labels_and_class_lists_refuse_binary_files(cli, tmp_path):
     m = squeezenet.save(tiny_model(), tmp_path / "m.safetensors")
     (tmp_path / "labels.bin").write_bytes(bytes(range(256)) * 10)
     code, _, err = cli("predict", m, png(tmp_path / "x.png"), "--labels", tmp_path / "labels.bin")
-    assert code == 2 and "labels.bin: labels file is not UTF-8 text" in one_line(err)
+    assert code == 2 and "labels.bin: class list file is not UTF-8 text" in one_line(err)   # --labels = --classes
     refused(lambda: read_class_list(tmp_path / "labels.bin"), "labels.bin", "not UTF-8")
     os.mkfifo(tmp_path / "fifo.txt")
     refused(lambda: read_class_list(tmp_path / "fifo.txt"), "a FIFO, not a regular file")

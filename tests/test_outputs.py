@@ -268,6 +268,8 @@ def test_export_caffe_name_cannot_escape_and_sets_stay_whole(cli, tmp_path):
     m.classes = None
     squeezenet.save(m, tmp_path / "nocls.safetensors")
     code, _, err = cli("export-caffe", tmp_path / "nocls.safetensors", "-o", out)
+    assert code == 2 and "not empty" in one_line(err)   # a used folder: refused unless --overwrite
+    code, _, err = cli("export-caffe", tmp_path / "nocls.safetensors", "-o", out, "--overwrite")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["deploy.prototxt", "squeezenet.caffemodel"]
 

@@ -199,3 +199,28 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "a special file"
+
+
+#: Optional dependencies: import name -> (pip extra, what needs it). ``pip install
+#: "squeezenet[EXTRA]"`` installs them (pyproject.toml's optional-dependencies).
+EXTRAS = {"optuna": ("explore", "design-space search (squeezenet explore search/report)"),
+          "matplotlib": ("plot", "the .png plots (explore sweep/report, benchmarks)"),
+          "psycopg2": ("postgres", "a postgresql:// study storage")}
+
+
+def require(module: str):
+    """``import module``, or a one-line :class:`SqueezeNetError` naming the extra that installs it.
+
+    >>> require("json").__name__
+    'json'
+    >>> require("nosuchmodule_x")
+    Traceback (most recent call last):
+    squeezenet.errors.SqueezeNetError: this command needs nosuchmodule_x, which is not installed: pip install nosuchmodule_x
+    """
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra, what = EXTRAS.get(module.split(".")[0], (None, "this command"))
+        how = f'pip install "squeezenet[{extra}]"' if extra else f"pip install {module.split('.')[0]}"
+        raise SqueezeNetError(f"{what} needs {module.split('.')[0]}, which is not installed: {how}") from None

@@ -75,6 +75,12 @@ def model_or_file(value: str):
     from ..models.registry import create_model, list_models, unknown_model_message
     if value in list_models():
         return create_model(value), value
+    if Path(value).suffix and not Path(value).exists():   # squeezenet1.1: a model name with a dot
+        import difflib
+        close = difflib.get_close_matches(value.replace(".", "_").replace("-", "_").lower(), list_models(),
+                                          n=1, cutoff=0.8)
+        if close:
+            raise SqueezeNetError(f"{value}: no such file, nor a model name; did you mean {close[0]}?")
     if Path(value).suffix:
         return load_model_file(value), Path(value).name
     raise SqueezeNetError(unknown_model_message(value) + " (or give a model file)")
@@ -110,6 +116,11 @@ def smoke() -> bool:
     return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _flag(dest: str) -> str:
+    """The flag a user sees for ``dest`` (export's ``calibration_count`` is ``--calibration-images``)."""
+    return {"calibration_count": "--calibration-images"}.get(dest, "--" + dest.replace("_", "-"))
+
+
 def apply_smoke(args) -> list[str]:
     """Cap ``args`` by :data:`SMOKE_CAPS` under ``SQUEEZENET_SMOKE=1``; returns what changed
     (``--max-steps 2``...), [] otherwise."""
@@ -122,11 +133,84 @@ def apply_smoke(args) -> list[str]:
         v = getattr(args, dest)
         if isinstance(v, list) and v and all(isinstance(x, int) for x in v) and max(v) > cap:
             setattr(args, dest, sorted({min(x, cap) for x in v}))
-            changed.append(f"--{dest.replace('_', '-')} {','.join(map(str, getattr(args, dest)))}")
+            changed.append(f"{_flag(dest)} {','.join(map(str, getattr(args, dest)))}")
         elif (v is None and fill) or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap):
             setattr(args, dest, cap)
-            changed.append(f"--{dest.replace('_', '-')} {cap}")
+            changed.append(f"{_flag(dest)} {cap}")
     if getattr(args, "memory", None) == "subprocess":   # bench: a process per engine is slow to start
         args.memory = "inprocess"
         changed.append("--memory inprocess")
     return changed
+
+
+# ------------------------------------------------------------------ one vocabulary
+
+#: The metavar of every command's model argument.
+MODEL_METAVAR = "MODEL"
+
+
+def hide_aliases(action: argparse.Action, *aliases: str) -> argparse.Action:
+    """Keep ``aliases`` (old flag names) working for ``action`` but out of ``--help``, usage
+    lines, error messages and did-you-mean hints: the parser still maps them to the action."""
+    action.option_strings = [o for o in action.option_strings if o not in aliases]
+    return action
+
+
+def add_out(p, dest: str = "out", folder: bool = True, required: bool = True, default=None,
+            help: str | None = None) -> argparse.Action:
+    """``-o/--out`` (the old ``--output`` a hidden alias): every command's output, under one name."""
+    action = p.add_argument("-o", "--out", "--output", dest=dest, required=required and default is None,
+                            default=default, metavar="DIR" if folder else "FILE",
+                            help=help or ("output folder" if folder else "output file"))
+    return hide_aliases(action, "--output")
+
+
+def add_model_arg(p, dest: str, help: str, **kw) -> argparse.Action:
+    """The positional model argument, shown as MODEL by every command."""
+    return p.add_argument(dest, metavar=MODEL_METAVAR, help=help, **kw)
+
+
+# ------------------------------------------------------------------ output folders
+
+def output_folder(out, *, overwrite: bool = False, resume: bool | None = None, clear=None,
+                  flag: str = "--out"):
+    """The one rule for every command that writes a folder (``train``, ``demo``, ``explore
+    sweep``/``report``, ``export-caffe``): a non-empty folder is refused (one line: what it
+    holds and how to go on) unless ``overwrite`` (``--overwrite``: ``clear(folder)`` then
+    removes what the command writes, and nothing else, returning the names removed) or
+    ``resume`` (``--resume``, where the command can continue; ``None``: it cannot). Returns the
+    folder as a :class:`~pathlib.Path`; checks nothing else (``io.check_output`` does).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "last.safetensors").write_text("x")
+    >>> output_folder(d, resume=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    squeezenet.errors.OutputError: ...: not empty (holds last.safetensors); add --resume to continue its run, or --overwrite to replace what this command writes there, or give another --out
+    >>> output_folder(d, overwrite=True) == d
+    True
+    """
+    from pathlib import Path
+
+    from ..errors import OutputError
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, f"is a file, not a folder; give a folder as {flag}")
+    if resume:
+        return out
+    try:
+        entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
+    except OSError as e:
+        raise OutputError(out, f"cannot list ({e.strerror or e})") from None
+    if not entries:
+        return out
+    if not overwrite:
+        shown = entries[:3]
+        more = f" and {len(entries) - len(shown)} more" if len(entries) > len(shown) else ""
+        how = "add --resume to continue its run, or " if resume is not None else "add "
+        raise OutputError(out, f"not empty (holds {', '.join(shown)}{more}); {how}--overwrite to replace what "
+                               f"this command writes there, or give another {flag}")
+    if clear is not None:
+        removed = clear(out)
+        if removed:
+            print(f"--overwrite: removed {', '.join(removed)} from {out}", flush=True)
+    return out

@@ -21,21 +21,35 @@ def is_exported(path) -> bool:
 
 
 def load_model(path, preprocess: str | None = None, classes=None, threads: int | None = None,
-               need_preprocess: bool = True):
+               need_preprocess: bool = True, force_preprocess: bool = False):
     """A model file through ``squeezenet.load``, or an ``.onnx`` file as a
     :class:`squeezenet.runtime.onnx_model.OnnxModel`; ``classes`` (a class-list file) replaces
-    the model's class list, ``preprocess`` an .onnx file's preset (or fills in what its
-    metadata lacks)."""
+    the model's class list, ``preprocess`` fills in a file's missing preset; one that contradicts
+    the stored preset is refused unless ``force_preprocess``
+    (:func:`squeezenet.data.choose_preset` decides)."""
+    import sys
+
+    from ..data import choose_preset
+
+    def warn(msg):
+        print(f"squeezenet: warning: {msg}", file=sys.stderr, flush=True)
     if is_onnx(path):
         from ..runtime.onnx_model import load_onnx
-        return load_onnx(path, preprocess=preprocess, classes=classes, threads=threads,
-                         need_preprocess=need_preprocess)
-    if is_exported(path):
+        model = load_onnx(path, preprocess=preprocess, classes=classes, threads=threads,
+                          need_preprocess=need_preprocess)
+    elif is_exported(path):
         from ..runtime.exported import load_exported
-        return load_exported(path, preprocess=preprocess, classes=classes, threads=threads,
-                             need_preprocess=need_preprocess)
+        model = load_exported(path, preprocess=preprocess, classes=classes, threads=threads,
+                              need_preprocess=need_preprocess)
+    else:
+        model = None
+    if model is not None:   # an exported file: its metadata's preset against --preprocess
+        meta = model.metadata.get("preprocess") if isinstance(model.metadata.get("preprocess"), dict) else {}
+        model.preprocess = choose_preset(meta.get("preset"), preprocess, path, force_preprocess, warn)
+        return model
     from ._common import load_model_file
     model = load_model_file(path)
+    model.preprocess = choose_preset(getattr(model, "preprocess", None), preprocess, path, force_preprocess, warn)
     if classes is not None:   # the model's class list from a file (ids, and names if it has them)
         from ..data import read_class_names
         from ..errors import SqueezeNetError

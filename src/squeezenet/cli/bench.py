@@ -38,7 +38,7 @@ DEFAULT_ENGINES = ("torchvision", "eager", "auto", "onnxruntime")
 def register(sub) -> None:
     p = add_parser(sub, "bench", "latency, throughput, memory and distance from the compute floor of "
                                  "each inference engine vs torchvision", EXAMPLES)
-    p.add_argument("weights", nargs="?", default=None, help="a model file or an exported .onnx (default: --model)")
+    p.add_argument("weights", nargs="?", metavar="MODEL", default=None, help="a model file or an exported .onnx (default: --model)")
     p.add_argument("--model", default=None, help="registered model name (default squeezenet1_1)")
     p.add_argument("--batch", type=_batches, default=[1, 32], help="batch sizes, e.g. 1,32 (latency at the "
                    "smallest)")
@@ -53,6 +53,7 @@ def register(sub) -> None:
     p.add_argument("--sgemm-size", type=number(int, 16, MAX_SGEMM_SIZE), default=2048, help="side of the sgemm that measures the floor")
     p.add_argument("--memory", choices=["subprocess", "inprocess"], default="subprocess",
                    help="peak memory per engine in its own process (default) or cheaply in this one")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr) over the phases")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -82,7 +83,7 @@ def run(args) -> int:
         model, name = model_or_file(args.model or "squeezenet1_1")
     r = run_benchmark(model, name, batches=args.batch, threads=args.threads, engines=engines,
                       input_size=args.input_size, rounds=args.rounds, iters=args.iters,
-                      sgemm_n=args.sgemm_size, memory=args.memory, extra=extra)
+                      sgemm_n=args.sgemm_size, memory=args.memory, extra=extra, progress=not args.no_progress)
     if args.json:
         print_json(r)
         return 0

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import MAX_THREADS
-from ._common import add_parser, number, print_json
+from ._common import add_out, add_parser, number, print_json
 
 EXAMPLES = """  squeezenet compress runs/digits/best.safetensors --data digits -o digits.sqz
   squeezenet compress m.safetensors --data cifar10 --prune paper --bits 6 --json -o m.sqz
@@ -26,7 +26,7 @@ UNLABELED_IMAGES = 2000
 def register(sub) -> None:
     p = add_parser(sub, "compress", "prune, quantize and Huffman-code a model into a .sqz (paper Table 2)",
                    EXAMPLES)
-    p.add_argument("weights", help="model file (.safetensors, .sqz, ...)")
+    p.add_argument("weights", metavar="MODEL", help="model file (.safetensors, .sqz, ...)")
     p.add_argument("--data", required=True,
                    help="evaluation data (digits, cifar10, a folder or .tar.gz); its train split, "
                         "when it has one, is used for retraining")
@@ -87,7 +87,7 @@ def register(sub) -> None:
                         "(quicker, noisier figures)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (on stderr) while retraining")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("-o", "--output", required=True, help="output .sqz file")
+    add_out(p, dest="output", folder=False, help="output .sqz file")
     p.add_argument("--overwrite", action="store_true",
                    help="allow -o to be the input model file (it is replaced by its compression)")
     p.set_defaults(func=run)

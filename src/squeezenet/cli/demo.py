@@ -6,20 +6,26 @@ Trains the small-image SqueezeNet on digits, compresses it with Deep Compression
 from __future__ import annotations
 
 from ..errors import MAX_THREADS
-from ._common import add_parser, number
+from ._common import add_out, add_parser, number
 
 EXAMPLES = """  squeezenet demo                       # writes runs/demo/
-  squeezenet demo --out /tmp/demo --skip-compress
+  squeezenet demo -o /tmp/demo --skip-compress
   squeezenet demo --max-steps 20        # a quick look: 20 steps of training and of each retraining
+  squeezenet demo --overwrite           # again into runs/demo: replaces the earlier demo's files
 
-Ctrl-C (or SIGTERM) ends the whole job with exit status 130; run it again to start over.
+A non-empty output folder is refused (an earlier demo's checkpoints are kept): --overwrite
+replaces the files the demo writes there (nothing else), or give another -o.
+Ctrl-C (or SIGTERM) ends the whole job with exit status 130; run it again with --overwrite.
 """
 
 
 def register(sub) -> None:
     p = add_parser(sub, "demo", "train on the built-in digits, compress to .sqz, reload and evaluate",
                    EXAMPLES)
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_out(p, default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the output folder holds an earlier demo: replace its checkpoints, metrics and .sqz "
+                        "(nothing else)")
     p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch threads (default: all cores)")
     p.add_argument("--skip-compress", action="store_true", help="only train and evaluate")
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
@@ -33,6 +39,8 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     if args.max_steps is not None and args.max_steps < 1:
         raise SqueezeNetError(f"--max-steps {args.max_steps}: must be >= 1")
+    from ._common import output_folder
+    output_folder(args.out, overwrite=args.overwrite, clear=_clear_demo)   # before any work
 
     def stop(signum, frame):   # SIGTERM as Ctrl-C: the CLI ends the job with one line, exit 130
         raise KeyboardInterrupt
@@ -41,6 +49,17 @@ def run(args) -> int:
         return _run(args)
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _clear_demo(out) -> list[str]:
+    """What a demo writes in its folder: the run's files and the .sqz of its last checkpoint."""
+    from ..train.checkpoint import clear_run
+    removed = clear_run(out)
+    sqz = out / "last.sqz"
+    if sqz.is_file():
+        sqz.unlink()
+        removed.append(sqz.name)
+    return removed
 
 
 def _run(args) -> int:

@@ -21,12 +21,16 @@ folders only when they are named by output index (0, 1, ...); otherwise give --c
 
 def register(sub) -> None:
     p = add_parser(sub, "eval", "top-1/top-5 accuracy of a model file on a dataset", EXAMPLES)
-    p.add_argument("weights", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads) "
-                                   "or an exported .onnx, OpenVINO .xml or ncnn .param")
+    p.add_argument("weights", metavar="MODEL", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads) "
+                                   "or an exported .onnx (fp32 or int8), OpenVINO .xml or ncnn .param")
     p.add_argument("--data", required=True, help="digits | cifar10 | folder of class folders | .tar.gz")
     p.add_argument("--split", choices=["train", "test"], default="test", help="split of --data (default test)")
     p.add_argument("--classes", default=None, help="class list file (model index order), e.g. synsets.txt")
-    p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
+    p.add_argument("--preprocess", default=None, metavar="PRESET",
+                   help="caffe | torchvision | small: for a file that stores none (default: the model's own)")
+    p.add_argument("--force-preprocess", action="store_true",
+                   help="run --preprocess even where it contradicts the preset stored in the model file "
+                        "(refused otherwise: the figures would be wrong)")
     p.add_argument("--limit", type=number(int, 1), default=None, metavar="N",
                    help="score only N images spread evenly over the set (a quick look)")
     p.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=100, help="images per batch (default 100)")
@@ -56,8 +60,9 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.preprocess:
         check_preset(args.preprocess)
-    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes, threads=args.threads)
-    preset = args.preprocess or preset_for(model, args.data)
+    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes,
+                       force_preprocess=args.force_preprocess, threads=args.threads)
+    preset = preset_for(model, args.data)
     check_model_input(model, preset, args.weights)
     classes = classes_for_scoring(args.data, args.split, args.classes or getattr(model, "classes", None),
                                   model=str(args.weights))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import MAX_SEED, MAX_THREADS
-from ._common import add_parser, number
+from ._common import add_out, add_parser, number
 
 EXAMPLES = """  squeezenet explore sweep --param SR --values 0.125,0.25,0.5,0.75,1.0 --data digits --epochs 8 --out runs/sr
   squeezenet explore sweep --param pct_3x3 --values 0.01,0.25,0.5,0.75,0.99 --data cifar10 --epochs 2 \\
@@ -38,6 +38,7 @@ def _budget_args(p, *, storage: bool) -> None:
     p.add_argument("--seed", type=number(int, 0, MAX_SEED), default=0,
                    help="strategy seed (search; give workers different ones) or training seed (sweep)")
     p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no bar (on stderr) while each network trains")
 
 
 def register(sub) -> None:
@@ -51,7 +52,9 @@ def register(sub) -> None:
     s.add_argument("--model", default="squeezenet_small", help="base network (default squeezenet_small)")
     s.add_argument("--set", default="", metavar="K=V,...",
                    help="fix other metaparameters, e.g. base_e=32,incr_e=32 (default: v1.0's)")
-    s.add_argument("--out", required=True, help="folder for sweep_<param>.csv and .png")
+    add_out(s, help="folder for sweep_<param>.csv and .png (a non-empty one needs --overwrite)")
+    s.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder, replacing "
+                                                            "the sweep's files")
     _budget_args(s, storage=False)
     s.set_defaults(func=run_sweep, run_folder="out")
 
@@ -76,7 +79,10 @@ def register(sub) -> None:
     r = add_parser(esub, "report", "best trials and Pareto front of a study (pareto.csv, pareto.png)", EXAMPLES)
     r.add_argument("--storage", default="explore.db", help="Optuna RDB URL or SQLite file path")
     r.add_argument("--study", required=True)
-    r.add_argument("--out", default=None, help="folder for pareto.csv, pareto.png, trials.csv")
+    add_out(r, required=False, help="folder for pareto.csv, pareto.png, trials.csv (a non-empty one needs "
+                                    "--overwrite)")
+    r.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder, replacing "
+                                                            "the report's files")
     r.add_argument("--top", type=number(int, 1), default=5, help="how many best trials to list")
     r.set_defaults(func=run_report, run_folder="out")
 
@@ -125,8 +131,13 @@ def run_sweep(args) -> int:
         raise SqueezeNetError(f"--model {args.model!r}: unknown (see 'squeezenet list')")
     budget = _budget(args)
     from ..io import check_output
+    from ._common import output_folder
+    output_folder(args.out, overwrite=args.overwrite)   # an earlier sweep's folder: refused, not replaced
+    from ..errors import require
+    require("matplotlib")   # its .png: missing, one line naming the extra before any network trains
     check_output(args.out, folder=True)   # writable before the first network trains
-    rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log)
+    rows = sweep(param, values, budget, base=base, model=args.model, out_dir=args.out, log=_log,
+                 progress=not args.no_progress)
     print(f"{'value':>8} {'top1 %':>7} {'params':>10} {'size bytes':>12} {'MACs':>12} {'s':>6}")
     for r in rows:
         if "top1" in r:
@@ -146,7 +157,7 @@ def run_search(args) -> int:
     budget = _budget(args)
     study = search(args.study, args.storage, args.strategy, trials=args.trials, budget=budget, space=space,
                    objective=args.objective, size_budget=args.size_budget, seed=args.seed,
-                   heartbeat=args.heartbeat, log=_log)
+                   heartbeat=args.heartbeat, log=_log, progress=not args.no_progress)
     rows = trials_table(study)
     done = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(done, key=lambda r: r["top1"], default=None)
@@ -159,5 +170,8 @@ def run_search(args) -> int:
 
 def run_report(args) -> int:
     from ..explore import report
+    if args.out:
+        from ._common import output_folder
+        output_folder(args.out, overwrite=args.overwrite)
     print(report(args.storage, args.study, args.out, top=args.top))
     return 0

@@ -1,15 +1,15 @@
 """``squeezenet export``: a model file (or registered name) to ONNX, OpenVINO or ncnn, optionally int8."""
 from __future__ import annotations
 
-from ._common import add_parser, input_size, number
+from ._common import add_out, add_parser, hide_aliases, input_size, number
 
 EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
   squeezenet export model.sqz -o m.onnx                       # compressed models export dense
-  squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/
+  squeezenet export m.safetensors -o m-int8.onnx --int8 --unlabeled photos/
   squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
   squeezenet export m.safetensors --to openvino -o m.xml       # OpenVINO IR (m.xml + m.bin)
   squeezenet export m.safetensors --to ncnn -o m.ncnn.param    # ncnn (m.ncnn.param + .bin + .json)
-  squeezenet export m.safetensors -o m-int8.onnx --int8 --calibration photos/ --max-drop 0.5 \
+  squeezenet export m.safetensors -o m-int8.onnx --int8 --unlabeled photos/ --max-drop 0.5 \
       --accuracy-data labelled/     # keeps the most sensitive layers in float until within 0.5 points
 """
 
@@ -21,8 +21,8 @@ SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "ncnn": ".param"}
 def register(sub) -> None:
     p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), OpenVINO or "
                                   "ncnn, optionally int8", EXAMPLES)
-    p.add_argument("model", help="a model file (.safetensors, .sqz, ...) or a registered model name")
-    p.add_argument("-o", "--output", required=True, help="output file (.onnx; .xml for openvino, .param for ncnn)")
+    p.add_argument("model", metavar="MODEL", help="a model file (.safetensors, .sqz, ...) or a registered model name")
+    add_out(p, dest="output", folder=False, help="output file (.onnx; .xml for openvino, .param for ncnn)")
     p.add_argument("--to", choices=list(SUFFIXES), default="onnx",
                    help="format: onnx (default, ONNX Runtime), openvino (IR, pip install 'squeezenet[openvino]'), "
                         "ncnn (fp32 only, pip install 'squeezenet[ncnn]'); preset and classes travel in the "
@@ -31,11 +31,15 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=input_size, default=None,
                    help="square input side the graph is built for (default: the model's own)")
     p.add_argument("--int8", action="store_true",
-                   help="static int8 quantization (QDQ, per-channel weights); needs --calibration")
-    p.add_argument("--calibration", default=None,
-                   help="images for int8 calibration: a folder of class folders or images, or a dataset spec")
-    p.add_argument("--calibration-count", type=number(int, 1), default=100,
-                   help="how many calibration images to use (spread over the set, default 100)")
+                   help="static int8 quantization (QDQ, per-channel weights); needs --unlabeled")
+    hide_aliases(p.add_argument("--unlabeled", "--calibration", dest="calibration", default=None, metavar="DATA",
+                                help="images for int8 calibration (labels unused): a folder of images, with or "
+                                     "without class folders, a .tar.gz or a dataset spec (as compress "
+                                     "--unlabeled)"), "--calibration")
+    hide_aliases(p.add_argument("--calibration-images", "--calibration-count", dest="calibration_count",
+                                type=number(int, 1), default=100, metavar="N",
+                                help="how many of them to calibrate on (spread over the set, default 100)"),
+                 "--calibration-count")
     p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="how activation ranges are set (default minmax)")
     p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
@@ -43,11 +47,16 @@ def register(sub) -> None:
                         "--accuracy-data is at most POINTS percentage points below fp32")
     p.add_argument("--accuracy-data", default=None,
                    help="labelled photos (class folders or a dataset spec) that --max-drop scores on "
-                        "(default: --calibration when it has class folders)")
+                        "(default: --unlabeled when it has class folders)")
     p.add_argument("--accuracy-count", type=number(int, 1), default=500,
                    help="how many --accuracy-data photos to score on (spread over the set, default 500)")
     p.add_argument("--full-range", action="store_true",
                    help="8-bit weights instead of 7 (only for CPUs with VNNI: AVX2-only CPUs saturate)")
+    p.add_argument("--preprocess", default=None, metavar="PRESET",
+                   help="caffe | torchvision | small: the preset the file's metadata records, for a model "
+                        "that stores none (default: the model's own)")
+    p.add_argument("--force-preprocess", action="store_true",
+                   help="record --preprocess even where it contradicts the model file's stored preset")
     p.add_argument("--overwrite", action="store_true", help="allow -o to be the input file")
     p.add_argument("--check", action="store_true",
                    help="run the exported file with ONNX Runtime and compare with PyTorch")
@@ -59,11 +68,11 @@ def run(args) -> int:
     from ..errors import SqueezeNetError
     from ._common import model_or_file
     if args.int8 and not args.calibration:
-        raise SqueezeNetError("--int8 needs --calibration DATA (images the model will see)")
+        raise SqueezeNetError("--int8 needs --unlabeled DATA (calibration images like those the model will see)")
     if args.full_range and not args.int8:
         raise SqueezeNetError("--full-range is only used with --int8")
     if args.calibration and not args.int8:
-        raise SqueezeNetError("--calibration is only used with --int8")
+        raise SqueezeNetError("--unlabeled (calibration images) is only used with --int8")
     if args.max_drop is not None and not args.int8:
         raise SqueezeNetError("--max-drop is only used with --int8")
     if args.max_drop is not None and not args.max_drop >= 0:
@@ -89,6 +98,12 @@ def run(args) -> int:
     if args.max_drop is not None and not (args.accuracy_data or _has_class_folders(args.calibration)):
         raise SqueezeNetError("--max-drop needs labelled photos: give --accuracy-data DATA (class folders)")
     model, name = model_or_file(args.model)
+    if args.preprocess:   # choose_preset: the one place a contradiction with the stored preset is refused
+        import sys
+        from ..data import choose_preset
+        model.preprocess = choose_preset(getattr(model, "preprocess", None), args.preprocess, args.model,
+                                         args.force_preprocess,
+                                         lambda m: print(f"squeezenet: warning: {m}", file=sys.stderr))
     from ..interop.onnx_export import to_onnx_bytes
     from ..models import default_input_size
     size = args.input_size or default_input_size(model)

@@ -1,7 +1,7 @@
 """``squeezenet export-caffe``: a SqueezeNet as Caffe ``deploy.prototxt`` + ``.caffemodel``."""
 from __future__ import annotations
 
-from ._common import add_parser, input_size
+from ._common import add_model_arg, add_out, add_parser, input_size
 
 EXAMPLES = """  squeezenet export-caffe runs/digits/best.safetensors -o caffe_out/
   squeezenet export-caffe zoo1_1.safetensors -o caffe_v1_1/ --name squeezenet_v1.1
@@ -11,11 +11,12 @@ EXAMPLES = """  squeezenet export-caffe runs/digits/best.safetensors -o caffe_ou
 def register(sub) -> None:
     p = add_parser(sub, "export-caffe", "write a SqueezeNet as Caffe deploy.prototxt + .caffemodel",
                    EXAMPLES)
-    p.add_argument("weights", metavar="WEIGHTS", help="model file (or registered model name)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    add_model_arg(p, "weights", "model file (or registered model name)")
+    add_out(p, dest="output", help="output folder (a non-empty one needs --overwrite)")
     p.add_argument("--name", default="squeezenet",
                    help="caffemodel file name stem, a plain name (default: squeezenet)")
-    p.add_argument("--overwrite", action="store_true", help="allow an output file to be the input WEIGHTS")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty output folder (replacing the files written), even over the input")
     p.add_argument("--input-size", type=input_size, default=None,
                    help="input side written into the prototxt (default 227; 32 for squeezenet_small)")
     p.set_defaults(func=run)
@@ -29,6 +30,8 @@ def run(args) -> int:
     from ._common import model_or_file
     check_file_name(args.name, "--name")
     out = Path(args.output)
+    from ._common import output_folder
+    output_folder(out, overwrite=args.overwrite, flag="-o")
     check_output(out, folder=True)       # before the model is loaded
     for f in ("deploy.prototxt", f"{args.name}.caffemodel", CLASSES_FILE):
         check_output(out / f, inputs=[args.weights], overwrite=args.overwrite)

@@ -5,7 +5,7 @@ The module is ``import_cmd`` because ``import`` is a Python keyword; the command
 """
 from __future__ import annotations
 
-from ._common import add_parser
+from ._common import add_out, add_parser
 
 EXAMPLES = """  squeezenet import deploy.prototxt squeezenet_v1.0.caffemodel --from caffe \\
       --classes synsets.txt -o v1_0.safetensors
@@ -39,9 +39,9 @@ def register(sub) -> None:
     p.add_argument("--preprocess", default=None, metavar="PRESET",
                    help="preprocessing preset the weights expect: caffe | torchvision | small "
                         "(default: the source's, or what an exported prototxt notes)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output model file (.safetensors; .sqz for --from deep-compression)")
-    p.add_argument("--overwrite", action="store_true", help="allow OUT to be one of the input files")
+    add_out(p, dest="output", folder=False,
+            help="output model file (.safetensors; .sqz for --from deep-compression)")
+    p.add_argument("--overwrite", action="store_true", help="allow -o to be one of the input files")
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ EXAMPLES = """  squeezenet inspect dc.sqz           # per-layer bits, density, b
 
 def register(sub) -> None:
     p = add_parser(sub, "inspect", "per-layer bits, density and bytes by part of a .sqz file", EXAMPLES)
-    p.add_argument("file", help="a .sqz file")
+    p.add_argument("file", metavar="MODEL", help="a .sqz file")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=run)
 

@@ -1,20 +1,20 @@
 """``squeezenet predict``: the top classes of images, with probabilities."""
 from __future__ import annotations
 
-from ._common import add_parser, number, print_json
+from ._common import add_parser, hide_aliases, number, print_json
 from ._infer import ENGINES_HELP
 
 EXAMPLES = """  squeezenet predict ../shared/fixtures/photos/chelsea.png       # the bundled ImageNet SqueezeNet v1.1
   squeezenet predict squeezenet1_0.deep_compression cat.jpg       # pretrained weights by name (list --pretrained)
   squeezenet predict squeezenet1_1.safetensors ../shared/fixtures/photos/chelsea.png
   squeezenet predict squeezenet1_1.safetensors photos/*.jpg \\
-      --labels ../shared/fixtures/imagenet/synset_words.txt
+      --classes ../shared/fixtures/imagenet/synset_words.txt
   squeezenet predict runs/c10/best.safetensors cat.jpg dog.jpg --top 3 --json
   squeezenet predict m-int8.onnx ../shared/fixtures/photos/chelsea.png     # ONNX Runtime
 
 Without a model (the first argument is an image), the bundled pretrained SqueezeNet v1.1
 (squeezenet1_1.onnx_zoo) runs: no download, no flags. Class names come from the model file (import --classes synset_words.txt keeps them) or
---labels. Unreadable images are skipped with a warning each; the exit status is 2 only
+--classes. Unreadable images are skipped with a warning each; the exit status is 2 only
 when no image could be read.
 """
 
@@ -25,12 +25,16 @@ def register(sub) -> None:
                    help="model file (anything squeezenet.load reads), pretrained weights name or an exported "
                         ".onnx, OpenVINO .xml or ncnn .param; left out (the first argument is an image): the bundled " + DEFAULT_WEIGHTS)
     p.add_argument("images", nargs="*", help="image files")
-    p.add_argument("--labels", default=None,
-                   help="labels file: one per line in model index order, or 'ID name' lines (synset_words.txt)")
-    p.add_argument("--classes", default=None,
-                   help="class list file in model output order (ids, and names as in synset_words.txt): "
-                        "for a model or .onnx file without one")
-    p.add_argument("--preprocess", default=None, help="caffe | torchvision | small (default: the model's)")
+    hide_aliases(p.add_argument("--classes", "--labels", dest="classes", default=None, metavar="FILE",
+                                help="class list file, 'ID name' lines (synset_words.txt) or names: the names "
+                                     "of the model's class ids where they are all in the file, else the model's "
+                                     "classes in output order (for a model or .onnx file without a class list)"),
+                 "--labels")
+    p.add_argument("--preprocess", default=None, metavar="PRESET",
+                   help="caffe | torchvision | small: for a file that stores none (default: the model's own)")
+    p.add_argument("--force-preprocess", action="store_true",
+                   help="run --preprocess even where it contradicts the preset stored in the model file "
+                        "(refused otherwise: the figures would be wrong)")
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes per image (default 5)")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -90,6 +94,28 @@ def label_names(model, labels_path) -> list[str] | None:
 BATCH = 32   # images decoded and run at once: predict's memory is bounded by it, not by the image count
 
 
+def names_for(model, path, weights) -> list[str] | None:
+    """``--classes FILE``: the names of the model's class ids when the file holds them all
+    (synset_words.txt for a 3-class fine-tuned model) or one name per output (the old
+    ``--labels``); else the file is the model's class list in output order (for a model or
+    .onnx file without one), which must have one line per output."""
+    from ..data import read_class_names, read_labels
+    from ..errors import SqueezeNetError
+    classes = getattr(model, "classes", None)
+    if path and classes:
+        ids = set(read_class_names(path)[0])
+        if all(c in ids for c in classes) or len(read_labels(path)) == len(classes):
+            return label_names(model, path)
+    if path:
+        ids, names = read_class_names(path)
+        n = getattr(model, "num_classes", None)
+        if n is not None and len(ids) != n:
+            raise SqueezeNetError(f"{path}: {len(ids)} classes, but {weights} has {n} outputs "
+                                  f"(--classes lists the model's classes in output order, or names its class ids)")
+        model.classes, model.class_names = ids, names
+    return label_names(model, None)
+
+
 def read_images(paths, transform, warn) -> tuple[list, list]:
     """(paths read, tensors) of the images that decode; each one that does not is skipped and
     reported to ``warn(path, reason)``."""
@@ -124,10 +150,10 @@ def run(args) -> int:
         raise SqueezeNetError(f"--top {args.top}: must be >= 1")
     if args.preprocess:
         check_preset(args.preprocess)
-    model = load_model(args.weights, preprocess=args.preprocess, classes=args.classes)
-    preset = args.preprocess or preset_for(model)
+    model = load_model(args.weights, preprocess=args.preprocess, force_preprocess=args.force_preprocess)
+    preset = preset_for(model)
     check_model_input(model, preset, args.weights)
-    names = label_names(model, args.labels)
+    names = names_for(model, args.classes, args.weights)
     tf = get_transform(preset, train=False)
     bad: list[tuple[str, str]] = []
     fwd = None

@@ -12,7 +12,7 @@ EXAMPLES = """  squeezenet summary squeezenet1_0              # Table 1 at 227x2
 
 def register(sub) -> None:
     p = add_parser(sub, "summary", "per-layer output shape, params, MACs and bytes of a model", EXAMPLES)
-    p.add_argument("model", help="registered model name (see 'squeezenet list') or a model file")
+    p.add_argument("model", metavar="MODEL", help="registered model name (see 'squeezenet list') or a model file")
     p.add_argument("--bypass", choices=["none", "simple", "complex"], default=None,
                    help="bypass variant (paper Table 3) for a named model")
     p.add_argument("--num-classes", type=number(int, 1), default=None, help="outputs of conv10 for a named model")

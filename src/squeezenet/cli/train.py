@@ -5,7 +5,7 @@ import argparse
 
 from ..train.recipes import INITS, RECIPES
 from ..errors import MAX_THREADS
-from ._common import add_parser, number
+from ._common import add_out, add_parser, number
 
 EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small --epochs 20
   squeezenet train --data cifar10 --out runs/c10 --batch-norm --epochs 15 --batch-size 128 --lr 2e-3 \\
@@ -24,9 +24,12 @@ class means of the training photos' features); when they are a subset of the mod
 their rows. One line says which; --head new|keep forces one. The output records the new
 class list (and the names of a --classes file).
 
-Defaults are the paper's solver: SGD momentum 0.9, weight decay 2e-4, lr 0.04 decreased
-linearly to 0 per iteration, batch 32 x 16 accumulation steps = 512, dropout 0.5. A config file
-(YAML/JSON, fields of TrainConfig) sets any of them; flags win over the file.
+Defaults come from the recipe that runs, which depends on the data and the model (each
+option above lists them per recipe): finetune when --model is a model file; small for
+squeezenet_small, the default model for 32x32 data (digits, cifar10, --preprocess small);
+else paper (SGD momentum 0.9, weight decay 2e-4, lr 0.04 linear to 0, batch 32 x 16 = 512).
+The run's first line names the recipe, lr and steps. A config file (YAML/JSON, fields of
+TrainConfig) sets any of them; flags win over the file.
 Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
 and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
 unless --resume continues its run or --overwrite starts again (removing those files only).
@@ -68,11 +71,36 @@ BOOL_FLAGS = [("--channels-last", "channels_last", "NHWC memory format"),
               ("--nesterov", "nesterov", "Nesterov momentum")]
 
 
+def _per_recipe(field: str, hlp: str) -> str:
+    """``hlp`` with its default spelled out per recipe (the recipe that runs depends on the data
+    and the model), from :data:`RECIPES`: one source of the figures."""
+    import re
+
+    from ..train.config import TrainConfig
+    hlp = re.sub(r"\s*\(default[^)]*\)$", "", hlp)
+    by_value: dict = {}
+    for r in RECIPES.values():
+        v = getattr(r.train_config(), field, None)
+        by_value.setdefault(v, []).append(r.name)
+    if len(by_value) == 1:
+        v = next(iter(by_value))
+        if v is None or v is False:
+            return hlp
+        return f"{hlp} (default {v:g})" if isinstance(v, float) else f"{hlp} (default {v})"
+    if field not in {f.name for f in __import__("dataclasses").fields(TrainConfig)}:
+        return hlp
+
+    def show(v):
+        return "off" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+    return f"{hlp} (default by recipe: " + ", ".join(f"{'/'.join(n)} {show(v)}" for v, n in by_value.items()) + ")"
+
+
 def register(sub) -> None:
     from ..models.registry import list_models
-    p = add_parser(sub, "train", "train a SqueezeNet (paper recipe; resumable; torchrun-ready)", EXAMPLES)
+    p = add_parser(sub, "train", "train or fine-tune a SqueezeNet (recipe by data and model; resumable; "
+                                 "torchrun-ready)", EXAMPLES)
     p.add_argument("--data", help="digits | cifar10 | folder of class folders | .tar.gz of them")
-    p.add_argument("--out", required=True, help="output folder for checkpoints and metrics")
+    add_out(p, help="output folder for checkpoints and metrics")
     p.add_argument("--model", default=None,
                    help=f"model name ({', '.join(list_models())}) or a model file to fine-tune; "
                         "default squeezenet_small for 32x32 data, else squeezenet1_1")
@@ -103,7 +131,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=number(int, 1, MAX_THREADS), default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, field, typ, hlp in CONFIG_FLAGS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=hlp)
+        p.add_argument(flag, dest=field, type=typ, default=None, help=_per_recipe(field, hlp).replace("%", "%%"))
     for flag, field, hlp in BOOL_FLAGS:
         p.add_argument(flag, dest=field, action="store_true", default=None, help=hlp)
     p.set_defaults(func=run, run_folder="out")   # locked while it runs (cli._folder_lock)
@@ -439,37 +467,21 @@ def _score_on_test(out, data, preset, classes, strict, history) -> None:
 
 def _check_out(out, args) -> None:
     """A non-empty --out belongs to an earlier run (or to someone else): continue it with
-    --resume, or start again with --overwrite, which removes only the files training writes."""
+    --resume, or start again with --overwrite, which removes only the files training writes
+    (``_common.output_folder``, the rule of every command that writes a folder)."""
     from pathlib import Path
 
-    from ..errors import OutputError, SqueezeNetError
+    from ..errors import SqueezeNetError
     from ..train import distributed as D
     from ..train.checkpoint import RUN_FILES, clear_run
-    if args.resume:
-        return
-    if out.exists() and not out.is_dir():
-        raise OutputError(out, "is a file, not a folder; give a folder for the run")
-    try:
-        entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
-    except OSError as e:
-        raise OutputError(out, f"cannot list ({e.strerror or e})") from None
-    if not entries:
-        return
-    if not args.overwrite:
-        ours = [n for n in RUN_FILES if n in entries]
-        shown = (ours or entries)[:3]
-        more = f" and {len(entries) - len(shown)} more" if len(entries) > len(shown) else ""
-        raise SqueezeNetError(f"{out}: not empty (holds {', '.join(shown)}{more}); add --resume to continue "
-                              f"that run, or --overwrite to start again (removes its checkpoints and "
-                              f"metrics.jsonl only), or give another --out")
+    from ._common import output_folder
     model = Path(args.model).resolve() if _is_file(args.model) else None
-    if model is not None and model.name in RUN_FILES and model.parent == out.resolve():
+    if (args.overwrite and not args.resume and model is not None and model.name in RUN_FILES
+            and model.parent == out.resolve()):
         raise SqueezeNetError(f"--model {args.model} is a file of the run in {out}, which --overwrite would remove "
                               f"before it is read; copy it out of {out} first, or give another --out")
-    if D.env_world()[0] == 0:   # under torchrun, rank 0 alone clears the folder
-        removed = clear_run(out)
-        if removed:
-            print(f"--overwrite: removed {', '.join(removed)} from {out}", flush=True)
+    rank0 = D.env_world()[0] == 0   # under torchrun, rank 0 alone clears the folder
+    output_folder(out, overwrite=args.overwrite, resume=args.resume, clear=clear_run if rank0 else None)
 
 
 def _default_model_name(args, data, preset=None) -> str | None:

@@ -127,7 +127,7 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
                       frozen_bias: Iterable[str] = (), latent_lr: float | None = None,
                       max_bytes: int | None = None, importance: dict | None = None,
                       log: Callable | None = None, log_every: int = 50, device: str | None = None,
-                      bf16: bool = False) -> tuple[dict[str, Q.QuantLayer], list[float]]:
+                      bf16: bool = False, progress: bool = False) -> tuple[dict[str, Q.QuantLayer], list[float]]:
     """Distill ``teacher`` into the quantized ``model`` for ``steps`` Adam steps (cosine-decayed
     ``lr``); returns the new layers (also written into ``model``) and the loss per step.
 
@@ -147,6 +147,8 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
     ``device`` (default: where the model is; the model, and the teacher, come back where they
     were), with ``bf16`` autocast if asked; under torchrun each process takes its share of
     every batch and DDP averages the gradients.
+    ``progress``: a bar on stderr, every step, with the running loss and the time left (``log``
+    then hears only the first and last step).
     """
     if mode not in MODES:
         raise ConfigError(f"distillation mode {mode!r}: use one of {', '.join(MODES)}")
@@ -200,12 +202,12 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
         def on_step_end(self, trainer):
             hist.append(trainer.last_loss)
             step = trainer.step - 1
-            if log and (step % log_every == 0 or step == steps - 1):
+            if log and (step == 0 or step == steps - 1 or (not progress and step % log_every == 0)):
                 log(f"  distill step {step + 1}/{steps}: loss {np.mean(hist[-log_every:]):.4f}")
 
     from ..train import TrainConfig, Trainer
     cfg = TrainConfig(epochs=1, batch_size=1, accum_steps=1, lr=lr, schedule="cosine", max_steps=steps,
-                      dropout=None, progress=False, bf16=bf16, device=device or str(dev0))
+                      dropout=None, progress=progress, bf16=bf16, device=device or str(dev0))
     try:
         if teacher is not None and device is not None:
             teacher.to(Trainer.pick_device(device))

@@ -434,7 +434,8 @@ def assign_within_budget(values: dict[str, np.ndarray], codebooks: dict[str, np.
 
 def round_sequential(model: nn.Module, dense: nn.Module, options: dict[str, list[Option]],
                      choice: dict[str, Option], budget: int, importance: dict, batches: Sequence[torch.Tensor],
-                     gap_bits: int = 4, log: Callable | None = None) -> tuple[dict[str, Q.QuantLayer], dict[str, Option]]:
+                     gap_bits: int = 4, log: Callable | None = None,
+                     progress: Callable | None = None) -> tuple[dict[str, Q.QuantLayer], dict[str, Option]]:
     """GPTQ-style rounding of every allocated layer to its option's codebook, in forward order,
     with sequential re-allocation; returns the layers (also written into ``model``) and the
     final choice.
@@ -446,7 +447,8 @@ def round_sequential(model: nn.Module, dense: nn.Module, options: dict[str, list
     weights across midpoints, so a layer's coded size differs from its option's by a few
     percent: after each layer the later layers are re-allocated (:func:`allocate`) within what
     is left of ``budget``, and the last layer steps down to a smaller option if it would
-    overflow. The summed :func:`layer_bytes` ends within ``budget``.
+    overflow. The summed :func:`layer_bytes` ends within ``budget``. ``progress()`` is called
+    after each layer.
     """
     from .compensate import compensate_layer, layer_hessian
     keys = list(choice)
@@ -489,4 +491,6 @@ def round_sequential(model: nn.Module, dense: nn.Module, options: dict[str, list
             choice.update(new)
         if log:
             log(f"  rounded {k}: {real:,} B ({real - o.bytes:+,} vs its option)")
+        if progress:
+            progress()
     return layers, choice

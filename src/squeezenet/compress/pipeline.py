@@ -563,6 +563,22 @@ def bits_candidates(s: CompressState) -> list[dict[str, int]]:
     return [{k: b for k in s.keys} for b in widths]
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(s: CompressState, total: int, desc: str, unit: str = "step"):
+    """A tqdm bar on stderr for one phase of a stage (``--no-progress``: none)."""
+    if not s.cfg.progress:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
 def _sensitivity(s: CompressState) -> None:
     """Per-weight sensitivity (Fisher diagonal of the logits on the calibration images) and
     every layer's options with their exact ``.sqz`` bytes (:func:`~.mixed.layer_options`);
@@ -571,10 +587,21 @@ def _sensitivity(s: CompressState) -> None:
     if s.options is not None:
         return
     batches = s.calibration()
-    s.fisher = M.fisher_diagonal(s.teacher, batches, s.keys, target="logits")
+    bar = _bar(s, len(batches), "sensitivity", "batch")
+    try:
+        s.fisher = M.fisher_diagonal(s.teacher, batches, s.keys, target="logits", progress=lambda i: bar.update(1))
+    finally:
+        bar.close()
     s.log(f"  sensitivity measured on {sum(len(b) for b in batches)} calibration images")
-    s.options = {k: M.layer_options(k, s.teacher.get_parameter(k), s.fisher[k], family="both",
-                                    gap_bits=s.cfg.gap_bits, keep_layers=False) for k in s.keys}
+    bar = _bar(s, len(s.keys), "layer options", "layer")
+    try:
+        s.options = {}
+        for k in s.keys:
+            s.options[k] = M.layer_options(k, s.teacher.get_parameter(k), s.fisher[k], family="both",
+                                           gap_bits=s.cfg.gap_bits, keep_layers=False)
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 def _nearest_allocation(s: CompressState, target: int):
@@ -633,7 +660,9 @@ def fit_size_budget(s: CompressState) -> None:
             return _keep_mixed(s, mc)
     # what follows moves the weights and so the code histogram: fit under the target
     fit_size = int(cfg.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
-    for bits in bits_candidates(s):
+    widths = bits_candidates(s)
+    bar = _bar(s, len(widths), "uniform-bit fits", "fit") if len(widths) > 1 else _NoBar()
+    for bits in widths:
         fr, _, _ = S.fit_target(s.model, s.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
         m = copy.deepcopy(s.model)
         P.apply_masks(m, P.magnitude_masks(m, fr))
@@ -642,6 +671,8 @@ def fit_size_budget(s: CompressState) -> None:
         s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.keys):.3f} of weights, "
               f"quick score {score:.4f}")
         cands.append(Candidate(f"{bits_label(bits)} bits", score, info={"bits": bits, "fractions": fr}))
+        bar.update(1)
+    bar.close()
     best = keep_better(cands)
     s.bits = best.info["bits"]
     if best.layers is None:
@@ -677,8 +708,12 @@ def round_compensated(s: CompressState) -> None:
     from . import mixed as M
     before = s.score(s.model)
     qm = copy.deepcopy(s.teacher)
-    layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
-                                        s.calibration(), s.cfg.gap_bits)
+    bar = _bar(s, len(s.choice), "rounding", "layer")
+    try:
+        layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
+                                            s.calibration(), s.cfg.gap_bits, progress=lambda: bar.update(1))
+    finally:
+        bar.close()
     after = s.score(qm)
     s.log(f"  nearest rounding {before:.4f}, error-compensated rounding {after:.4f} on the choosing split")
     best = keep_better([Candidate("nearest", before), Candidate("GPTQ", after, model=qm, layers=layers)])
@@ -708,7 +743,7 @@ def distill_ste(s: CompressState) -> None:
         layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
                                          mode="ste", loss="kl", temperature=cfg.temperature,
                                          max_bytes=s.budget, importance=s.fisher, log=s.log, device=cfg.device,
-                                         bf16=cfg.bf16)
+                                         bf16=cfg.bf16, progress=cfg.progress)
     except TrainingDiverged as e:     # scores as not distilled, which a tie keeps
         s.log(f"  distillation stopped: {e}")
         qm, layers, hist = copy.deepcopy(s.model), s.layers, []
@@ -1058,6 +1093,24 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+def _stages_left(s: CompressState, rest: Sequence[Stage], done: int) -> str:
+    """The stage count shown as ``[done/total]``: while the size budget has not yet chosen
+    between the uniform and the mixed path, both totals (``6 or 8``), so that the count
+    never jumps when the choice is made."""
+    def total() -> int:
+        return done + sum(1 for t in rest if t.when is None or t.when(s))
+    if s.plan is not None or not (_mixed(s) and _uniform(s)):
+        return str(total())
+    totals = set()
+    for plan in ("uniform", "mixed"):
+        s.plan = plan
+        try:
+            totals.add(total())
+        finally:
+            s.plan = None
+    return " or ".join(str(t) for t in sorted(totals))
+
+
 def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressState:
     """Run ``stages`` in order over ``s``, timing each; one log line as each starts."""
     todo = [st for st in stages if st.when is None or st.when(s)]
@@ -1066,8 +1119,7 @@ def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressSt
         if st.when is not None and not st.when(s):
             continue
         done += 1
-        total = done + sum(1 for t in todo[j + 1:] if t.when is None or t.when(s))
-        s.log(f"[{done}/{total}] {st.name}: {st.doing or st.name}...")
+        s.log(f"[{done}/{_stages_left(s, todo[j + 1:], done)}] {st.name}: {st.doing or st.name}...")
         t = time.time()
         st.run(s)
         s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t

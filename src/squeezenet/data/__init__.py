@@ -13,10 +13,10 @@ from .datasets import (BUILTIN, DigitsDataset, ImageFolderDataset, Loader, Skipp
                        build_dataset, build_unlabeled, check_training_split, hold_out, make_loader, subset, preset_for, read_class_list, read_class_names, read_labels,
                        shared_dir)
 from .images import read_image
-from .transforms import (INPUT_SIZE, PRESETS, Preset, check_model_input, check_preset, digits_train_transform,
+from .transforms import (INPUT_SIZE, PRESETS, Preset, check_model_input, check_preset, choose_preset, digits_train_transform,
                          distill_transform, get_transform)
 
-__all__ = ["build_dataset", "build_unlabeled", "make_loader", "get_transform", "PRESETS", "INPUT_SIZE", "check_preset",
+__all__ = ["build_dataset", "build_unlabeled", "make_loader", "get_transform", "PRESETS", "INPUT_SIZE", "check_preset", "choose_preset",
            "DigitsDataset", "ImageFolderDataset", "Loader", "Skipped", "base_dataset", "read_class_list", "read_class_names",
            "read_labels", "shared_dir", "cache_dir", "unpack", "BUILTIN", "Preset", "preset_for", "as_class_list",
            "digits_train_transform", "distill_transform", "read_image", "check_model_input", "class_folder_names",

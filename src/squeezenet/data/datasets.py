@@ -55,15 +55,30 @@ def preset_for(model=None, data: str | os.PathLike | None = None) -> str:
 
 
 def shared_dir() -> Path:
-    """The shared fixtures/data folder: ``$SQUEEZENET_SHARED`` or ``<repo>/../shared``."""
+    """The shared fixtures/data folder: ``$SQUEEZENET_SHARED``, else ``../shared`` of the
+    current folder, else (in a source checkout only, never from an installed wheel, whose
+    ``<venv>/lib/../shared`` means nothing) ``../shared`` of the checkout. When none exists,
+    the current folder's ``../shared`` (:func:`shared_dir_hint` says where to set it)."""
     env = os.environ.get("SQUEEZENET_SHARED")
     if env:
         return Path(env)
+    cands = [Path.cwd().parent / "shared"]
     repo = Path(__file__).resolve().parents[3]
-    for cand in (repo.parent / "shared", Path.cwd().parent / "shared"):
+    if (repo / "pyproject.toml").is_file() and (repo / "src" / "squeezenet").is_dir():   # a checkout
+        cands.append(repo.parent / "shared")
+    for cand in cands:
         if cand.is_dir():
             return cand
-    return repo.parent / "shared"
+    return cands[0]
+
+
+def shared_dir_hint() -> str:
+    """Where :func:`shared_dir` looked, for a one-line error when a shared dataset is missing."""
+    env = os.environ.get("SQUEEZENET_SHARED")
+    if env:
+        return f"SQUEEZENET_SHARED={env}"
+    return (f"no SQUEEZENET_SHARED set, and {Path.cwd().parent / 'shared'} (../shared of the current folder) "
+            f"was tried; set SQUEEZENET_SHARED to the folder holding data/")
 
 
 def read_class_list(path: str | os.PathLike) -> list[str]:
@@ -486,7 +501,7 @@ def build_dataset(spec: str | os.PathLike, split: str = "train", preset: str | N
     if spec_s == "cifar10":
         root = shared_dir() / "data" / "cifar10"
         if not root.is_dir():
-            raise FormatError(root, "CIFAR-10 folder not found (set SQUEEZENET_SHARED to the shared folder)")
+            raise FormatError(root, f"CIFAR-10 folder not found ({shared_dir_hint()})")
         path = root
     else:
         path = Path(spec_s).expanduser()

@@ -100,6 +100,41 @@ def check_preset(preset: str) -> str:
     return preset
 
 
+def choose_preset(stored: str | None, requested: str | None, source=None, force: bool = False,
+                  warn: Callable[[str], None] | None = None) -> str | None:
+    """The preset to run a model with: the one place that decides when ``--preprocess``
+    (``requested``) and the preset stored in the model file (``stored``) disagree.
+
+    A file's stored preset is what its weights were trained with; another one scores a wrong
+    figure without a word (``caffe`` on a ``torchvision`` model: 32 % instead of 63 %), so a
+    contradiction is refused (one line naming both) unless ``force`` (``--force-preprocess``),
+    which runs ``requested`` and tells ``warn`` which ran. A file without a preset takes
+    ``requested``; no ``requested`` keeps ``stored``.
+
+    >>> choose_preset("torchvision", None), choose_preset(None, "caffe"), choose_preset("small", "small")
+    ('torchvision', 'caffe', 'small')
+    >>> choose_preset("torchvision", "caffe", "m.safetensors")
+    Traceback (most recent call last):
+    squeezenet.errors.FormatError: m.safetensors: stores the preprocessing preset 'torchvision', but --preprocess caffe was given; drop --preprocess, or add --force-preprocess to run caffe anyway
+    >>> choose_preset("torchvision", "caffe", "m.safetensors", force=True, warn=print)
+    --force-preprocess: running preset caffe, not m.safetensors's stored torchvision
+    'caffe'
+    """
+    from ..errors import FormatError
+    if requested:
+        check_preset(requested)
+    if not requested or not stored or requested == stored:
+        return requested or stored
+    where = source if source is not None else "the model"
+    if not force:
+        msg = (f"stores the preprocessing preset {stored!r}, but --preprocess {requested} was given; drop "
+               f"--preprocess, or add --force-preprocess to run {requested} anyway")
+        raise FormatError(where, msg) if source is not None else ConfigError(f"the model {msg}")
+    if warn is not None:
+        warn(f"--force-preprocess: running preset {requested}, not {where}'s stored {stored}")
+    return requested
+
+
 def check_model_input(model, preset: str, source=None) -> None:
     """A one-line error (naming ``source``, the model's file) when ``model``'s config cannot
     take ``preset``'s input: its stem or pooling would shrink it to nothing

@@ -7,11 +7,25 @@ resumable Optuna study.
 8640
 """
 from .space import Param, Space, load_space, parse_space
-from .strategies import STRATEGIES, AnnealingSampler, Strategy, get_strategy
-from .study import open_storage, pareto_front, search, trials_table
 from .sweeps import sweep
 from .report import report
 from .trial import Budget, OverBudget, TrialResult, run_point, train_and_eval
+
+# Searches and studies (and report() when called) need Optuna (``pip install "squeezenet[explore]"``): imported
+# when first used, so that sweeps run without it and a missing one is one line naming the extra.
+_LAZY = {"STRATEGIES": "strategies", "AnnealingSampler": "strategies", "Strategy": "strategies",
+         "get_strategy": "strategies", "open_storage": "study", "pareto_front": "study", "search": "study",
+         "trials_table": "study"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Param", "Space", "load_space", "parse_space", "STRATEGIES", "Strategy", "AnnealingSampler",
            "get_strategy", "open_storage", "search", "trials_table", "pareto_front", "sweep", "report",

@@ -18,7 +18,6 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from .study import load_existing_study, open_storage, pareto_front, trials_table
 from .sweeps import scatter_png
 
 CSV_COLUMNS = ["number", "top1", "size_bytes", "params", "macs", "seconds"]
@@ -33,6 +32,7 @@ def _fmt(r: dict, names: list[str]) -> str:
 def report(storage: str, study_name: str, out_dir: str | Path | None, top: int = 5) -> str:
     """Text report of a study; writes ``pareto.csv``, ``pareto.png`` and ``trials.csv``."""
     from ..io import atomic_write_files, check_output
+    from .study import load_existing_study, open_storage, pareto_front, trials_table   # Optuna: when used
     if out_dir is not None:
         check_output(out_dir, folder=True)   # a file given as --out: one line, before the study is read
     st = open_storage(storage, heartbeat=None)

@@ -20,10 +20,13 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
-import optuna
-from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+
+from ..errors import require
+
+optuna = require("optuna")   # the explore extra: one line naming it when missing
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,  # noqa: E402
                                   IntDistribution)
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from ..errors import SqueezeNetError
 

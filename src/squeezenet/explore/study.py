@@ -49,7 +49,8 @@ def storage_url(value: str) -> str:
 
 def open_storage(url: str, heartbeat: float | None = 30.0):
     """Optuna RDB storage at ``url``; a one-line SqueezeNetError if it cannot be reached."""
-    import optuna
+    from ..errors import require
+    optuna = require("optuna")
     url = storage_url(url)
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
@@ -67,6 +68,8 @@ def open_storage(url: str, heartbeat: float | None = 30.0):
         # SQLAlchemy 2.1 defaults to psycopg 3; use psycopg2 (our dependency) unless 3 is there
         import importlib.util
         if importlib.util.find_spec("psycopg") is None:
+            from ..errors import require
+            require("psycopg2")   # the postgres extra: one line naming it when missing
             url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
@@ -137,7 +140,7 @@ def load_existing_study(storage, name: str):
 
 
 def make_objective(space: Space, budget: Budget, objective: str, size_budget: int | None,
-                   strategy: str, log=None, storage=None):
+                   strategy: str, log=None, storage=None, progress: bool = False):
     """The Optuna objective: suggest a point, skip duplicates, prune invalid/over-budget
     networks before training, train, and record top1/params/size/MACs/seconds.
 
@@ -167,7 +170,7 @@ def make_objective(space: Space, budget: Budget, objective: str, size_budget: in
                 trial.set_user_attr("duplicate_of", t.number)
                 raise optuna.TrialPruned(f"duplicate of trial {t.number}")
         try:
-            res = run_point(space, params, budget, size_budget,
+            res = run_point(space, params, budget, size_budget, progress=progress,
                             on_measured=lambda m: [trial.set_user_attr(k, v) for k, v in m.items()])
         except ConfigError as e:
             trial.set_user_attr("invalid", str(e))
@@ -190,11 +193,12 @@ def make_objective(space: Space, budget: Budget, objective: str, size_budget: in
 def search(study_name: str, storage: str, strategy: str = "random", trials: int = 10,
            budget: Budget = Budget(), space: Space | dict | str | None = None,
            objective: str | None = None, size_budget: int | None = None, seed: int | None = None,
-           heartbeat: float | None = 30.0, log=None):
+           heartbeat: float | None = 30.0, log=None, progress: bool = False):
     """Run (or join) a search until the study holds ``trials`` complete trials.
 
     Several processes may call this on one study at once; they share the count, e.g.
     ``search("s", "sqlite:///s.db", "anneal", trials=20, size_budget=500_000)``.
+    ``progress``: each trial's training shows a bar (steps, time left) on stderr.
     """
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -227,7 +231,7 @@ def search(study_name: str, storage: str, strategy: str = "random", trials: int 
             for h in handlers:
                 h.addFilter(quiet)
             try:
-                study.optimize(make_objective(space, budget, objective, size_budget, strategy, log, st),
+                study.optimize(make_objective(space, budget, objective, size_budget, strategy, log, st, progress),
                                n_trials=None, catch=(), gc_after_trial=False,
                                callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)), guard])
             finally:

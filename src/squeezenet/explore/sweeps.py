@@ -32,9 +32,11 @@ def param_name(name: str) -> str:
 
 
 def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None = None,
-          model: str = "squeezenet_small", out_dir: str | Path | None = None, log=None) -> list[dict]:
+          model: str = "squeezenet_small", out_dir: str | Path | None = None, log=None,
+          progress: bool = False) -> list[dict]:
     """Train one network per value of ``param`` (others fixed: v1.0 defaults, the paper's sweep
-    settings, then ``base``); writes ``sweep_<param>.csv``/``.png`` into ``out_dir`` as it goes."""
+    settings, then ``base``); writes ``sweep_<param>.csv``/``.png`` into ``out_dir`` as it goes.
+    ``progress``: each network's training shows a bar (steps, time left) on stderr."""
     param = param_name(param)
     fixed = {**DEFAULTS, **SWEEP_BASE.get(param, {}), **(base or {})}
     if not values:
@@ -57,7 +59,7 @@ def sweep(param: str, values: list, budget: Budget, base: dict[str, Any] | None 
     for v in values:
         point = {**fixed, param: PARAM_TYPES[param](v)}
         try:
-            r = run_point(space, point, budget)
+            r = run_point(space, point, budget, progress=progress)
             rows.append({"param": param, "value": v, **r.to_attrs(), "note": ""})
         except ConfigError as e:  # an invalid value is a row with a note, not a crash
             rows.append({"param": param, "value": v, "note": str(e)})
@@ -109,7 +111,8 @@ def _budget_text(b: Budget) -> str:
 def scatter_png(rows: list[dict], label_key: str, title: str, label_fmt=None, line: bool = False,
                 background: list[dict] | None = None) -> bytes:
     """PNG bytes of top-1 (%) against model size (MB), points labelled (matplotlib Agg)."""
-    import matplotlib
+    from ..errors import require
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7, 4.5), dpi=110)

@@ -111,7 +111,7 @@ def load_data(budget: Budget, split: str):
     return _DATA_CACHE[key]
 
 
-def train_config(budget: Budget, steps_per_epoch: int):
+def train_config(budget: Budget, steps_per_epoch: int, progress: bool = False):
     """The :class:`squeezenet.train.TrainConfig` of a trial: the budget's recipe and length.
 
     >>> train_config(Budget(epochs=2), steps_per_epoch=23).optimizer, train_config(Budget(epochs=2), 23).max_steps
@@ -134,17 +134,18 @@ def train_config(budget: Budget, steps_per_epoch: int):
     max_steps = budget.max_steps or max(1, round(budget.epochs * steps_per_epoch))
     return TrainConfig(**{**kw, "epochs": max(1, math.ceil(budget.epochs)), "batch_size": budget.batch_size,
                           "accum_steps": 1, "seed": budget.seed, "max_steps": max_steps, "dropout": None,
-                          "progress": False, "device": "cpu"})
+                          "progress": progress, "device": "cpu"})
 
 
-def train_and_eval(model, train_data, test_data, budget: Budget) -> float:
-    """Train ``model`` with :class:`squeezenet.train.Trainer` for ``budget``; return test top-1."""
+def train_and_eval(model, train_data, test_data, budget: Budget, progress: bool = False) -> float:
+    """Train ``model`` with :class:`squeezenet.train.Trainer` for ``budget``; return test top-1.
+    ``progress``: the Trainer's bar on stderr (steps, time left)."""
     import math
 
     from ..data import make_loader
     from ..evaluate import evaluate
     from ..train import Trainer
-    cfg = train_config(budget, math.ceil(len(train_data) / budget.batch_size))
+    cfg = train_config(budget, math.ceil(len(train_data) / budget.batch_size), progress)
     Trainer(model, cfg, train_data).fit()
     model.eval()
     return float(evaluate(model, make_loader(test_data, 256))["top1"])
@@ -170,7 +171,7 @@ def build_point(space, params: dict[str, Any], num_classes: int, init: str = "al
 
 
 def run_point(space, params: dict[str, Any], budget: Budget, size_budget: int | None = None,
-              on_measured=None) -> TrialResult:
+              on_measured=None, progress: bool = False) -> TrialResult:
     """Build, measure, (maybe) train and evaluate one point of ``space``.
 
     Raises ConfigError for invalid metaparameters and :class:`OverBudget` (before any training)
@@ -193,5 +194,5 @@ def run_point(space, params: dict[str, Any], budget: Budget, size_budget: int | 
     max_params = space.constraints.get("max_params")
     if max_params is not None and m["params"] > max_params:
         raise OverBudget(f"{m['params']:,} parameters > max_params {max_params:,}")
-    top1 = train_and_eval(model, train, test, budget)
+    top1 = train_and_eval(model, train, test, budget, progress)
     return TrialResult(top1=top1, seconds=time.perf_counter() - t0, **m)

@@ -202,7 +202,8 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
                   threads: int = 2, engines: Sequence[str] = DEFAULT_ENGINES,
                   input_size: int | tuple[int, int] | None = None, rounds: int = 5, iters: int = 6,
                   calibration: Iterable | None = None, sgemm_n: int = 2048,
-                  memory: str = "inprocess", extra: dict[str, Callable] | None = None) -> dict:
+                  memory: str = "inprocess", extra: dict[str, Callable] | None = None,
+                  progress: bool = False) -> dict:
     """Benchmark ``engines`` on ``model``; returns a JSON-able dict with ``results`` (one row per
     engine and batch size) and ``speedup_vs_torchvision`` (engine -> peer p50 / engine p50 at
     the smallest batch).
@@ -213,7 +214,8 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     interpreter: ``engines[e]["memory"]`` holds its peak RSS and its rise over the loaded model).
     ``extra``: more engines as ready callables (e.g. an exported ``.onnx`` file's session), timed
     like the others; their outputs are not compared with ``model``'s (the weights may differ)
-    and their memory is measured in this process.
+    and their memory is measured in this process. ``progress``: a bar on stderr over the
+    phases (floor, building the engines, each batch size, memory), with the time left.
 
     >>> import squeezenet
     >>> r = run_benchmark(squeezenet.create_model("squeezenet_small"), batches=(1,), threads=1,
@@ -238,13 +240,26 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
                               f"({MAX_BATCH:,} images, {MAX_BATCH_PIXELS:,} input pixels per batch); "
                               f"use a smaller --batch or --input-size")
     torch.set_num_threads(threads)
+    phases = ["sgemm floor", "building engines", *(f"batch {b}" for b in sorted(set(int(v) for v in batches))),
+              "sgemm again", *(["memory, a process per engine"] if memory == "subprocess" else [])]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(phases), desc="bench", unit="phase", leave=False, dynamic_ncols=True)
+
+    def phase(i: int) -> None:
+        if bar is not None:
+            bar.n = i
+            bar.set_description(f"bench: {phases[i]}")
     model = dense_eval_copy(model)
     shape = input_shape(model, input_size)
     try:
         macs = summary(model, shape[1] if shape[1] == shape[2] else default_input_size(model)).macs
     except Exception:
         macs = None
+    phase(0)
     gflops_floor = sgemm_gflops(sgemm_n)
+    phase(1)
     fns, info = build_engines(model, list(engines), shape, threads, calibration)
     for e, fn in (extra or {}).items():
         fns[e], info[e] = fn, {"external": True, "int8": getattr(fn, "int8", None),
@@ -257,7 +272,8 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         info[e]["max_abs_diff_vs_eager"] = None if e in (extra or {}) else float((fn(x1) - ref).abs().max())
 
     rows = []
-    for b in sorted(set(int(v) for v in batches)):
+    for i, b in enumerate(sorted(set(int(v) for v in batches))):
+        phase(2 + i)
         x = torch.randn(b, *shape, generator=g)
         # warm up one engine at a time to see its own peak memory at this batch size
         for e, fn in fns.items():
@@ -283,6 +299,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
                 row["floor_fraction"] = round(gf / gflops_floor, 3)  # 1.0 = as fast as a big sgemm
             rows.append(row)
     # the sgemm again after the engines: the floor is the better of the two (load varies)
+    phase(len(phases) - (2 if memory == "subprocess" else 1))
     sgemm_runs = [gflops_floor, sgemm_gflops(sgemm_n)]
     if sgemm_runs[1] > gflops_floor:
         gflops_floor = sgemm_runs[1]
@@ -299,9 +316,12 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
         ort_v = None
     engines_info = {e: {k: v for k, v in m.items() if k != "peak_extra_rss_mib"} for e, m in info.items()}
     if memory == "subprocess":
+        phase(len(phases) - 1)
         mem = isolated_memory(model, [e for e in fns if e not in (extra or {})], shape, max(batches), threads)
         for e, m in mem.items():
             engines_info[e]["memory"] = {**m, "batch": max(batches), "isolated": True}
+    if bar is not None:
+        bar.close()
     return {
         "model": name, "input": list(shape), "threads": threads, "batches": sorted(set(batches)),
         "cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v,

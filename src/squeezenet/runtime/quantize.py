@@ -98,7 +98,7 @@ class Int8Quantizer:
         calibration = iter(calibration)
         first = next(calibration, None)   # ONNX Runtime fails with a traceback on no data at all
         if first is None:
-            raise SqueezeNetError("no readable calibration images: give --calibration a folder with images")
+            raise SqueezeNetError("no readable calibration images: give --unlabeled a folder with images")
         self._tmp = tempfile.TemporaryDirectory(prefix="sqz-int8-")
         tmp = Path(self._tmp.name)
         src, self._pre, self._cache = tmp / "fp32.onnx", tmp / "pre.onnx", tmp / "calibration.json"
@@ -115,7 +115,7 @@ class Int8Quantizer:
         reader = _Reader(itertools.chain([first], calibration), self._fp32.graph.input[0].name)
         self._run([], reader)   # calibrates and caches the activation ranges
         if reader.count == 0:
-            raise SqueezeNetError("no calibration images: give --calibration a folder with images")
+            raise SqueezeNetError("no calibration images: give --unlabeled a folder with images")
         self.count = reader.count
 
     def _run(self, exclude, reader=None) -> bytes:

@@ -141,6 +141,36 @@ class TrainConfig:
             raise FormatError(path, str(e)) from None
 
 
+#: The longest warm-up, as a share of the run: a recipe's 50 warm-up steps on a 30-step run
+#: would leave the whole run warming up.
+MAX_WARMUP_SHARE = 0.1
+
+
+def warmup_steps(config: TrainConfig, total_steps: int) -> int:
+    """The warm-up that runs: ``config.warmup_steps``, scaled down to at most
+    :data:`MAX_WARMUP_SHARE` of the run's ``total_steps`` (the one place that decides).
+
+    >>> warmup_steps(TrainConfig(warmup_steps=50), 30), warmup_steps(TrainConfig(warmup_steps=50), 750)
+    (3, 50)
+    """
+    if not config.warmup_steps:
+        return 0
+    return min(config.warmup_steps, max(1, int(MAX_WARMUP_SHARE * total_steps)))
+
+
+def warmup_note(config: TrainConfig, total_steps: int) -> str | None:
+    """One line when :func:`warmup_steps` scaled the warm-up to the run, else None.
+
+    >>> warmup_note(TrainConfig(warmup_steps=50), 30)
+    'warm-up scaled to the run: 3 steps (10 % of 30), not 50'
+    """
+    w = warmup_steps(config, total_steps)
+    if w == config.warmup_steps:
+        return None
+    return (f"warm-up scaled to the run: {w} steps ({100 * MAX_WARMUP_SHARE:.0f} % of {total_steps}), "
+            f"not {config.warmup_steps}")
+
+
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate for optimizer step ``step`` (0-based) of ``total_steps``.
 
@@ -150,9 +180,9 @@ def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """
     import math
     base = config.lr
-    if config.warmup_steps and step < config.warmup_steps:
-        return base * (step + 1) / config.warmup_steps
-    w = config.warmup_steps if config.warmup_steps < total_steps else 0
+    w = warmup_steps(config, total_steps)
+    if w and step < w:
+        return base * (step + 1) / w
     frac = min(1.0, max(0.0, (step - w) / max(1, total_steps - w)))
     if config.schedule == "poly":
         return base * (1.0 - frac) ** config.power

@@ -74,6 +74,6 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                       "eval_batch_size": 360, "checkpoint_minutes": 1e9}, "alive",
            "the digits demo's, small for 20 epochs with a linear decay to 0"),
     Recipe("finetune", _FINETUNE, "torchvision",
-           "AdamW lr 3e-4 with conv10 at 10x, batch 64, 50 warm-up steps then cosine, label smoothing "
+           "AdamW lr 3e-4 with conv10 at 10x, batch 64, 50 warm-up steps (at most a tenth of the run) then cosine, label smoothing "
            "0.1, dropout 0.5, crops at 160 px, 8 epochs (default when --model is a model file)"),
 )}

@@ -38,7 +38,7 @@ from ..errors import SqueezeNetError
 from . import distributed as D
 from .checkpoint import (METRICS_FILE, STATE_FILE, load_train_state, optimizer_from_flat, rng_state,
                          save_model_checkpoint, save_train_state, set_rng_state)
-from .config import TrainConfig, lr_at
+from .config import TrainConfig, lr_at, warmup_note
 
 
 class Callback:
@@ -295,6 +295,9 @@ class Trainer:
         old_handlers = self._install_signal_handlers()
         try:
             if self.step == 0 and self._pos == 0:
+                note = warmup_note(cfg, total)
+                if note and self.is_main:
+                    print(note, flush=True)
                 _call(self.callbacks, "on_train_start", self)
             while self.step < total and not self._stop_requested:
                 self._run_epoch(sampler, total)
