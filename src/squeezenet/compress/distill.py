@@ -212,7 +212,8 @@ def distill_quantized(model: nn.Module, teacher: nn.Module | None, layers: dict[
         if teacher is not None and device is not None:
             teacher.to(Trainer.pick_device(device))
         Trainer(model, cfg, loss_fn=loss_fn, optimizer=opt, batches=pairs, batches_per_epoch=steps,
-                callbacks=[_Log()], log_epochs=False, reseed=False, train_mode=False).fit()
+                callbacks=[_Log()], log_epochs=False, reseed=False, train_mode=False,
+                progress_desc="distill").fit()
     finally:
         new = (Q.unshare_weights(model, layers) if mode == "centroids"
                else _detach_ste(model, layers, max_bytes, importance))

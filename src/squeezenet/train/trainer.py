@@ -129,6 +129,7 @@ class Trainer:
       and the rank).
     * ``wrap``: the part of the model that ``loss_fn`` runs through its first argument (default
       the whole model), e.g. conv10 alone on cached features; under DDP it is what is wrapped.
+    * ``progress_desc``: the progress bar's label (default ``epoch E/N``), e.g. ``distill``.
 
     ``epoch_info`` (a dict) is merged into every epoch's metrics; ``last_loss`` is the loss of
     the latest optimizer step (for ``on_step_end`` callbacks).
@@ -144,8 +145,9 @@ class Trainer:
                  log_epochs: bool = True, optimizer: torch.optim.Optimizer | Callable | None = None,
                  batches: Callable[[int], Iterable] | None = None, batches_per_epoch: int | None = None,
                  validate_fn: Callable[["Trainer"], dict] | None = None, train_mode: bool = True,
-                 wrap: nn.Module | None = None, reseed: bool = True) -> None:
+                 wrap: nn.Module | None = None, reseed: bool = True, progress_desc: str | None = None) -> None:
         self.config = cfg = config or TrainConfig()
+        self.progress_desc = progress_desc   # the bar's label (default "epoch E/N")
         self.device = self.pick_device(cfg.device)
         self.rank, self.world_size = D.setup(self.device)
         self.is_main = self.rank == 0
@@ -332,7 +334,7 @@ class Trainer:
             n_ep = math.ceil(total / self.steps_per_epoch())
             # the micro-batches this epoch will really run: a --max-steps run stops early
             todo = min(M, self._pos + max(0, total - self.step) * accum)
-            bar = tqdm(total=todo, initial=self._pos, desc=f"epoch {self.epoch + 1}/{n_ep}",
+            bar = tqdm(total=todo, initial=self._pos, desc=self.progress_desc or f"epoch {self.epoch + 1}/{n_ep}",
                        unit="batch", leave=False, dynamic_ncols=True)
         self.net.train(self.train_mode)
         pending = 0                    # micro-batches accumulated into the current step
