@@ -35,5 +35,5 @@ def test_importing_compress_does_not_import_the_pipeline():
 def test_py_typed_ships_with_the_package():
     assert (REPO / "src/squeezenet/py.typed").is_file()
     text = (REPO / "pyproject.toml").read_text()   # tomllib is 3.11+; the project supports 3.10
-    data = text.split("[tool.setuptools.package-data]", 1)[1].split("[", 1)[0]
+    data = text.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
     assert '"py.typed"' in data
