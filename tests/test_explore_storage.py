@@ -18,6 +18,9 @@ from conftest import IN_CI, REPO
 
 SPACE = ("version: 1\nparams:\n  base_e: {values: [4, 8]}\n  incr_e: {values: [0, 4]}\n"
          "  sr: {values: [0.25, 0.5]}\n")
+# one worker runs these one after another (make test's --dist loadgroup): several search processes
+# and heartbeat timing each, so two of them never compete for the cores at once
+pytestmark = pytest.mark.xdist_group("explore_storage")
 BUDGET = ["--data", "digits", "--max-steps", "1", "--batch-size", "32", "--test-subset", "64", "--threads", "1"]
 
 
