@@ -160,7 +160,7 @@ def test_fuzz_every_reader_a_few_cases(tmp_path, name):
 
 #: cases per reader in the test run (``SQUEEZENET_FUZZ_CASES`` overrides): enough to meet every
 #: mutation and hostile kind many times; the long run is the script's (``--cases 2000``)
-FUZZ_CASES = 300
+FUZZ_CASES = 200
 
 
 @pytest.mark.slow
