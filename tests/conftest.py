@@ -92,6 +92,25 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist sends the collection to the controller
+def pytest_collection_finish(session):
+    """``--dist loadgroup`` finds a test's group in a ``@name`` suffix of its node id, which
+    pytest-xdist 3.8 writes to ``item._nodeid``; pytest 9.2 reads node ids from ``item._id``,
+    so the suffix is lost and grouped tests spread over the workers. Write it where this pytest
+    reads it (a no-op where xdist's own suffix took)."""
+    config = session.config
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in session.items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if not names or "@" in item.nodeid:
+            continue
+        node_id = getattr(item, "_id", None)
+        if node_id is not None and hasattr(type(node_id), "parse"):
+            item._id = type(node_id).parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 @pytest.fixture(scope="session")
 def run_cache(tmp_path_factory):
     """``run_cache(name, inputs, make) -> Path``: an artefact made once per test run and shared
