@@ -13,6 +13,10 @@ Conventions for tests (issue 21: CI stays under 15 minutes on a 2-core machine):
 - ``slow`` tests are scheduled first, so the longest ones never end the run alone.
 - torch uses ``cpu_count // workers`` threads in each worker (1 on 2 cores with ``-n 2``), and
   subprocesses inherit ``OMP_NUM_THREADS`` to match.
+- Budgets: a compress test that asserts no figure scores on few images (``--limit 60`` on the
+  CLI) and calibrates on few (``--calibration-images 16`` / ``calibration_images=16``: the
+  default 256 makes the Hessians the test's main cost); in-process CLI (``cli``) rather than
+  subprocesses, each of which pays the torch import.
 """
 from __future__ import annotations
 
