@@ -158,7 +158,10 @@ def postgres(tmp_path_factory):
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
-    base = tmp_path_factory.mktemp("pg")
+    # not under pytest's basetemp: any pytest that starts meanwhile (another checkout's run)
+    # chmods /tmp/pytest-of-<user> back to 0700, and the server's user could no longer reach it
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="squeezenet-pg-"))
     data = base / "data"
     prefix: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
@@ -186,6 +189,7 @@ def postgres(tmp_path_factory):
     finally:
         subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _has_user(name: str) -> bool:
