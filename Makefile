@@ -5,6 +5,10 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# pytest-xdist: one worker per core (tests/conftest.py gives each worker its share of threads);
+# --dist loadgroup keeps the tests of one xdist_group mark on one worker, one after another
+WORKERS ?= auto
+XDIST   := -n $(WORKERS) --dist loadgroup
 
 .PHONY: demo test test-fast install clean
 
@@ -21,10 +25,10 @@ demo: $(STAMP)
 	$(VENV)/bin/squeezenet demo
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -12,18 +12,8 @@ from conftest import shared_path
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def onnx_zoo_model(cli, tmp_path):
-    """SqueezeNet 1.1 with the ONNX-zoo ImageNet weights and class ids, made by the importer
-    (``squeezenet import --from onnx-zoo``) as a user would."""
-    out = tmp_path / "sq11.safetensors"
-    code, _, err = cli("import", shared_path("fixtures/onnx_zoo_squeezenet1.1/weights"), "--from", "onnx-zoo",
-                       "--classes", shared_path("fixtures/imagenet/synsets.txt"), "-o", out)
-    assert code == 0, err
-    return out
-
-
-def test_predict_chelsea_is_a_cat(cli, tmp_path):
-    path = onnx_zoo_model(cli, tmp_path)
+def test_predict_chelsea_is_a_cat(cli, onnx_zoo_file):
+    path = onnx_zoo_file   # the importer's output (squeezenet import --from onnx-zoo), made once a run
     words = shared_path("fixtures/imagenet/synset_words.txt")
     cat = shared_path("fixtures/photos/chelsea.png")
     code, out, err = cli("predict", path, cat, shared_path("fixtures/photos/coffee.png"), "--labels", words, "--json")
@@ -77,9 +67,9 @@ def test_eval_more_classes_than_outputs(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_onnx_zoo_on_imagenet_sample(cli, tmp_path):
+def test_eval_onnx_zoo_on_imagenet_sample(cli, onnx_zoo_file):
     """spec section 11: dev set top-1 59.8 %, top-5 81.0 % (torchvision preprocessing)."""
-    path = onnx_zoo_model(cli, tmp_path)
+    path = onnx_zoo_file
     root = shared_path("fixtures/imagenet_sample_dev")
     code, out, err = cli("eval", path, "--data", root, "--classes",
                          shared_path("fixtures/imagenet/synsets.txt"), "--json", "--batch-size", "50")

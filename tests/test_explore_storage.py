@@ -18,6 +18,9 @@ from conftest import IN_CI, REPO
 
 SPACE = ("version: 1\nparams:\n  base_e: {values: [4, 8]}\n  incr_e: {values: [0, 4]}\n"
          "  sr: {values: [0.25, 0.5]}\n")
+# one worker runs these one after another (make test's --dist loadgroup): several search processes
+# and heartbeat timing each, so two of them never compete for the cores at once
+pytestmark = pytest.mark.xdist_group("explore_storage")
 BUDGET = ["--data", "digits", "--max-steps", "1", "--batch-size", "32", "--test-subset", "64", "--threads", "1"]
 
 
@@ -155,7 +158,10 @@ def postgres(tmp_path_factory):
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
-    base = tmp_path_factory.mktemp("pg")
+    # not under pytest's basetemp: any pytest that starts meanwhile (another checkout's run)
+    # chmods /tmp/pytest-of-<user> back to 0700, and the server's user could no longer reach it
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="squeezenet-pg-"))
     data = base / "data"
     prefix: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
@@ -183,6 +189,7 @@ def postgres(tmp_path_factory):
     finally:
         subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _has_user(name: str) -> bool:

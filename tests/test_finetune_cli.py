@@ -172,7 +172,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, extra, need
 
 
 @pytest.mark.slow
-def test_imagenet20_short_finetune_beats_the_restricted_logits_baseline(cli, tmp_path):
+def test_imagenet20_short_finetune_beats_the_restricted_logits_baseline(cli, tmp_path, onnx_zoo_file):
     """The 20-class path at a short budget (2 epochs of the finetune recipe; wnid folders, so
     conv10 keeps the 20 rows): its top-1 on imagenet20/test beats the released weights
     restricted to the same 20 classes' logits, scored in the same run on the same photos."""
@@ -181,10 +181,7 @@ def test_imagenet20_short_finetune_beats_the_restricted_logits_baseline(cli, tmp
     from squeezenet.evaluate import evaluate
     from squeezenet.train.finetune import transfer_head
     data = shared_path("data/imagenet20")
-    zoo = tmp_path / "zoo.safetensors"
-    code, _, err = cli("import", shared_path("fixtures/onnx_zoo_squeezenet1.1/weights"), "--from", "onnx-zoo",
-                       "--classes", shared_path("fixtures/imagenet/synset_words.txt"), "-o", zoo)
-    assert code == 0, err
+    zoo = onnx_zoo_file
     base = squeezenet.load(zoo).eval()
     test = build_dataset(data, "test", preset=base.preprocess)
     assert len(test) == 978 and len(test.classes) == 20

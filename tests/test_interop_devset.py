@@ -6,8 +6,6 @@ import pytest
 import torch
 
 import squeezenet
-from squeezenet.interop.importers import import_to_file, read_classes
-
 from conftest import shared_path
 
 pytestmark = pytest.mark.slow
@@ -30,11 +28,8 @@ def _evaluate(model):
     return r
 
 
-def test_onnx_zoo_dev_set_accuracy(tmp_path):
-    out = import_to_file("onnx-zoo", [shared_path("fixtures/onnx_zoo_squeezenet1.1/weights")],
-                         tmp_path / "zoo.safetensors",
-                         read_classes(shared_path("fixtures/imagenet/synsets.txt")))
-    r = _evaluate(squeezenet.load(out))
+def test_onnx_zoo_dev_set_accuracy(onnx_zoo_file):
+    r = _evaluate(squeezenet.load(onnx_zoo_file))   # import_to_file's output, made once a run
     assert r["count"] == 500
     assert abs(r["top1"] - 0.598) <= TOL and abs(r["top5"] - 0.810) <= TOL
 
