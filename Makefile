@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/squeezenet demo
+	$(VENV)/bin/squeezenet demo --overwrite   # again: replaces runs/demo (a plain `squeezenet demo` keeps it)
 
 test: $(STAMP)
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
