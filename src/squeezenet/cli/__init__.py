@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     _tolerant_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    trailing = getattr(args, "trailing", None)   # a list positional that may also follow options
+    if extra and trailing and not any(e.startswith("-") for e in extra):
+        setattr(args, trailing, [*(getattr(args, trailing) or []), *extra])
+        extra = []
     if extra:   # reported by the subcommand's parser: its usage line, close matches among its flags
         chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):

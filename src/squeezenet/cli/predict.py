@@ -38,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes per image (default 5)")
     p.add_argument("--engine", default="auto", help=ENGINES_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, trailing="images")   # images after options too: M --top 3 a.jpg
 
 
 #: the model ``predict`` runs when none is given

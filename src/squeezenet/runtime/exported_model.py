@@ -77,16 +77,20 @@ class ExportedModel:
         return f"ExportedModel({str(self.path)!r}, engine={self.engine!r}, int8={self.int8}, precision={self.precision!r})"
 
 
-def model_facts(path, meta: dict, preprocess: str | None, classes, need_preprocess: bool) -> dict:
-    """Preset, classes, names and config of an exported file from its metadata and the
-    caller's overrides (the rules of :func:`squeezenet.runtime.onnx_model.load_onnx`)."""
+def model_facts(path, meta: dict, preprocess: str | None, classes, need_preprocess: bool,
+                no_preset: str = "its metadata has no preprocessing preset") -> dict:
+    """Preset, classes, names and config of an exported file (ONNX, OpenVINO, ncnn) from its
+    metadata and the caller's overrides: the one place these rules live. ``preprocess`` and
+    ``classes`` (a list or a class-list file) override the metadata and are required where it
+    is missing (``no_preset`` says what is missing; ``need_preprocess=False``: timing needs no
+    images)."""
     from ..data import check_preset, read_class_names
     from ..models import SqueezeNetConfig
     pre = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
     preset = preprocess or pre.get("preset")
     if not preset and need_preprocess:
-        raise FormatError(path, "its metadata has no preprocessing preset, so how to prepare images is "
-                                "unknown; give --preprocess torchvision|caffe|small")
+        raise FormatError(path, f"{no_preset}, so how to prepare images is unknown; give --preprocess "
+                                f"torchvision|caffe|small (and --classes FILE to name or score classes)")
     if preset:
         check_preset(preset)
     names = None

@@ -78,39 +78,18 @@ def load_onnx(path: str | os.PathLike, preprocess: str | None = None, classes=No
     """
     import onnx
 
-    from ..data import check_preset, read_class_names
     from ..interop.onnx_export import read_onnx_metadata
-    from ..models import SqueezeNetConfig
     from .engines import ort_session
+    from .exported_model import model_facts
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "no such file")
     meta = read_onnx_metadata(path)
     ours = meta.get("format") == "squeezenet"
-    pre_meta = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
-    preset = preprocess or pre_meta.get("preset")
-    if not preset and need_preprocess:
-        what = ("its squeezenet metadata has no preprocessing preset" if ours else
-                "it has no squeezenet metadata (not written by 'squeezenet export')")
-        raise FormatError(path, f"{what}, so how to prepare images is unknown; give --preprocess "
-                                f"torchvision|caffe|small (and --classes FILE to name or score classes)")
-    if preset:
-        check_preset(preset)
-    names = None
-    if classes is not None:
-        if isinstance(classes, (str, os.PathLike)):
-            classes, names = read_class_names(classes)
-        else:
-            classes = [str(c) for c in classes]
-    else:
-        classes = meta.get("classes") if _str_list(meta.get("classes")) else None
-        names = meta.get("class_names") if _str_list(meta.get("class_names")) else None
-    config = None
-    if isinstance(meta.get("config"), dict):
-        try:
-            config = SqueezeNetConfig.from_dict(meta["config"])
-        except (SqueezeNetError, TypeError, ValueError, KeyError):
-            config = None
+    facts = model_facts(path, meta, preprocess, classes, need_preprocess,
+                        no_preset="its squeezenet metadata has no preprocessing preset" if ours else
+                        "it has no squeezenet metadata (not written by 'squeezenet export')")
+    preset, classes, names, config = facts["preprocess"], facts["classes"], facts["class_names"], facts["config"]
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
@@ -235,7 +214,3 @@ def check_onnx_graph(proto, path) -> None:
     if len(inputs) != 1 or len(g.output) != 1:
         raise FormatError(path, f"{len(inputs)} input(s) and {len(g.output)} output(s); an image classifier "
                                 f"has one image input and one output")
-
-
-def _str_list(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(c, str) for c in v)
