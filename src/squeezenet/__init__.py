@@ -40,6 +40,10 @@ class _CompressFace:
         import importlib
         return getattr(importlib.import_module(".compress", __name__), name)
 
+    def __dir__(self):
+        import importlib
+        return sorted(set(dir(importlib.import_module(".compress", __name__))) | {"__call__"})
+
     @property
     def __doc__(self):
         return self._function().__doc__

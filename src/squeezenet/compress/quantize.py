@@ -225,7 +225,8 @@ def tune_centroids(model: nn.Module, layers: dict[str, QuantLayer], data, steps:
                           max_steps=steps, seed=seed, dropout=None, progress=progress, bf16=bf16,
                           device=device or str(dev0))
         Trainer(model, cfg, loss_fn=loss_fn or _cross_entropy, optimizer=torch.optim.Adam(params, lr=lr),
-                batches=stream, batches_per_epoch=steps, log_epochs=False, reseed=False).fit()
+                batches=stream, batches_per_epoch=steps, log_epochs=False, reseed=False,
+                progress_desc="centroids").fit()
     finally:
         layers = unshare_weights(model, layers)
         model.to(dev0)
