@@ -224,3 +224,24 @@ def require(module: str):
         extra, what = EXTRAS.get(module.split(".")[0], (None, "this command"))
         how = f'pip install "squeezenet[{extra}]"' if extra else f"pip install {module.split('.')[0]}"
         raise SqueezeNetError(f"{what} needs {module.split('.')[0]}, which is not installed: {how}") from None
+
+
+def lazy_attributes(package: str, table: Mapping[str, str]):
+    """A module ``__getattr__`` for ``package`` that imports ``name`` from its submodule
+    ``table[name]`` on first use and keeps it (PEP 562): heavy imports (torch, Optuna) wait
+    until an attribute is asked for. Unknown names raise AttributeError as usual.
+
+    >>> get = lazy_attributes("json", {"JSONEncoder": "encoder"})
+    >>> get("JSONEncoder").__name__
+    'JSONEncoder'
+    """
+    import importlib
+    import sys
+
+    def __getattr__(name):
+        if name in table:
+            value = getattr(importlib.import_module(f".{table[name]}", package), name)
+            setattr(sys.modules[package], name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return __getattr__

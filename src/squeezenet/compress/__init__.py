@@ -18,18 +18,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the attributes load lazily
     from .pipeline import CompressConfig, compress_model
 
+from ..errors import lazy_attributes
+
 _LAZY = {"compress_model": "pipeline", "CompressConfig": "pipeline"}
 
 __all__ = ["compress_model", "CompressConfig"]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__():

@@ -13,18 +13,14 @@ from .trial import Budget, OverBudget, TrialResult, run_point, train_and_eval
 
 # Searches and studies (and report() when called) need Optuna (``pip install "squeezenet[explore]"``): imported
 # when first used, so that sweeps run without it and a missing one is one line naming the extra.
+from ..errors import lazy_attributes
+
 _LAZY = {"STRATEGIES": "strategies", "AnnealingSampler": "strategies", "Strategy": "strategies",
          "get_strategy": "strategies", "open_storage": "study", "pareto_front": "study", "search": "study",
          "trials_table": "study"}
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["Param", "Space", "load_space", "parse_space", "STRATEGIES", "Strategy", "AnnealingSampler",
