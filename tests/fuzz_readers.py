@@ -34,6 +34,7 @@ import sys
 import tarfile
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -1034,6 +1035,37 @@ def main(argv=None) -> int:
     print(table(rows))
     return 1 if any(r["failures"] for r in rows) else 0
 
+
+
+# ------------------------------------------------------------- shared by the hostile-input tests
+
+@contextmanager
+def within(seconds: int = 30):
+    """Fail instead of hanging (a FIFO opened for reading blocks forever)."""
+    def hang(signum, frame):
+        raise AssertionError(f"hung for over {seconds} s")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def refused(fn, *needles, kind=None) -> str:
+    """``fn()`` raises a one-line ``kind`` (default :class:`SqueezeNetError`) whose message
+    holds every needle, within 30 s."""
+    import pytest
+    from squeezenet.errors import SqueezeNetError
+    with within():
+        with pytest.raises(kind or SqueezeNetError) as e:
+            fn()
+    msg = str(e.value)
+    assert "\n" not in msg.strip(), msg
+    for n in needles:
+        assert n in msg, msg
+    return msg
 
 if __name__ == "__main__":
     sys.exit(main())

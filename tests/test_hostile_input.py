@@ -21,45 +21,21 @@ import pytest
 import torch
 
 import squeezenet
+import squeezenet.io
 from squeezenet.errors import ConfigError, FormatError, SqueezeNetError
 from squeezenet.models import SqueezeNet, SqueezeNetConfig
 
-from fuzz_readers import ArchiveReader, ImageReader, NetReader, deep_json, safetensors_bytes, tiny_model
+from fuzz_readers import (ArchiveReader, ImageReader, NetReader, deep_json, refused, safetensors_bytes,
+                          tiny_model, within)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def within(seconds: int = 30):
-    """Fail instead of hanging (a FIFO opened for reading blocks forever)."""
-    def hang(signum, frame):
-        raise AssertionError(f"hung for over {seconds} s")
-    old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def one_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
-
-
-def refused(fn, *needles, kind=SqueezeNetError):
-    """``fn()`` raises a one-line ``kind`` whose message holds every needle."""
-    with within():
-        with pytest.raises(kind) as e:
-            fn()
-    msg = str(e.value)
-    assert "\n" not in msg.strip(), msg
-    for n in needles:
-        assert n in msg, msg
-    return msg
 
 
 def png(path: Path, size=(8, 8)) -> Path:

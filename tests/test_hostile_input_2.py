@@ -13,7 +13,7 @@ import torch
 
 from squeezenet.errors import SqueezeNetError
 
-from fuzz_readers import tiny_model
+from fuzz_readers import refused, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,16 +22,6 @@ def one_line(err: str) -> str:
     lines = [ln for ln in err.strip().splitlines() if "warning" not in ln]
     assert len(lines) == 1, err
     return lines[0]
-
-
-def refused(fn, *needles, kind=SqueezeNetError) -> str:
-    with pytest.raises(kind) as e:
-        fn()
-    msg = str(e.value)
-    assert "\n" not in msg.strip(), msg
-    for n in needles:
-        assert n in msg, msg
-    return msg
 
 
 def image_folder(root: Path, classes=("a", "b"), per_class: int = 2, junk: bool = False) -> Path:
