@@ -10,11 +10,9 @@ import gzip
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
