@@ -241,3 +241,28 @@ def test_litert_refuses_unknown_onnx_ops(small):
     proto.graph.node.append(helper.make_node("Sigmoid", ["pre"], [proto.graph.output[0].name], name="odd"))
     with pytest.raises(squeezenet.SqueezeNetError, match=r"ONNX op Sigmoid \(node 'odd'\) has no LiteRT translation"):
         tflite_bytes(proto.SerializeToString())
+
+
+def test_litert_int8_follows_onnx_runtime_with_float_layers_and_bypass():
+    """The .tflite of an int8 QDQ file computes what ONNX Runtime computes from it: with layers
+    kept in float (``--max-drop``: QUANTIZE/DEQUANTIZE at their borders) and a complex bypass
+    (int8 ADD, 1x1 shortcut convolutions)."""
+    from squeezenet.runtime.engines import ort_session
+    from squeezenet.runtime.litert_model import LiteRtRunner, tflite_bytes
+    from squeezenet.runtime.quantize import Int8Quantizer
+    torch.manual_seed(0)
+    m = squeezenet.create_model("squeezenet_small", bypass="complex").eval()
+    x = torch.randn(6, 3, 32, 32) * 2
+    with torch.no_grad():
+        ref = m(x)
+    fp32 = to_onnx_bytes(m)
+    assert torch.allclose(LiteRtRunner(tflite_bytes(fp32), 1)(x), ref, rtol=1e-4, atol=1e-5)
+    with Int8Quantizer(fp32, [x]) as qz:
+        assert any("shortcut" in name for name in qz.layers)
+        for keep in ([], qz.layers[1:4]):
+            q = qz.quantize(keep)
+            want = torch.from_numpy(ort_session(q, 1).run(None, {"input": x.numpy()})[0])
+            got = LiteRtRunner(tflite_bytes(q), 1)(x)
+            span = float(want.abs().max())
+            assert float((got - want).abs().max()) <= 0.03 * span, keep   # int8 rounding, not a wrong graph
+            assert float((got - ref).abs().max()) <= 0.1 * span
