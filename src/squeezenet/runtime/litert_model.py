@@ -255,6 +255,12 @@ class _Builder:
             attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
             out = n.output[0]
             t = n.op_type
+            acts = ins[:1] if t == "Conv" else [i for i in ins if i]
+            missing = [i for i in acts if i not in self.reps]
+            if missing:
+                raise SqueezeNetError(f"ONNX {t} {n.name!r}: input {missing[0]!r} is "
+                                      f"{'a constant' if missing[0] in self.consts else 'not computed before it'}, "
+                                      f"which has no LiteRT translation here")
             if t == "Conv":
                 relu = None
                 if k + 1 < len(nodes) and nodes[k + 1][0].op_type == "Relu" and nodes[k + 1][1][0] == out \
