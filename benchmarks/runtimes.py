@@ -5,8 +5,8 @@ The real SqueezeNet 1.1 (ONNX-zoo weights) exported to each runtime's format by
 sample), each file loaded the way ``eval``/``predict``/``bench`` load it, and timed
 interleaved round by round in one process against torch eager (the shared baseline), with the
 same thread count: ONNX Runtime, OpenVINO (fp32 under ``INFERENCE_PRECISION_HINT=f32``), ncnn
-(fp32; its int8 tools are not on PyPI), LiteRT (no converter installs here: a line says why)
-and ours ``auto`` (fp32: ``compile_model(model, "auto")``, which measures ONNX Runtime,
+(fp32; its int8 tools are not on PyPI), LiteRT (our ONNX -> .tflite translation, fp32 and
+int8, in LiteRT's interpreter with XNNPACK) and ours ``auto`` (fp32: ``compile_model(model, "auto")``, which measures ONNX Runtime,
 OpenVINO and the torch engines; int8: what ``--engine auto`` runs an int8 ``.onnx`` file with,
 ONNX Runtime). Each line says which precision the runtime really used and
 ``vs_torch`` = torch eager p50 / this p50 at that batch (higher is faster). Compare ratios,
@@ -93,10 +93,6 @@ def main(argv=None) -> int:
                     skipped.append({"runtime": fmt, "precision": prec, "skipped": str(err)[:200]})
                     continue
                 runners[(fmt, prec)], used[(fmt, prec)] = e, e.precision
-        skipped.append({"runtime": "litert", "precision": "fp32+int8",
-                        "skipped": "no LiteRT converter installs beside torch 2.14 without heavy stacks: "
-                                   "litert-torch pulls jax, transformers and downgrades typing_extensions; "
-                                   "onnx2tf needs tensorflow (docs/inference.md)"})
         auto = compile_model(model, "auto", threads=args.threads, remeasure=True)
         runners[("auto", "fp32")], used[("auto", "fp32")] = auto, f"f32 via {auto.engine}"
         # int8 auto: what eval/predict/bench run an int8 .onnx file with under --engine auto

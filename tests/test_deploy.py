@@ -1,4 +1,4 @@
-"""Deployment formats: `export --to openvino|ncnn`, int8 with float logits (no ties) and
+"""Deployment formats: `export --to openvino|ncnn|litert`, int8 with float logits (no ties) and
 accuracy-controlled int8 (`--max-drop`). Fast checks on the tiny model; the real SqueezeNet 1.1
 (ONNX zoo) round-trips through every runtime on the 500-photo ImageNet dev sample (slow)."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ from conftest import shared_path
 openvino = pytest.importorskip("openvino")
 ncnn = pytest.importorskip("ncnn")
 pytest.importorskip("pnnx")
+pytest.importorskip("ai_edge_litert")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,8 @@ def photos(tmp_path_factory):
 
 
 @pytest.mark.parametrize("to,name,files", [("openvino", "m.xml", ["m.xml", "m.bin"]),
-                                           ("ncnn", "m.ncnn.param", ["m.ncnn.param", "m.ncnn.bin", "m.ncnn.json"])])
+                                           ("ncnn", "m.ncnn.param", ["m.ncnn.param", "m.ncnn.bin", "m.ncnn.json"]),
+                                           ("litert", "m.tflite", ["m.tflite"])])
 def test_export_to_runtime_round_trip(cli, small, photos, tmp_path, to, name, files):
     model, path = small
     out = tmp_path / name
@@ -76,13 +78,14 @@ def test_export_to_runtime_round_trip(cli, small, photos, tmp_path, to, name, fi
     assert d["engines"][f"{to}_file"]["precision"] == "f32"
 
 
-def test_export_openvino_int8_keeps_float_logits(cli, small, photos, tmp_path):
-    out = tmp_path / "q.xml"
-    code, o, err = cli("export", small[1], "--to", "openvino", "-o", out, "--int8", "--calibration", photos)
+@pytest.mark.parametrize("to,name", [("openvino", "q.xml"), ("litert", "q.tflite")])
+def test_export_int8_keeps_float_logits(cli, small, photos, tmp_path, to, name):
+    out = tmp_path / name
+    code, o, err = cli("export", small[1], "--to", to, "-o", out, "--int8", "--calibration", photos)
     assert code == 0, err
     from squeezenet.runtime.exported import load_exported
     e = load_exported(out)
-    assert e.int8 and "8" in e.precision   # OpenVINO runs the convolutions in u8/i8
+    assert e.int8 and "8" in e.precision   # the convolutions run in u8/i8
     assert json.loads(json.dumps(e.metadata["quantization"]))["float_output"] is True
     y = e(torch.randn(4, 3, 32, 32))
     assert y.shape == (4, 4) and torch.isfinite(y).all()
@@ -91,7 +94,8 @@ def test_export_openvino_int8_keeps_float_logits(cli, small, photos, tmp_path):
 @pytest.mark.parametrize("argv,needle", [
     (("--to", "ncnn", "-o", "{t}/m.param", "--int8", "--calibration", "{p}"), "fp32 only"),
     (("--to", "openvino", "-o", "{t}/m.onnx"), "ending in .xml for --to openvino"),
-    (("--to", "litert", "-o", "{t}/m.tflite"), "invalid choice"),
+    (("--to", "litert", "-o", "{t}/m.onnx"), "ending in .tflite for --to litert"),
+    (("--to", "tflite", "-o", "{t}/m.tflite"), "invalid choice"),
     (("-o", "{t}/m.onnx", "--max-drop", "1"), "only used with --int8"),
     (("-o", "{t}/m.onnx", "--int8", "--calibration", "{p}", "--max-drop", "-1"), ">= 0"),
 ])
@@ -109,8 +113,15 @@ def test_broken_exported_files_are_one_line_errors(cli, small, tmp_path):
     (tmp_path / "lone.param").write_text("7767517\n1 1\nInput in0 0 1 in0\n")
     (tmp_path / "x.ncnn.param").write_text("garbage")
     (tmp_path / "x.ncnn.bin").write_bytes(b"")
+    from squeezenet.runtime.litert_model import tflite_bytes
+    good = tflite_bytes(to_onnx_bytes(small[0]))
+    (tmp_path / "cut.tflite").write_bytes(good[:len(good) // 2])   # a download cut short
+    (tmp_path / "few.tflite").write_bytes(good[:100])
+    (tmp_path / "png.tflite").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     for f, needle in (("bad.xml", "OpenVINO cannot read it"), ("lone.param", "lone.bin are missing"),
-                      ("x.ncnn.param", "x.ncnn.param")):
+                      ("x.ncnn.param", "x.ncnn.param"), ("cut.tflite", "cut.tflite: not a readable .tflite"),
+                      ("few.tflite", "few.tflite: not a readable .tflite"),
+                      ("png.tflite", "png.tflite: not a .tflite file")):
         code, o, err = cli("predict", tmp_path / f, "--preprocess", "small", tmp_path / "none.png")
         assert code == 2, (f, err)
         lines = [ln for ln in err.strip().splitlines() if ln]
@@ -206,12 +217,52 @@ def test_zoo_int8_onnx_float_logits_no_ties(zoo):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt,int8", [("openvino", False), ("openvino", True), ("ncnn", False)])
+@pytest.mark.parametrize("fmt,int8", [("openvino", False), ("openvino", True), ("ncnn", False),
+                                      ("litert", False), ("litert", True)])
 def test_zoo_exported_in_its_runtime(zoo, tmp_path, fmt, int8):
-    from squeezenet.runtime.exported import export_to, load_exported
-    path = tmp_path / ("m.xml" if fmt == "openvino" else "m.param")
+    from squeezenet.runtime.exported import FORMATS, export_to, load_exported
+    path = tmp_path / ("m" + FORMATS[fmt][0])
     export_to(fmt, zoo["int8"] if int8 else zoo["fp32"], path)
     e = load_exported(path, threads=1)
     assert e.engine == fmt and e.int8 == int8 and e.classes == zoo["model"].classes
-    assert e.precision == ("u8" if int8 else "f32")   # never bf16: fp32 files run in fp32
+    int8_name = "i8" if fmt == "litert" else "u8"
+    assert e.precision == (int8_name if int8 else "f32")   # never bf16: fp32 files run in fp32
     _check(zoo, _run_all(e, zoo["x"]), int8=int8)
+
+
+def test_litert_refuses_unknown_onnx_ops(small):
+    """An ONNX op the LiteRT translator does not know is one line naming it, not a broken file."""
+    import onnx
+    from onnx import helper
+    from squeezenet.runtime.litert_model import tflite_bytes
+    proto = onnx.load_from_string(to_onnx_bytes(small[0]))
+    last = proto.graph.node[-1]
+    last.output[0] = "pre"
+    proto.graph.node.append(helper.make_node("Sigmoid", ["pre"], [proto.graph.output[0].name], name="odd"))
+    with pytest.raises(squeezenet.SqueezeNetError, match=r"ONNX op Sigmoid \(node 'odd'\) has no LiteRT translation"):
+        tflite_bytes(proto.SerializeToString())
+
+
+def test_litert_int8_follows_onnx_runtime_with_float_layers_and_bypass():
+    """The .tflite of an int8 QDQ file computes what ONNX Runtime computes from it: with layers
+    kept in float (``--max-drop``: QUANTIZE/DEQUANTIZE at their borders) and a complex bypass
+    (int8 ADD, 1x1 shortcut convolutions)."""
+    from squeezenet.runtime.engines import ort_session
+    from squeezenet.runtime.litert_model import LiteRtRunner, tflite_bytes
+    from squeezenet.runtime.quantize import Int8Quantizer
+    torch.manual_seed(0)
+    m = squeezenet.create_model("squeezenet_small", bypass="complex").eval()
+    x = torch.randn(6, 3, 32, 32) * 2
+    with torch.no_grad():
+        ref = m(x)
+    fp32 = to_onnx_bytes(m)
+    assert torch.allclose(LiteRtRunner(tflite_bytes(fp32), 1)(x), ref, rtol=1e-4, atol=1e-5)
+    with Int8Quantizer(fp32, [x]) as qz:
+        assert any("shortcut" in name for name in qz.layers)
+        for keep in ([], qz.layers[1:4]):
+            q = qz.quantize(keep)
+            want = torch.from_numpy(ort_session(q, 1).run(None, {"input": x.numpy()})[0])
+            got = LiteRtRunner(tflite_bytes(q), 1)(x)
+            span = float(want.abs().max())
+            assert float((got - want).abs().max()) <= 0.03 * span, keep   # int8 rounding, not a wrong graph
+            assert float((got - ref).abs().max()) <= 0.1 * span

@@ -6,7 +6,7 @@ from typing import Callable
 
 ENGINES_HELP = ("inference engine: auto (default: the fastest on this CPU, measured once and cached), "
                 "eager, channels_last, torchscript, compile, onnxruntime, openvino (an .onnx file always runs with "
-                "onnxruntime, an OpenVINO .xml with openvino, an ncnn .param with ncnn)")
+                "onnxruntime, an OpenVINO .xml with openvino, an ncnn .param with ncnn, a .tflite with litert)")
 
 
 def is_onnx(path) -> bool:
@@ -15,7 +15,7 @@ def is_onnx(path) -> bool:
 
 
 def is_exported(path) -> bool:
-    """An OpenVINO (.xml) or ncnn (.param) file written by ``squeezenet export --to``."""
+    """An OpenVINO (.xml), ncnn (.param) or LiteRT (.tflite) file written by ``squeezenet export --to``."""
     from ..runtime.exported import format_of
     return format_of(path) is not None
 

@@ -11,7 +11,7 @@ EXAMPLES = """  squeezenet bench                                  # squeezenet1_
   squeezenet bench m-int8.onnx --batch 1,8     # an exported file (ONNX Runtime) vs torchvision
   squeezenet bench m-int8.xml --batch 1,32     # an OpenVINO file (export --to openvino)
 
-An exported file is timed as it is, in its runtime (engine "onnx_file", "openvino_file" or
+An exported file is timed as it is, in its runtime (engine "onnx_file", "openvino_file", "litert_file" or
 "ncnn_file"), against torchvision eager of the architecture its metadata names (squeezenet
 export writes it; the peer's weights are random).
 """
@@ -110,7 +110,7 @@ def run(args) -> int:
 
 def _onnx_file(args, engines):
     """(peer-shaped model, name, {"<runtime>_file": callable}) for ``bench FILE`` (an exported
-    .onnx, OpenVINO .xml or ncnn .param, run as it is in its runtime)."""
+    .onnx, OpenVINO .xml, ncnn .param or LiteRT .tflite, run as it is in its runtime)."""
     from pathlib import Path
 
     from ..errors import FormatError, SqueezeNetError

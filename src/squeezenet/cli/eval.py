@@ -22,7 +22,7 @@ folders only when they are named by output index (0, 1, ...); otherwise give --c
 def register(sub) -> None:
     p = add_parser(sub, "eval", "top-1/top-5 accuracy of a model file on a dataset", EXAMPLES)
     p.add_argument("weights", metavar="MODEL", help="model file (.safetensors, .sqz, ... anything squeezenet.load reads) "
-                                   "or an exported .onnx (fp32 or int8), OpenVINO .xml or ncnn .param")
+                                   "or an exported .onnx (fp32 or int8), OpenVINO .xml, ncnn .param or LiteRT .tflite")
     p.add_argument("--data", required=True, help="digits | cifar10 | folder of class folders | .tar.gz")
     p.add_argument("--split", choices=["train", "test"], default="test", help="split of --data (default test)")
     p.add_argument("--classes", default=None, help="class list file (model index order), e.g. synsets.txt")

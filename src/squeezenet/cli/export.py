@@ -1,4 +1,4 @@
-"""``squeezenet export``: a model file (or registered name) to ONNX, OpenVINO or ncnn, optionally int8."""
+"""``squeezenet export``: a model file (or registered name) to ONNX, OpenVINO, ncnn or LiteRT, optionally int8."""
 from __future__ import annotations
 
 from ._common import add_out, add_parser, hide_aliases, input_size, number
@@ -9,24 +9,25 @@ EXAMPLES = """  squeezenet export runs/imagenet/best.safetensors -o m.onnx
   squeezenet export squeezenet_small -o small.onnx            # a registered name (random weights)
   squeezenet export m.safetensors --to openvino -o m.xml       # OpenVINO IR (m.xml + m.bin)
   squeezenet export m.safetensors --to ncnn -o m.ncnn.param    # ncnn (m.ncnn.param + .bin + .json)
+  squeezenet export m.safetensors --to litert -o m.tflite      # LiteRT/TFLite (metadata inside)
   squeezenet export m.safetensors -o m-int8.onnx --int8 --unlabeled photos/ --max-drop 0.5 \
       --accuracy-data labelled/     # keeps the most sensitive layers in float until within 0.5 points
 """
 
 #: the output suffix of each --to format (= squeezenet.runtime.exported.FORMATS, spelled out so
 #: that --help imports no runtime)
-SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "ncnn": ".param"}
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "ncnn": ".param", "litert": ".tflite"}
 
 
 def register(sub) -> None:
-    p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), OpenVINO or "
-                                  "ncnn, optionally int8", EXAMPLES)
+    p = add_parser(sub, "export", "export a model to ONNX (opset 17, dynamic batch, metadata), OpenVINO, "
+                                  "ncnn or LiteRT, optionally int8", EXAMPLES)
     p.add_argument("model", metavar="MODEL", help="a model file (.safetensors, .sqz, ...) or a registered model name")
-    add_out(p, dest="output", folder=False, help="output file (.onnx; .xml for openvino, .param for ncnn)")
+    add_out(p, dest="output", folder=False, help="output file (.onnx; .xml for openvino, .param for ncnn, .tflite for litert)")
     p.add_argument("--to", choices=list(SUFFIXES), default="onnx",
                    help="format: onnx (default, ONNX Runtime), openvino (IR, pip install 'squeezenet[openvino]'), "
-                        "ncnn (fp32 only, pip install 'squeezenet[ncnn]'); preset and classes travel in the "
-                        "file's metadata (ncnn: a side .json)")
+                        "ncnn (fp32 only, pip install 'squeezenet[ncnn]'), litert (.tflite, pip install "
+                        "'squeezenet[litert]'); preset and classes travel in the file's metadata (ncnn: a side .json)")
     p.add_argument("--opset", type=number(int, 17), default=17, help="ONNX opset (>= 17, default 17)")
     p.add_argument("--input-size", type=input_size, default=None,
                    help="square input side the graph is built for (default: the model's own)")

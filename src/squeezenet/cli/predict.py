@@ -23,7 +23,7 @@ def register(sub) -> None:
     p = add_parser(sub, "predict", "top-5 classes of images with probabilities", EXAMPLES)
     p.add_argument("weights", metavar="[MODEL]",
                    help="model file (anything squeezenet.load reads), pretrained weights name or an exported "
-                        ".onnx, OpenVINO .xml or ncnn .param; left out (the first argument is an image): the bundled " + DEFAULT_WEIGHTS)
+                        ".onnx, OpenVINO .xml, ncnn .param or LiteRT .tflite; left out (the first argument is an image): the bundled " + DEFAULT_WEIGHTS)
     p.add_argument("images", nargs="*", help="image files")
     hide_aliases(p.add_argument("--classes", "--labels", dest="classes", default=None, metavar="FILE",
                                 help="class list file, 'ID name' lines (synset_words.txt) or names: the names "

@@ -16,6 +16,7 @@ from ..errors import FormatError, SqueezeNetError, first_line
 FORMATS: dict[str, tuple[str, str, str]] = {
     "openvino": (".xml", "openvino", "openvino"),
     "ncnn": (".param", "ncnn", "ncnn"),
+    "litert": (".tflite", "ai_edge_litert.interpreter", "litert"),
 }
 
 
@@ -79,7 +80,7 @@ class ExportedModel:
 
 def model_facts(path, meta: dict, preprocess: str | None, classes, need_preprocess: bool,
                 no_preset: str = "its metadata has no preprocessing preset") -> dict:
-    """Preset, classes, names and config of an exported file (ONNX, OpenVINO, ncnn) from its
+    """Preset, classes, names and config of an exported file (ONNX, OpenVINO, ncnn, LiteRT) from its
     metadata and the caller's overrides: the one place these rules live. ``preprocess`` and
     ``classes`` (a list or a class-list file) override the metadata and are required where it
     is missing (``no_preset`` says what is missing; ``need_preprocess=False``: timing needs no
