@@ -15,14 +15,16 @@ EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small 
   torchrun --nproc_per_node=2 -m squeezenet train --data digits --out runs/ddp
   squeezenet train --model v11.safetensors --data photos/ --out runs/mine   # fine-tune on your classes
   squeezenet train --model v11.safetensors --data photos/ --out runs/probe --freeze features
-  squeezenet train --model v11.safetensors --data photos/ --out runs/v --val-split 0.1  # best chosen off the test split
+  squeezenet train --model v11.safetensors --data photos/ --out runs/v --val-split 0   # best chosen on photos/test
 
 Fine-tuning (--model is a model file): the recipe is finetune unless --recipe says otherwise.
 When the data's classes are not the model's, conv10 is rebuilt for them (its rows start from the
 class means of the training photos' features); when they are a subset of the model's classes
 (its ids, or names mapped to ids by a --classes file such as synset_words.txt), conv10 keeps
 their rows. One line says which; --head new|keep forces one. The output records the new
-class list (and the names of a --classes file).
+class list (and the names of a --classes file). Unless --val or --no-val is given, best.safetensors
+is chosen on 10 % of each class held out of the train split (--val-split 0.1, the finetune
+recipe's; listed in DIR/val_images.txt), and the test split scores last and best once at the end.
 
 Defaults come from the recipe that runs, which depends on the data and the model (each
 option above lists them per recipe): finetune when --model is a model file; small for
@@ -60,9 +62,11 @@ CONFIG_FLAGS = [
     ("--freeze", "freeze", str, "comma-separated layers kept fixed: features, conv1, fire2..fire9, conv10 or "
                                 "module paths (features: only conv10 trains, on features computed once)"),
     ("--head-lr-mult", "head_lr_mult", float, "conv10's lr = lr x this (default 1; finetune recipe 10)"),
-    ("--val-split", "val_split", float, "hold this fraction of the train split out (the same share of each class) "
-                                        "to validate on and choose best.safetensors by; the test split then only "
-                                        "scores, at the end (default 0: validate on --val or the test split)"),
+    ("--val-split", "val_split", float, "hold this fraction of the train split out (the same share of each class, "
+                                        "the same images every run; listed in DIR/val_images.txt) to validate on "
+                                        "and choose best.safetensors by; the test split then only scores, at the "
+                                        "end. 0: validate on --val or the test split. A recipe's hold-out gives way "
+                                        "to --val or --no-val (default 0)"),
     ("--train-size", "train_size", int, "side of the training crops (default: the preset's input size; "
                                         "finetune recipe 160); scoring stays at the preset's"),
 ]
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SqueezeNetError
     from ..io import check_output
     from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
-    from ..train.run import FinetuneSetup, check_val_options
+    from ..train.run import FinetuneSetup, check_val_options, default_val_split
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         raise SqueezeNetError("--data is required")
     if preset:
         check_preset(preset)
+    if saved is None:   # a recipe's hold-out gives way to --val / --no-val; a --val-split flag does not
+        config = default_val_split(config, val_spec, no_val, explicit="val_split" in overrides or bool(args.config))
     check_val_options(config, val_spec, no_val)
     if args.head and not (saved is None and _is_file(args.model)):
         raise SqueezeNetError("--head applies when fine-tuning a model file (--model FILE)")

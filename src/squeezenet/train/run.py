@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .checkpoint import VAL_LIST_FILE
 from .config import TrainConfig
 
 Log = Callable[[str], None]
@@ -41,21 +42,61 @@ def _print(line: str) -> None:
 
 @dataclass(frozen=True)
 class Validation:
-    """Which images validate a run (and so choose ``best.safetensors``).
+    """Which images validate a run, and so choose ``best.safetensors``: stored as data with every
+    checkpoint (``validation`` in the sidecars and the training state, :meth:`to_dict`).
 
-    ``on``: ``held_out`` (a share of each class held out of the train split), ``val`` (a
-    given ``--val`` set), ``test`` (the data's test split: it then both chooses and scores)
-    or ``none``. ``images``: how many; ``source``: where they are; ``fraction``: the share
-    held out (``held_out`` only)."""
+    ``on``: ``held_out`` (a share of each class held out of the train split; ``files`` names
+    them, relative to the split's folder, and the run's folder lists them in
+    :data:`VAL_LIST_FILE`), ``val`` (a given ``--val`` set), ``test`` (the data's test split: it
+    then both chooses and scores) or ``none``. ``images``: how many; ``source``: where they are;
+    ``fraction``: the share held out; ``per_class``: how many of each class."""
 
     on: str
     images: int = 0
     source: str | None = None
     fraction: float = 0.0
+    per_class: dict = field(default_factory=dict)
+    files: tuple = ()
 
     @property
     def chooses_on_test(self) -> bool:
         return self.on == "test"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"on": self.on, "images": self.images, "source": self.source}
+        if self.on == "held_out":
+            out.update(fraction=self.fraction, per_class=dict(self.per_class), list=VAL_LIST_FILE)
+        return out
+
+
+def _counts(targets, classes) -> dict[str, int]:
+    counts = {str(c): 0 for c in classes}
+    for t in targets:
+        counts[str(classes[int(t)])] += 1
+    return counts
+
+
+def _line(name: str) -> str:
+    """``name`` as one line of :data:`VAL_LIST_FILE`: as it is, JSON-quoted when it holds a
+    control character (a newline) or starts with a quote."""
+    import json
+    return json.dumps(name) if name.startswith('"') or any(ord(c) < 32 for c in name) else name
+
+
+def _item_names(ds, indices) -> tuple:
+    """What each item of ``ds`` at ``indices`` is: its file relative to the dataset's folder
+    (``class/photo.jpg``), else ``#index`` (a built-in dataset)."""
+    samples, root = getattr(ds, "samples", None), getattr(ds, "root", None)
+    if samples is None:
+        return tuple(f"#{i}" for i in indices)
+    names = []
+    for i in indices:
+        path = Path(samples[i][0])
+        try:
+            names.append(path.relative_to(root).as_posix() if root is not None else path.as_posix())
+        except ValueError:
+            names.append(path.as_posix())
+    return tuple(names)
 
 
 def check_val_options(config: TrainConfig, val=None, no_val: bool = False) -> None:
@@ -86,15 +127,34 @@ def val_dataset(spec, preset, classes, strict: bool, explicit: bool):
         return None
 
 
+def default_val_split(config: TrainConfig, val=None, no_val: bool = False, explicit: bool = False) -> TrainConfig:
+    """The config a run validates by. A recipe's default hold-out (``finetune`` holds 10 % of
+    each class out of the train split, so that ``best`` is never chosen on the split that scores)
+    gives way to a given ``val`` set or ``no_val``; a ``val_split`` given on purpose
+    (``explicit``: a flag, a config file) does not (:func:`check_val_options` then refuses the pair).
+
+    >>> from squeezenet.train.recipes import RECIPES
+    >>> cfg = RECIPES["finetune"].train_config()
+    >>> cfg.val_split, default_val_split(cfg, val="photos/val").val_split, default_val_split(cfg).val_split
+    (0.1, 0.0, 0.1)
+    """
+    import dataclasses
+    if config.val_split and (val or no_val) and not explicit:
+        return dataclasses.replace(config, val_split=0.0)
+    return config
+
+
 def split_val(train_ds, data, preset, strict: bool, fraction: float):
     """``--val-split``: (the training images kept, the images held out to validate on,
-    centre-cropped): the same share of each class (:func:`~squeezenet.data.hold_out`)."""
-    from ..data import build_dataset, check_training_split, hold_out, subset
+    centre-cropped): the same share of each class, spread evenly over it, the same images on
+    every run (:func:`~squeezenet.data.hold_out`)."""
+    from ..data import build_dataset, check_training_split, dataset_label, hold_out, subset
     from ..errors import ConfigError
     keep, held = hold_out(train_ds.targets, fraction)
     if not held:
-        raise ConfigError(f"--val-split {fraction}: holds out none of the {len(train_ds)} training images; "
-                          f"use a larger fraction")
+        raise ConfigError(f"--val-split {fraction:g}: holds out none of the {len(train_ds)} images of "
+                          f"{dataset_label(data, 'train')} (too few a class); give a larger --val-split, "
+                          f"--val DATA, or --val-split 0 to choose best on the test split")
     plain = build_dataset(data, "train", preset=preset, classes=list(train_ds.classes), strict=strict, augment=False)
     fit = subset(train_ds, keep)
     check_training_split(fit, data)     # every class keeps training images
@@ -108,7 +168,9 @@ def data_roles(train_ds, data, preset, classes, strict: bool, val_split: float, 
     from ..data import dataset_label
     if val_split:
         train_ds, val_ds = split_val(train_ds, data, preset, strict, val_split)
-        return train_ds, val_ds, Validation("held_out", len(val_ds), dataset_label(data, "train"), val_split)
+        return train_ds, val_ds, Validation("held_out", len(val_ds), dataset_label(data, "train"), val_split,
+                                            _counts(val_ds.targets, val_ds.classes),
+                                            _item_names(val_ds.dataset, val_ds.indices))
     if no_val:
         return train_ds, None, Validation("none")
     val_ds = val_dataset(val or data, preset, classes, strict, explicit=bool(val))
@@ -217,6 +279,10 @@ class TrainRun:
     def _fit(self, trainer) -> list[dict]:
         from . import distributed as D
         trainer.run_info.update(self.run_info)
+        trainer.run_info["validation"] = self.validation.to_dict()
+        if trainer.is_main and self.validation.files:   # which images choose best, one a line
+            from ..io import atomic_write_text
+            atomic_write_text(self.out / VAL_LIST_FILE, "".join(_line(f) + "\n" for f in self.validation.files))
         if self.resume:
             trainer.resume()
         try:
