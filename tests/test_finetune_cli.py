@@ -281,3 +281,22 @@ def test_a_hold_out_of_nothing_is_one_line(cli, tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "--val-split 0.1: holds out none of the 8 images" in lines[0]
     assert "--val-split 0" in lines[0] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["full", "frozen"])
+def test_the_library_setup_runs_without_the_cli(tmp_path, frozen):
+    # torchtune's shape: the CLI only fills FinetuneSetup from flags; Python fills it directly
+    from squeezenet.train import FinetuneSetup
+    pre = model_file(tmp_path)
+    data = photos(tmp_path / "d", ["cat", "dog", "owl"], per_class=10)
+    extra = {"freeze": "features", "epochs": 2} if frozen else {"max_steps": 2}
+    config = RECIPES["finetune"].train_config(batch_size=8, progress=False, **extra)
+    lines = []
+    model = squeezenet.load(pre).train()
+    result = FinetuneSetup(model, data, config, source=pre, log=lines.append).run(tmp_path / "run")
+    assert lines[0].startswith("new head:") and ("conv10 alone" in lines[1]) is frozen
+    v = result.validation
+    assert (v.on, v.images, v.per_class) == ("held_out", 3, {"cat": 1, "dog": 1, "owl": 1})
+    assert result.test["images"] == 30 and 0 <= result.test["last_top1"] <= 1 and result.exit_code == 0
+    assert result.history[-1]["val_count"] == 3 and str(tmp_path / "run" / "val_images.txt") in result.written
+    assert squeezenet.load(tmp_path / "run" / "last.safetensors").classes == ["cat", "dog", "owl"]

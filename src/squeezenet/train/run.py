@@ -12,7 +12,10 @@ CLI parses, a recipe runs). ``squeezenet train`` and ``squeezenet.finetune`` are
   (:func:`~squeezenet.train.finetune.head_trainer`). When ``best`` was chosen on images held
   out of the train split, the test split scores ``last`` and ``best`` once at the end.
   Returns a :class:`RunResult`.
-* :func:`data_roles`: the datasets that train and validate, and the :class:`Validation` record.
+* :func:`data_roles`: the datasets that train and validate, and the :class:`Validation` record
+  (stored with every checkpoint; a hold-out's images are listed in ``DIR/val_images.txt``).
+  :func:`default_val_split`: a recipe's hold-out (``finetune``: 10 % of each class, so that
+  ``best`` is never chosen on the split that scores) gives way to a given ``--val``/``--no-val``.
 
 Every check of :meth:`FinetuneSetup.prepare` runs before any training work, each a one-line
 :class:`~squeezenet.SqueezeNetError`. Progress and summary lines go to ``log`` (``print``;
@@ -273,7 +276,7 @@ class TrainRun:
 
     def _written(self) -> list[str]:
         from .checkpoint import METRICS_FILE
-        return [str(self.out / n) for n in ("best.safetensors", "last.safetensors", METRICS_FILE)
+        return [str(self.out / n) for n in ("best.safetensors", "last.safetensors", METRICS_FILE, VAL_LIST_FILE)
                 if (self.out / n).is_file()]
 
     def _fit(self, trainer) -> list[dict]:
@@ -394,7 +397,8 @@ class FinetuneSetup:
     ``classes``: a class-list file (its order when it lists the data's classes, its names;
     ``synset_words.txt`` lines map folder names to the model's ids). ``head``: ``auto``,
     ``new`` or ``keep`` (:func:`~squeezenet.train.finetune.plan_head`). ``val``: a validation
-    set; ``no_val``: none; ``config.val_split``: a share of each class held out of train.
+    set; ``no_val``: none; ``config.val_split``: a share of each class held out of train, which
+    gives way to ``val`` or ``no_val`` unless ``explicit_val_split`` (:func:`default_val_split`).
 
     >>> import squeezenet, tempfile
     >>> from squeezenet.train.recipes import RECIPES
@@ -417,6 +421,7 @@ class FinetuneSetup:
     val: Any = None
     no_val: bool = False
     strict: bool = False
+    explicit_val_split: bool = False
     note: str = ""
     log: Log = _print
 
@@ -428,7 +433,8 @@ class FinetuneSetup:
         from ..data.datasets import read_class_names, read_labels
         from ..errors import ConfigError, FormatError
         from .finetune import mapping_from_labels, plan_head, resolve_freeze, sample_features, transfer_head
-        config, data, model, preset, strict = self.config, self.data, self.model, self.preprocess, self.strict
+        data, model, preset, strict = self.data, self.model, self.preprocess, self.strict
+        config = default_val_split(self.config, self.val, self.no_val, self.explicit_val_split)
         if preset:
             check_preset(preset)
         check_val_options(config, self.val, self.no_val)
