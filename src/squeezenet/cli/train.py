@@ -33,7 +33,8 @@ else paper (SGD momentum 0.9, weight decay 2e-4, lr 0.04 linear to 0, batch 32 x
 The run's first line names the recipe, lr and steps. A config file (YAML/JSON, fields of
 TrainConfig) sets any of them; flags win over the file.
 Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars, which record the images that
-validated), DIR/train_state.safetensors, DIR/metrics.jsonl and, with a --val-split, DIR/val_images.txt. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
+validated), DIR/train_state.safetensors, DIR/metrics.jsonl and, with a --val-split,
+DIR/val_images.txt. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
 unless --resume continues its run or --overwrite starts again (removing those files only).
 DIR is locked while a run writes it: a second command writing the same DIR is refused.
 """
