@@ -189,7 +189,9 @@ def test_imagenet20_short_finetune_beats_the_restricted_logits_baseline(cli, tmp
     restricted = evaluate(base, make_loader(test, 100))["top1"]
     assert 0.8 < restricted < 0.9        # 85.6 % measured for the issue
     out = tmp_path / "run"
-    code, stdout, err = cli("train", "--model", zoo, "--data", data, "--out", out, "--epochs", "2", "--no-progress")
+    # --val-split 0: validate on imagenet20/test as this test always has (the default holds 10 % of train out)
+    code, stdout, err = cli("train", "--model", zoo, "--data", data, "--out", out, "--epochs", "2", "--no-progress",
+                            "--val-split", "0")
     assert code == 0, err
     assert stdout.splitlines()[0].startswith("head kept:") and "recipe finetune" in stdout
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -225,3 +227,76 @@ def test_val_split_holds_out_the_same_share_of_every_class_and_nothing_twice():
         assert sorted(keep + held) == list(range(120)) and not set(keep) & set(held)
         assert [sum(targets[i] == c for i in held) for c in range(4)] == [3, 3, 3, 3]
     assert hold_out([0, 1] * 5, 0.0) == (list(range(10)), [])
+
+
+def test_finetuning_chooses_best_on_held_out_train_photos_by_default(cli, tmp_path):
+    # issue 24: with no --val, a fine-tune's best epoch is chosen on 10 % of each class held out
+    # of train (the same photos every run, listed as data), and the test split only scores
+    data = photos(tmp_path / "d", ["cat", "dog", "owl"], per_class=10)
+    pre = model_file(tmp_path)
+    runs = {}
+    for name in ("a", "b"):
+        code, out, err = cli("train", "--model", pre, "--data", data, "--out", tmp_path / name, *FAST)
+        assert code == 0, err
+        runs[name] = out
+    out = runs["a"]
+    assert "27 train / 3 val images" in out and "(val: 3 images held out of the train split)" in out, out
+    assert [l for l in out.splitlines() if l.startswith("scored on")][0].startswith(
+        f"scored on {data}/test (30 images, chose nothing): last top-1")
+    listed = (tmp_path / "a" / "val_images.txt").read_text().splitlines()
+    assert listed == (tmp_path / "b" / "val_images.txt").read_text().splitlines()    # deterministic
+    assert len(listed) == 3 and sorted(l.split("/")[0] for l in listed) == ["cat", "dog", "owl"]
+    assert all((data / "train" / l).is_file() for l in listed)
+    for side in ("best.json", "last.json"):
+        v = json.loads((tmp_path / "a" / side).read_text())["validation"]
+        assert v == {"on": "held_out", "images": 3, "source": f"{data}/train", "fraction": 0.1,
+                     "per_class": {"cat": 1, "dog": 1, "owl": 1}, "list": "val_images.txt"}
+    rows = [json.loads(r) for r in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(r["val_count"] == 3 for r in rows)
+    code, out, err = cli("train", "--out", tmp_path / "a", "--resume", "--no-progress")    # resumes as it began
+    assert code == 0, err
+    assert (tmp_path / "a" / "val_images.txt").read_text().splitlines() == listed
+
+
+@pytest.mark.parametrize("extra,val_count,on", [(("--val-split", "0"), 30, "test"), (("--val", "{test}"), 30, "val"),
+                                               (("--no-val",), None, "none")], ids=["off", "val", "no-val"])
+def test_the_default_hold_out_gives_way(cli, tmp_path, extra, val_count, on):
+    data = photos(tmp_path / "d", ["cat", "dog", "owl"], per_class=10)
+    run = tmp_path / "run"
+    argv = [a.format(test=data / "test") for a in extra]
+    code, out, err = cli("train", "--model", model_file(tmp_path), "--data", data, "--out", run, *FAST, *argv)
+    assert code == 0, err
+    assert "30 train /" in out and "scored on" not in out and not (run / "val_images.txt").exists()
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("val_count") for r in rows] == [val_count] * len(rows)
+    assert json.loads((run / "last.json").read_text())["validation"]["on"] == on
+    if on == "test":
+        assert "best's figure chose its epoch" in out
+
+
+def test_a_hold_out_of_nothing_is_one_line(cli, tmp_path):
+    data = photos(tmp_path / "d", ["cat", "dog"], per_class=4)     # 10 % of 4 rounds to none
+    code, out, err = cli("train", "--model", model_file(tmp_path), "--data", data, "--out", tmp_path / "run", *FAST)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--val-split 0.1: holds out none of the 8 images" in lines[0]
+    assert "--val-split 0" in lines[0] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["full", "frozen"])
+def test_the_library_setup_runs_without_the_cli(tmp_path, frozen):
+    # torchtune's shape: the CLI only fills FinetuneSetup from flags; Python fills it directly
+    from squeezenet.train import FinetuneSetup
+    pre = model_file(tmp_path)
+    data = photos(tmp_path / "d", ["cat", "dog", "owl"], per_class=10)
+    extra = {"freeze": "features", "epochs": 2} if frozen else {"max_steps": 2}
+    config = RECIPES["finetune"].train_config(batch_size=8, progress=False, **extra)
+    lines = []
+    model = squeezenet.load(pre).train()
+    result = FinetuneSetup(model, data, config, source=pre, log=lines.append).run(tmp_path / "run")
+    assert lines[0].startswith("new head:") and ("conv10 alone" in lines[1]) is frozen
+    v = result.validation
+    assert (v.on, v.images, v.per_class) == ("held_out", 3, {"cat": 1, "dog": 1, "owl": 1})
+    assert result.test["images"] == 30 and 0 <= result.test["last_top1"] <= 1 and result.exit_code == 0
+    assert result.history[-1]["val_count"] == 3 and str(tmp_path / "run" / "val_images.txt") in result.written
+    assert squeezenet.load(tmp_path / "run" / "last.safetensors").classes == ["cat", "dog", "owl"]

@@ -34,7 +34,9 @@ def test_train_digits_writes_checkpoints_and_resumes(cli, tmp_path):
     m = squeezenet.load(out / "best.safetensors")
     assert m.classes == [str(i) for i in range(10)] and m.preprocess == "small"
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == 3 and rows[-1]["val_count"] == 360
+    # a model file fine-tunes: best is chosen on 10 % of each class held out of digits/train (142 of 1,437)
+    assert rows[-1]["step"] == 3 and rows[-1]["val_count"] == 142
+    assert "scored on digits/test (360 images, chose nothing)" in stdout
     _, info = load_train_state(out / STATE_FILE)
     assert info["step"] == 3 and info["train_config"]["accum_steps"] == 2
     code, stdout, err = cli("train", "--out", out, "--resume", "--no-progress")
@@ -78,7 +80,9 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert r.stdout.count("best val top-1") == 1  # rank 0 reports, rank 1 stays quiet
     assert "2 process(es)" in r.stdout
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["step"] == 4 and rows[0]["val_count"] == 360  # val sharded, then summed
+    # val (142 held out of digits/train: the fine-tune default) sharded, then summed; the test split scored once
+    assert len(rows) == 1 and rows[0]["step"] == 4 and rows[0]["val_count"] == 142
+    assert r.stdout.count("scored on digits/test (360 images, chose nothing)") == 1
     _, info = load_train_state(out / STATE_FILE)
     assert info["world_size"] == 2 and len(info["rng"]) == 2
     m = squeezenet.load(out / "last.safetensors")

@@ -73,7 +73,9 @@ def finetune(model, data, out, *, verbose: bool = True, **options):
     -o OUT`` with its recipe (``finetune``), its head start (conv10 rebuilt for the data's
     classes from their class means, or kept rows) and its checkpoints in ``out``. Returns the
     final model (``out/last.safetensors``). Options: ``train``'s flags (``epochs=3``,
-    ``freeze="features"``, ``val_split=0.1``, ``overwrite=True``...).
+    ``freeze="features"``, ``val_split=0`` to choose ``best`` on the test split instead of 10 %
+    of train held out, ``overwrite=True``...). The library objects it fills are
+    :class:`squeezenet.train.FinetuneSetup` and :class:`~squeezenet.train.TrainRun`.
 
     >>> import os, tempfile, squeezenet
     >>> m = squeezenet.create_model("squeezenet_small", meta=squeezenet.MetaParams(base_e=16, incr_e=16))

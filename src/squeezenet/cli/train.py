@@ -15,14 +15,16 @@ EXAMPLES = """  squeezenet train --data digits --out runs/digits --recipe small 
   torchrun --nproc_per_node=2 -m squeezenet train --data digits --out runs/ddp
   squeezenet train --model v11.safetensors --data photos/ --out runs/mine   # fine-tune on your classes
   squeezenet train --model v11.safetensors --data photos/ --out runs/probe --freeze features
-  squeezenet train --model v11.safetensors --data photos/ --out runs/v --val-split 0.1  # best chosen off the test split
+  squeezenet train --model v11.safetensors --data photos/ --out runs/v --val-split 0   # best chosen on photos/test
 
 Fine-tuning (--model is a model file): the recipe is finetune unless --recipe says otherwise.
 When the data's classes are not the model's, conv10 is rebuilt for them (its rows start from the
 class means of the training photos' features); when they are a subset of the model's classes
 (its ids, or names mapped to ids by a --classes file such as synset_words.txt), conv10 keeps
 their rows. One line says which; --head new|keep forces one. The output records the new
-class list (and the names of a --classes file).
+class list (and the names of a --classes file). Unless --val or --no-val is given, best.safetensors
+is chosen on 10 % of each class held out of the train split (--val-split 0.1, the finetune
+recipe's; listed in DIR/val_images.txt), and the test split scores last and best once at the end.
 
 Defaults come from the recipe that runs, which depends on the data and the model (each
 option above lists them per recipe): finetune when --model is a model file; small for
@@ -30,8 +32,9 @@ squeezenet_small, the default model for 32x32 data (digits, cifar10, --preproces
 else paper (SGD momentum 0.9, weight decay 2e-4, lr 0.04 linear to 0, batch 32 x 16 = 512).
 The run's first line names the recipe, lr and steps. A config file (YAML/JSON, fields of
 TrainConfig) sets any of them; flags win over the file.
-Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars), DIR/train_state.safetensors
-and DIR/metrics.jsonl. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
+Writes DIR/last.safetensors, DIR/best.safetensors (+ .json sidecars, which record the images that
+validated), DIR/train_state.safetensors, DIR/metrics.jsonl and, with a --val-split,
+DIR/val_images.txt. Ctrl-C saves and exits; --resume continues. A non-empty DIR is refused
 unless --resume continues its run or --overwrite starts again (removing those files only).
 DIR is locked while a run writes it: a second command writing the same DIR is refused.
 """
@@ -60,9 +63,11 @@ CONFIG_FLAGS = [
     ("--freeze", "freeze", str, "comma-separated layers kept fixed: features, conv1, fire2..fire9, conv10 or "
                                 "module paths (features: only conv10 trains, on features computed once)"),
     ("--head-lr-mult", "head_lr_mult", float, "conv10's lr = lr x this (default 1; finetune recipe 10)"),
-    ("--val-split", "val_split", float, "hold this fraction of the train split out (the same share of each class) "
-                                        "to validate on and choose best.safetensors by; the test split then only "
-                                        "scores, at the end (default 0: validate on --val or the test split)"),
+    ("--val-split", "val_split", float, "hold this fraction of the train split out (the same share of each class, "
+                                        "the same images every run; listed in DIR/val_images.txt) to validate on "
+                                        "and choose best.safetensors by; the test split then only scores, at the "
+                                        "end. 0: validate on --val or the test split. A recipe's hold-out gives way "
+                                        "to --val or --no-val (default 0)"),
     ("--train-size", "train_size", int, "side of the training crops (default: the preset's input size; "
                                         "finetune recipe 160); scoring stays at the preset's"),
 ]
@@ -146,15 +151,18 @@ def _config_overrides(args) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Fill the library's run objects from the flags (:class:`~squeezenet.train.run.FinetuneSetup`
+    for a model file, else a :class:`~squeezenet.train.run.TrainRun` of a new or resumed model)
+    and run them; what runs, checks and reports is theirs."""
     from pathlib import Path
 
     import torch
 
-    from ..data import check_preset, dataset_label
+    from ..data import check_preset
     from ..errors import SqueezeNetError
     from ..io import check_output
     from ..train import STATE_FILE, TrainConfig, Trainer, load_train_state
-    from ..train import distributed as D
+    from ..train.run import FinetuneSetup, check_val_options, default_val_split
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,73 +199,30 @@ def run(args: argparse.Namespace) -> int:
         raise SqueezeNetError("--data is required")
     if preset:
         check_preset(preset)
-    if config.val_split and (val_spec or no_val):
-        raise SqueezeNetError("--val-split validates on images held out of the train split: not with "
-                              f"{'--val' if val_spec else '--no-val'}")
+    if saved is None:   # a recipe's hold-out gives way to --val / --no-val; a --val-split flag does not
+        config = default_val_split(config, val_spec, no_val, explicit="val_split" in overrides or bool(args.config))
+    check_val_options(config, val_spec, no_val)
     if args.head and not (saved is None and _is_file(args.model)):
         raise SqueezeNetError("--head applies when fine-tuning a model file (--model FILE)")
     Trainer.pick_device(config.device)     # cuda:99 on this machine: refused before any work
     _check_out(out, args)
     existed = out.exists()
     check_output(out, folder=True)        # writable, before any data is read
+    note = _recipe_note(args, saved, config)
     try:
         torch.manual_seed(config.seed)
         if saved is None and _is_file(args.model):
-            model, preset, train_ds, val_ds = _finetune_setup(args, config, data, preset, classes, val_spec, no_val)
+            setup = FinetuneSetup(_build_model(args, None, data, preset), data, config, source=args.model,
+                                  preprocess=preset, classes=classes, head=args.head, val=val_spec, no_val=no_val,
+                                  strict=args.strict, note=note)
+            job = setup.prepare(out)
         else:
-            model, preset, train_ds, val_ds = _setup(args, config, saved, data, preset, classes, val_spec, no_val)
+            job = _setup(args, config, saved, data, preset, classes, val_spec, no_val, out, note)
     except BaseException:
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()   # bad input: leave nothing behind
         raise
-    frozen_run = saved is not None and bool(saved.get("cli", {}).get("frozen_backbone"))
-    if config.freeze and (saved is None or frozen_run):
-        from ..train.finetune import freezes_backbone
-        if freezes_backbone(model, config.freeze):
-            return _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val,
-                               resume=saved is not None)
-
-    trainer = Trainer(model, config, train_ds, val_ds, out_dir=out)
-    trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
-                               "val": str(val_spec) if val_spec else None, "no_val": bool(no_val)}
-    if trainer.is_main:
-        n_val = len(val_ds) if val_ds is not None else 0
-        print(f"training {model.config.stem}/{model.config.bypass}{'/bn' if model.config.batch_norm else ''} ({sum(p.numel() for p in model.parameters()):,} "
-              f"params) on {data}: {len(train_ds)} train / {n_val} val images, {len(train_ds.classes)} classes, "
-              f"preset {preset}; {trainer.total_steps()} steps of {config.effective_batch * trainer.world_size} "
-              f"images, lr {config.lr} {config.schedule}{_recipe_note(args, saved, config)}, {trainer.world_size} process(es) "
-              f"on {trainer.device}",
-              flush=True)
-    if args.resume:
-        trainer.resume()
-    try:
-        history = trainer.fit()
-    finally:
-        D.cleanup()
-    if not trainer.is_main:
-        return 0
-    if trainer.interrupted:
-        return 130
-    skipped = history[-1].get("skipped", 0) if history else 0
-    if history:
-        best = max(history, key=lambda h: h.get("val_top1", -h["train_loss"]))
-        if "val_top1" in best:
-            on_test = not (config.val_split or val_spec)
-            print(f"best val top-1 {best['val_top1']:.4f} (top-5 {best['val_top5']:.4f}) at epoch {best['epoch']}; "
-                  f"last {history[-1]['val_top1']:.4f}"
-                  + (f" (val: {dataset_label(data, 'test')}, the split scores are read from: best's figure chose "
-                     f"its epoch; report last's, or choose on --val-split)" if on_test else
-                     f" (val: {len(val_ds)} images held out of the train split)" if config.val_split else ""))
-        else:
-            print(f"final train loss {history[-1]['train_loss']:.4f}")
-    if config.val_split:
-        _score_on_test(out, data, preset, list(train_ds.classes), args.strict, history)
-    if skipped:
-        print(f"skipped {skipped} unreadable image(s) (listed above)")
-    written = [str(out / n) for n in ("best.safetensors", "last.safetensors", "metrics.jsonl") if (out / n).is_file()]
-    if written:   # only what is there: a resumed run that had nothing left to do wrote nothing new
-        print(f"wrote {', '.join(written)}")
-    return 0
+    return job.run().exit_code
 
 
 def _recipe_note(args, saved, config) -> str:
@@ -272,23 +237,21 @@ def _is_file(model) -> bool:
     return bool(model and Path(model).suffix)
 
 
-def _setup(args, config, saved, data, preset, classes, val_spec, no_val):
-    """Model and datasets of a run from scratch (or a resumed one)."""
+def _setup(args, config, saved, data, preset, classes, val_spec, no_val, out, note):
+    """The :class:`~squeezenet.train.run.TrainRun` of a model from scratch (or a resumed one)."""
     from pathlib import Path
 
     from ..data import build_dataset, check_training_split, preset_for
     from ..errors import SqueezeNetError
+    from ..train.run import TrainRun, data_roles
     model = _build_model(args, saved, data, preset)
     preset = preset or preset_for(model, data)
     wanted = model.classes if saved is not None else (classes or model.classes)   # a resumed run: its own
     train_ds = build_dataset(data, "train", preset=preset, classes=wanted, strict=args.strict,
                              train_size=config.train_size)
     check_training_split(train_ds, data)
-    val_ds = None
-    if config.val_split:
-        train_ds, val_ds = _split_val(train_ds, data, preset, args.strict, config.val_split)
-    elif not no_val:
-        val_ds = _val_dataset(val_spec or data, preset, train_ds.classes, args.strict, explicit=bool(val_spec))
+    train_ds, val_ds, validation = data_roles(train_ds, data, preset, train_ds.classes, args.strict,
+                                              config.val_split, val_spec, no_val)
     if saved is None:
         if model.num_classes != len(train_ds.classes):
             if args.model and Path(args.model).suffix:
@@ -308,161 +271,12 @@ def _setup(args, config, saved, data, preset, classes, val_spec, no_val):
     if config.freeze:
         from ..train.finetune import resolve_freeze
         resolve_freeze(model, config.freeze)   # a name matching nothing: one line, before any work
-    return model, preset, train_ds, val_ds
-
-
-def _finetune_setup(args, config, data, preset, classes, val_spec, no_val):
-    """Fine-tuning a model file: check the input, pick the data's classes, give the model its
-    head for them (new, kept rows or unchanged; one line says which). Every check runs before
-    any training work, each a one-line error."""
-    from ..data import (INPUT_SIZE, build_dataset, check_model_input, check_training_split, class_folder_names,
-                        preset_for)
-    from ..data.datasets import read_class_names, read_labels
-    from ..errors import ConfigError, FormatError
-    from ..train.finetune import mapping_from_labels, plan_head, resolve_freeze, sample_features, transfer_head
-    model = _build_model(args, None, data, preset)
-    own = getattr(model, "preprocess", None)
-    if preset and own in INPUT_SIZE and INPUT_SIZE[preset] != INPUT_SIZE[own]:
-        raise FormatError(args.model, f"takes {INPUT_SIZE[own]}x{INPUT_SIZE[own]} input (preset {own}) but "
-                                      f"--preprocess {preset} gives {INPUT_SIZE[preset]}x{INPUT_SIZE[preset]}; "
-                                      f"drop --preprocess or give a preset of the model's input size")
-    preset = preset or preset_for(model, data)
-    check_model_input(model, preset, source=args.model)
-    if config.freeze:
-        resolve_freeze(model, config.freeze)
-    folders = class_folder_names(data, "train")
-    if len(folders) < 2:
-        shown = f" ({folders[0]!r})" if folders else ""
-        raise ConfigError(f"{data}: {len(folders)} class folder{'' if len(folders) == 1 else 's'}{shown}; "
-                          f"training a classifier needs at least 2 (one folder of photos per class)")
-    data_classes, names, mapping = sorted(folders), None, None
-    if classes:
-        ids, file_names = read_class_names(classes)
-        if set(ids) == set(folders):        # the file lists the data's classes: its order, its names
-            data_classes = list(ids)
-        mapping = mapping_from_labels(read_labels(classes))
-        if file_names:
-            by_id = dict(zip(ids, file_names))
-            names = [by_id.get(c, c) for c in data_classes]
-    model_classes = getattr(model, "classes", None)
-    if model_classes is not None and len(model_classes) != model.num_classes:
-        model_classes = None
-    plan = plan_head(model_classes, data_classes, args.head or "auto", mapping,   # errors before any work
-                     num_outputs=model.num_classes)
-    train_ds = build_dataset(data, "train", preset=preset, classes=data_classes, strict=args.strict,
-                             train_size=config.train_size)
-    check_training_split(train_ds, data)
-    val_ds = None
-    if config.val_split:
-        train_ds, val_ds = _split_val(train_ds, data, preset, args.strict, config.val_split)
-    elif not no_val:
-        val_ds = _val_dataset(val_spec or data, preset, data_classes, args.strict, explicit=bool(val_spec))
-    features = None
-    if plan.kind == "new":   # imprint the new rows: class means of 50 centre-cropped photos a class
-        plain = _same_images(train_ds, build_dataset(data, "train", preset=preset, classes=data_classes,
-                                                     strict=args.strict, augment=False))
-        features = sample_features(model, plain, per_class=50, batch_size=config.eval_batch_size,
-                                   seed=config.seed, progress=config.progress)
-    plan = transfer_head(model, data_classes, args.head or "auto", mapping, features=features)
-    print(plan.message, flush=True)
-    model.class_names = names
-    model.preprocess = preset
-    return model, preset, train_ds, val_ds
-
-
-def _fit_frozen(args, model, config, train_ds, val_ds, out, data, preset, classes, val_spec, no_val,
-                resume: bool = False) -> int:
-    """--freeze leaves only conv10 training: the backbone's features of the training photos
-    (centre crops) are computed once and conv10 is trained on them by the Trainer
-    (:func:`~squeezenet.train.finetune.head_trainer`), which writes what a run writes
-    (checkpoints, training state, metrics.jsonl) and resumes (the features are computed again)."""
-    import time
-
-    import torch
-
-    from ..data import build_dataset
-    from ..train import STATE_FILE
-    from ..train import distributed as D
-    from ..train.checkpoint import METRICS_FILE
-    from ..train.finetune import head_trainer
-    t0 = time.perf_counter()
-    if resume:   # the backbone the features come from is the run's
-        from ..models.weights import load_state_dict_checked
-        from ..train import load_train_state
-        groups, _ = load_train_state(out / STATE_FILE)
-        load_state_dict_checked(model, groups["model"], out / STATE_FILE)
-    plain = _same_images(train_ds, build_dataset(data, "train", preset=preset, classes=list(train_ds.classes),
-                                                 strict=args.strict, augment=False))
-    print(f"training conv10 alone ({sum(p.numel() for p in model.classifier.parameters()):,} params) on the "
-          f"frozen backbone's features of {len(plain)} train / {len(val_ds) if val_ds is not None else 0} val "
-          f"images, computed once; {config.epochs} epochs, lr {config.lr * config.head_lr_mult:g} "
-          f"{config.optimizer} {config.schedule}", flush=True)
-    torch.manual_seed(config.seed)
-    trainer = head_trainer(model, config, plain, val_ds, progress=config.progress, out_dir=out)
-    trainer.run_info["cli"] = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
-                               "val": str(val_spec) if val_spec else None, "no_val": bool(no_val),
-                               "frozen_backbone": True}
-    if resume:
-        trainer.resume()
-    try:
-        history = trainer.fit()
-    finally:
-        D.cleanup()
-    model.eval()
-    if not trainer.is_main:
-        return 0
-    if trainer.interrupted:
-        return 130
-    seconds = time.perf_counter() - t0
-    last = history[-1]
-    if "val_top1" in last:
-        print(f"val top-1 {last['val_top1']:.4f} (top-5 {last['val_top5']:.4f}) after {last['epoch']} epochs; "
-              f"{seconds:.1f} s in all ({last['features_s']:.1f} s of them computing features)")
-    if config.val_split:
-        _score_on_test(out, data, preset, list(train_ds.classes), args.strict, history)
-    written = [str(out / n) for n in ("best.safetensors", "last.safetensors", METRICS_FILE) if (out / n).is_file()]
-    print(f"wrote {', '.join(written)}")
-    return 0
-
-
-def _split_val(train_ds, data, preset, strict, fraction):
-    """--val-split: (the training images kept, the images held out to validate on, centre-cropped)."""
-    from ..data import build_dataset, check_training_split, hold_out, subset
-    from ..errors import ConfigError
-    keep, held = hold_out(train_ds.targets, fraction)
-    if not held:
-        raise ConfigError(f"--val-split {fraction}: holds out none of the {len(train_ds)} training images; "
-                          f"use a larger fraction")
-    plain = build_dataset(data, "train", preset=preset, classes=list(train_ds.classes), strict=strict, augment=False)
-    fit = subset(train_ds, keep)
-    check_training_split(fit, data)     # every class keeps training images
-    return fit, subset(plain, held)
-
-
-def _same_images(train_ds, plain):
-    """``plain`` (the train split without augmentation) cut to the images ``train_ds`` trains on."""
-    from ..data import subset
-    indices = getattr(train_ds, "indices", None)
-    return plain if indices is None else subset(plain, indices)
-
-
-def _score_on_test(out, data, preset, classes, strict, history) -> None:
-    """After a --val-split run: score last and best once on the data's test split, which chose
-    nothing (the held-out training images chose best's epoch)."""
-    from ..data import dataset_label, make_loader
-    from ..evaluate import evaluate
-    from ..io import load
-    test = _val_dataset(data, preset, classes, strict, explicit=False)
-    if test is None:
-        print("no test split in the data to score on: the val figures above chose best's epoch")
-        return
-    loader = make_loader(test, 100)
-    last = evaluate(load(out / "last.safetensors"), loader)
-    line = f"scored on {dataset_label(data, 'test')} ({last['count']} images, chose nothing): last top-1 {last['top1']:.4f}"
-    if (out / "best.safetensors").is_file():
-        best = max(history, key=lambda h: h.get("val_top1", -h["train_loss"]))
-        line += f", best (epoch {best['epoch']}) {evaluate(load(out / 'best.safetensors'), loader)['top1']:.4f}"
-    print(line, flush=True)
+    cli = {"data": str(data), "preprocess": preset, "classes": str(classes) if classes else None,
+           "val": str(val_spec) if val_spec else None, "no_val": bool(no_val)}
+    if saved is not None and saved.get("cli", {}).get("frozen_backbone"):
+        cli["frozen_backbone"] = True
+    return TrainRun(model, config, train_ds, val_ds, out, data, preset, validation, strict=args.strict,
+                    run_info={"cli": cli}, resume=saved is not None, note=note)
 
 
 def _check_out(out, args) -> None:
@@ -526,21 +340,3 @@ def _build_model(args, saved, data, preset, num_classes=None):
         from ..errors import SqueezeNetError
         raise SqueezeNetError(str(e)) from None
     return create_model(name, **kwargs)
-
-
-def _val_dataset(spec, preset, classes, strict, explicit):
-    from ..data import build_dataset
-    from ..data.datasets import BUILTIN
-    from ..errors import SqueezeNetError
-    from pathlib import Path
-    if not explicit and spec not in BUILTIN:
-        p = Path(spec)
-        has_split = p.is_dir() and any((p / n).exists() for n in ("test", "test.tar.gz", "test.tgz", "test.tar"))
-        if not has_split:
-            return None  # a plain folder: nothing held out
-    try:
-        return build_dataset(spec, "test", preset=preset, classes=classes, strict=strict)
-    except SqueezeNetError:
-        if explicit:
-            raise
-        return None

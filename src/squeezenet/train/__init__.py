@@ -6,7 +6,9 @@
 """
 from .checkpoint import STATE_FILE, load_train_state, save_model_checkpoint
 from .config import SCHEDULES, TrainConfig, lr_at
+from .run import FinetuneSetup, RunResult, TrainRun, Validation
 from .trainer import Callback, ShardSampler, Trainer, TrainingDiverged, default_loss
 
 __all__ = ["TrainConfig", "Trainer", "Callback", "TrainingDiverged", "ShardSampler", "lr_at",
-           "SCHEDULES", "STATE_FILE", "load_train_state", "save_model_checkpoint", "default_loss"]
+           "SCHEDULES", "STATE_FILE", "load_train_state", "save_model_checkpoint", "default_loss",
+           "FinetuneSetup", "TrainRun", "RunResult", "Validation"]

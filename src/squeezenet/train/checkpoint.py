@@ -25,8 +25,11 @@ STATE_FORMAT = "squeezenet-train-state"
 STATE_VERSION = "1"
 STATE_FILE = "train_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
+#: The images held out of the train split to choose ``best`` by (``--val-split``), one a line.
+VAL_LIST_FILE = "val_images.txt"
 #: Every file a training run writes into its folder (and ``train --overwrite`` removes).
-RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", STATE_FILE, METRICS_FILE)
+RUN_FILES = ("best.safetensors", "best.json", "last.safetensors", "last.json", STATE_FILE, METRICS_FILE,
+             VAL_LIST_FILE)
 
 
 def clear_run(out_dir: Path) -> list[str]:
