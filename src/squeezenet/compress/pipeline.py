@@ -608,7 +608,6 @@ def _nearest_allocation(s: CompressState, target: int):
     """The knapsack allocation for a ``target``-byte file, nearest-rounded: ``(choice, layers,
     model, budget, overhead)``; ``budget`` is what the layers may spend (the file's header and
     float32 biases, measured on a first encode, come off the target)."""
-    import tempfile
     from . import mixed as M
 
     def nearest(budget):
@@ -623,8 +622,7 @@ def _nearest_allocation(s: CompressState, target: int):
     if guess <= 0:
         raise ConfigError(f"--target-size {target:,}: the unquantized parameters alone need {4 * n_bias:,} B")
     choice, layers, m = nearest(guess)
-    with tempfile.TemporaryDirectory(prefix="squeezenet-fit-") as d:
-        total = S.save_quantized(m, layers, Path(d) / "t.sqz", s.cfg.gap_bits)["bytes"]
+    total = S.quantized_size(m, layers, s.cfg.gap_bits)["bytes"]
     overhead = total - sum(M.layer_bytes(q.codes, q.codebook.size, s.cfg.gap_bits) for q in layers.values()) + 64
     choice, layers, m = nearest(target - overhead)
     return choice, layers, m, target - overhead, overhead
@@ -693,9 +691,7 @@ def _keep_mixed(s: CompressState, best: Candidate) -> None:
 
 def _mixed_row(s: CompressState, stage: str, approach: str, **extra) -> None:
     """A report row of the mixed path: the current layers' exact file size, evaluated."""
-    import tempfile
-    with tempfile.TemporaryDirectory(prefix="squeezenet-row-") as d:
-        size = _write(s, Path(d) / "row.sqz")["bytes"]
+    size = _size(s)["bytes"]
     met = s.metrics[stage] = {} if s.searching else s.evaluate(s.model)
     s.add_row(stage, approach, bits_label(s.bits), size, met, kept=S.kept_fraction(s.model, s.keys), **extra)
     s.log(f"{stage}: {size:,} B" + (f" top-1 {met['top1']:.4f}" if "top1" in met else ""))
@@ -884,33 +880,35 @@ def _write(s: CompressState, path=None) -> dict:
                             metadata={"compressed_from_params": s.n_params})
 
 
+def _size(s: CompressState) -> dict:
+    """What :func:`_write` would return (the file's exact bytes and parts), writing nothing."""
+    return S.quantized_size(s.model, s.layers, s.cfg.gap_bits, metadata={"compressed_from_params": s.n_params})
+
+
 def encode(s: CompressState) -> None:
     """Huffman-code the model into the ``.sqz``; over ``target_size`` (the size was estimated
     before retraining), drop the smallest shared weights and write again; reload the file from
     disk and evaluate it. The "huffman (.sqz)" row.
 
-    Trial encodings under a target size go to a scratch file: the output path is written once,
-    with the file that fits, so a failure leaves whatever was there before untouched."""
-    import tempfile
-
+    Refits under a target size are measured exactly without writing: the output path is written
+    once, with the file that fits, so a failure leaves whatever was there before untouched."""
     from ..io.sqz import load_sqz
     cfg = s.cfg
     if cfg.target_size:
-        with tempfile.TemporaryDirectory(prefix="squeezenet-refit-") as d:
-            info = _write(s, Path(d) / "try.sqz")
-            while info["bytes"] > cfg.target_size:
-                if s.refits >= MAX_REFITS:
-                    raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
-                                      f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
-                s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
-                Q.load_layers(s.model, s.layers)
-                s.refits += 1
-                info = _write(s, Path(d) / "try.sqz")
-                s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
-    if D.active() and D.env_world()[0] != 0:   # torchrun: rank 0 writes the file, the others a copy
-        with tempfile.TemporaryDirectory(prefix="squeezenet-rank-") as d:
-            info = _write(s, Path(d) / "rank.sqz")
-            written = load_sqz(Path(d) / "rank.sqz")
+        info = _size(s)
+        while info["bytes"] > cfg.target_size:
+            if s.refits >= MAX_REFITS:
+                raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
+                                  f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
+            s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
+            Q.load_layers(s.model, s.layers)
+            s.refits += 1
+            info = _size(s)
+            s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
+    if D.active() and D.env_world()[0] != 0:   # torchrun: rank 0 writes the file, the others decode it in memory
+        data, info = S.quantized_bytes(s.model, s.layers, s.cfg.gap_bits,
+                                       metadata={"compressed_from_params": s.n_params})
+        written = load_sqz(f"{s.out_path} (rank copy)", data)
     else:
         info = _write(s)
         written = load_sqz(s.out_path)
