@@ -1,8 +1,11 @@
 """Deep Compression end to end: prune -> retrain -> quantize -> retrain centroids -> Huffman.
 
 :func:`compress_model` runs :data:`STAGES`, an ordered list of small functions over one
-:class:`CompressState`, on a trained SqueezeNet. Each stage reads and writes the state (the
-model, kept fractions, per-layer bits, masks, quantized layers, report rows); the stages that
+:class:`CompressState`, on a trained SqueezeNet. The state has rooms: the fixed
+:class:`Inputs` (config, :class:`~.roles.DataRoles`, the uncompressed model), which no stage
+changes; the :class:`Artefact` the stages build (model, kept fractions, per-layer bits,
+masks, quantized layers); the :class:`Report` they add rows and metrics to; and what is
+:class:`Measured` once (calibration batches, sensitivities). The stages that
 make a row evaluate their result on the evaluation data, so the report is Table 2 of the paper
 (see :mod:`squeezenet.compress.report`). Sizes and the ``.sqz`` writer are in
 :mod:`squeezenet.compress.sizing`.
@@ -20,8 +23,11 @@ wins, :func:`round_compensated` (GPTQ-style rounding on the calibration images) 
 prune / retrain / quantize / centroids, each kept only where it scores better. With
 ``unlabeled`` images, candidates are scored on a part of them held out of calibration and
 retraining (agreement with the uncompressed model's top-1), never on the evaluation data the
-report gives; the report says which chose (``chosen_on``). ``max_drop_points``
-(:func:`search_size`) searches the smallest size within a top-1 drop.
+report gives; which images trained, calibrated, chose and scored is decided in one place
+(:class:`~.roles.DataRoles`) and reported as data (``data_roles``; in words, ``chosen_on``).
+``max_drop_points``
+(:func:`search_size`) searches the smallest size within a top-1 drop: a driver that runs the
+trial stages on copies of the artefact (:func:`run_on_copy`).
 
 Retraining uses :class:`squeezenet.train.Trainer` (callbacks ``on_step_end`` keep the pruning
 masks); with unlabeled data it distills the uncompressed model (no labels needed). A
@@ -615,7 +621,8 @@ def _sensitivity(s: CompressState) -> None:
     batches = s.calibration()
     bar = _bar(s, len(batches), "sensitivity", "batch")
     try:
-        s.measured.fisher = M.fisher_diagonal(s.inputs.teacher, batches, s.inputs.keys, target="logits", progress=lambda i: bar.update(1))
+        s.measured.fisher = M.fisher_diagonal(s.inputs.teacher, batches, s.inputs.keys, target="logits",
+                                              progress=lambda i: bar.update(1))
     finally:
         bar.close()
     s.log(f"  sensitivity measured on {sum(len(b) for b in batches)} calibration images")
@@ -623,7 +630,8 @@ def _sensitivity(s: CompressState) -> None:
     try:
         s.measured.options = {}
         for k in s.inputs.keys:
-            s.measured.options[k] = M.layer_options(k, s.inputs.teacher.get_parameter(k), s.measured.fisher[k], family="both",
+            s.measured.options[k] = M.layer_options(k, s.inputs.teacher.get_parameter(k), s.measured.fisher[k],
+                                                    family="both",
                                            gap_bits=s.cfg.gap_bits, keep_layers=False)
             bar.update(1)
     finally:
@@ -638,7 +646,8 @@ def _nearest_allocation(s: CompressState, target: int):
 
     def nearest(budget):
         choice = M.allocate(s.measured.options, budget)
-        layers = {k: M.realize(o, s.inputs.teacher.get_parameter(k).detach(), s.measured.fisher[k]) for k, o in choice.items()}
+        layers = {k: M.realize(o, s.inputs.teacher.get_parameter(k).detach(), s.measured.fisher[k])
+                  for k, o in choice.items()}
         m = copy.deepcopy(s.inputs.teacher)
         M.apply_layers(m, layers)
         return choice, layers, m
@@ -719,7 +728,8 @@ def _mixed_row(s: CompressState, stage: str, approach: str, **extra) -> None:
     """A report row of the mixed path: the current layers' exact file size, evaluated."""
     size = _size(s)["bytes"]
     met = s.report.metrics[stage] = s.evaluate(s.art.model) if s.evaluate_rows else {}
-    s.add_row(stage, approach, bits_label(s.art.bits), size, met, kept=S.kept_fraction(s.art.model, s.inputs.keys), **extra)
+    s.add_row(stage, approach, bits_label(s.art.bits), size, met, kept=S.kept_fraction(s.art.model, s.inputs.keys),
+              **extra)
     s.log(f"{stage}: {size:,} B" + (f" top-1 {met['top1']:.4f}" if "top1" in met else ""))
 
 
@@ -732,7 +742,8 @@ def round_compensated(s: CompressState) -> None:
     qm = copy.deepcopy(s.inputs.teacher)
     bar = _bar(s, len(s.art.choice), "rounding", "layer")
     try:
-        layers, choice = M.round_sequential(qm, s.inputs.teacher, s.measured.options, s.art.choice, s.art.budget, s.measured.fisher,
+        layers, choice = M.round_sequential(qm, s.inputs.teacher, s.measured.options, s.art.choice, s.art.budget,
+                                            s.measured.fisher,
                                             s.calibration(), s.cfg.gap_bits, progress=lambda: bar.update(1))
     finally:
         bar.close()
@@ -764,7 +775,8 @@ def distill_ste(s: CompressState) -> None:
     try:
         layers, hist = distill_quantized(qm, teacher, s.art.layers, batches, cfg.distill_steps, cfg.distill_lr,
                                          mode="ste", loss="kl", temperature=cfg.temperature,
-                                         max_bytes=s.art.budget, importance=s.measured.fisher, log=s.log, device=cfg.device,
+                                         max_bytes=s.art.budget, importance=s.measured.fisher, log=s.log,
+                                         device=cfg.device,
                                          bf16=cfg.bf16, progress=cfg.progress)
     except TrainingDiverged as e:     # scores as not distilled, which a tie keeps
         s.log(f"  distillation stopped: {e}")
@@ -908,7 +920,8 @@ def _write(s: CompressState, path=None) -> dict:
 
 def _size(s: CompressState) -> dict:
     """What :func:`_write` would return (the file's exact bytes and parts), writing nothing."""
-    return S.quantized_size(s.art.model, s.art.layers, s.cfg.gap_bits, metadata={"compressed_from_params": s.inputs.n_params})
+    return S.quantized_size(s.art.model, s.art.layers, s.cfg.gap_bits,
+                            metadata={"compressed_from_params": s.inputs.n_params})
 
 
 def encode(s: CompressState) -> None:
@@ -925,7 +938,8 @@ def encode(s: CompressState) -> None:
         while info["bytes"] > target:
             if s.art.refits >= MAX_REFITS:
                 raise ConfigError(f"--target-size {target}: the encoded model is still "
-                                  f"{info['bytes']:,} B after {s.art.refits} refits; use a larger target or fewer --bits")
+                                  f"{info['bytes']:,} B after {s.art.refits} refits; use a larger target or "
+                                  f"fewer --bits")
             s.art.layers = S.prune_more(s.art.layers, target / info["bytes"])
             Q.load_layers(s.art.model, s.art.layers)
             s.art.refits += 1
@@ -1108,7 +1122,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("round", round_compensated, "round", when=lambda s: _mixed(s) and not s.art.from_search,
           doing="error-compensated rounding on the calibration images"),
     Stage("distill", distill_ste, "distill",
-          when=lambda s: _mixed(s) and s.cfg.distill_steps > 0 and s.roles.distill is not None and not s.art.from_search,
+          when=lambda s: (_mixed(s) and s.cfg.distill_steps > 0 and s.roles.distill is not None
+                          and not s.art.from_search),
           doing="straight-through distillation from the uncompressed model"),
     Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
     Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),

@@ -15,7 +15,7 @@ Four roles (the report carries them as data, ``report["data_roles"]``):
 >>> from torch.utils.data import TensorDataset
 >>> from squeezenet.data import make_loader
 >>> val = make_loader(TensorDataset(torch.zeros(8, 3, 4, 4), torch.zeros(8, dtype=torch.long)), 4)
->>> unl = TensorDataset(torch.zeros(100, 3, 4, 4))
+>>> unl = TensorDataset(torch.zeros(100, 3, 4, 4), torch.zeros(100, dtype=torch.long))
 >>> r = DataRoles.build(val, unlabeled=unl, choose_images=20)
 >>> len(r.choose_batches()), r.chosen_on()
 (1, "20 --unlabeled images held out of calibration and retraining (agreement with the uncompressed model's top-1)")
@@ -153,7 +153,8 @@ class DataRoles:
         n = self.names
         scored = n["data"] or "the evaluation data"
         score_ds = getattr(self.score, "dataset", None)
-        info: dict[str, dict] = {"score": {"source": scored, "images": _len(score_ds) if score_ds is not None else None}}
+        info: dict[str, dict] = {"score": {"source": scored,
+                                           "images": _len(score_ds) if score_ds is not None else None}}
         if self.retrain is not None:
             distilled = self.unlabeled is not None
             info["train"] = {"source": n["unlabeled"] if distilled else n["train"], "images": _len(self.retrain),
