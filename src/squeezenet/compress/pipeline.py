@@ -913,8 +913,8 @@ def tune_centroids(s: CompressState) -> None:
           + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
 
 
-def _write(s: CompressState, path=None) -> dict:
-    return S.save_quantized(s.art.model, s.art.layers, path or s.inputs.out_path, s.cfg.gap_bits,
+def _write(s: CompressState) -> dict:
+    return S.save_quantized(s.art.model, s.art.layers, s.inputs.out_path, s.cfg.gap_bits,
                             metadata={"compressed_from_params": s.inputs.n_params})
 
 
