@@ -418,8 +418,8 @@ def test_stage_list_takes_a_new_stage(tmp_path):
     seen = {}
 
     def look(s):
-        seen.update(bits=dict(s.bits), layers=sorted(s.layers), rows=[r["stage"] for r in s.rows],
-                    keys=sorted(s.keys), method=s.prune_method)
+        seen.update(bits=dict(s.art.bits), layers=sorted(s.art.layers), rows=[r["stage"] for r in s.report.rows],
+                    keys=sorted(s.inputs.keys), method=s.art.prune_method)
     i = [st.name for st in PL.STAGES].index("quantize") + 1
     stages = PL.STAGES[:i] + (PL.Stage("look", look, "look"),) + PL.STAGES[i:]
     cfg = PL.CompressConfig(prune="uniform:0.5", bits=5, finetune_epochs=0, calibration_images=0)
@@ -556,6 +556,9 @@ def test_target_size_chooses_on_train_images_held_out_not_on_the_scored_split(tm
     assert code == 0, err
     rep = json.loads(stdout)
     assert rep["chosen_on"].startswith("100 images held out of") and "train" in rep["chosen_on"], rep["chosen_on"]
+    choose = rep["data_roles"]["choose"]       # the same, as data
+    assert choose["images"] == 100 and choose["held_out_of"].endswith("train") and choose["split"] == "held out"
+    assert rep["data_roles"]["score"] == {"source": rep["scored_on"], "images": 60}
     assert "test" in rep["scored_on"] and rep["rows"][-1]["bytes"] <= fp32 // 3
     # --choose-images 0: the old behaviour, said as such
     code, stdout, err = cli("compress", tmp_path / "m.safetensors", "--data", "digits", "--target-size",

@@ -40,10 +40,13 @@ def test_layer_bytes_equal_the_writers_payload(tmp_path, one_thread):
         assert est == parts["codebook"] + parts["codes"] + parts["positions"], (b, keep)
 
 
-def test_huffman_bytes_hand_case():
-    # lengths 1, 2, 2 -> 6*1 + 1*2 + 1*2 = 10 bits = 2 bytes, plus a 2-byte table (3 nibbles)
-    assert M.huffman_bytes(np.array([6, 1, 1])) == 4
-    assert M.huffman_bytes(np.array([0, 0, 0])) == 2
+def test_layer_bytes_hand_case():
+    # codes 0,0,0,0,0,0,1,2 (two centroids): sparse = codes {1, 2} (1 bit each -> 1 B, table
+    # 2 B) + gaps {6, 0} (1 bit each -> 1 B, table 8 B) = 12 B; dense order: lengths 1, 2, 2
+    # -> 6 + 2 + 2 = 10 bits = 2 B + 2 B table = 4 B, but only tried above half density
+    assert M.layer_bytes(np.array([0, 0, 0, 0, 0, 0, 1, 2]), 2) == 12 + 4 * 3
+    # all kept: dense order, 8 codes of 1 bit (symbols 1, 2 only: 1 bit each) -> 1 B + 2 B
+    assert M.layer_bytes(np.array([1, 2, 1, 2, 1, 2, 1, 2]), 2) == 3 + 4 * 3
 
 
 def _opt(key, b, d):

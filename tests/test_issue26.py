@@ -267,13 +267,14 @@ def test_compress_stage_counter_never_jumps_when_the_path_is_chosen():
     from squeezenet.compress.pipeline import STAGES, run_stages
 
     def choose_mixed(s):
-        s.plan = "mixed"
+        s.art.plan = "mixed"
     for plan_chosen in ("mixed", "uniform"):
         lines = []
         cfg = SimpleNamespace(max_drop_points=None, target_size=560000, distill_steps=300, svd_energy=None)
-        s = SimpleNamespace(plan=None, mixed_wanted=True, cfg=cfg, searched=None, retrains=True, distill_data=[1],
-                            log=lines.append, timings={})
-        pick = choose_mixed if plan_chosen == "mixed" else (lambda s: setattr(s, "plan", "uniform"))
+        art = SimpleNamespace(plan=None, target_size=560000, from_search=False)
+        s = SimpleNamespace(art=art, mixed_wanted=True, cfg=cfg, retrains=True, roles=SimpleNamespace(distill=[1]),
+                            log=lines.append, report=SimpleNamespace(timings={}))
+        pick = choose_mixed if plan_chosen == "mixed" else (lambda s: setattr(s.art, "plan", "uniform"))
         stages = [dataclasses.replace(st, run=pick if st.name == "size budget" else (lambda s: None))
                   for st in STAGES]
         run_stages(s, stages)

@@ -72,6 +72,40 @@ def test_dense_order_when_smaller(tmp_path):
         assert np.array_equal(tensors[l.name], l.weight())
 
 
+@pytest.mark.parametrize("bits,density,gap_bits", [(1, 0.05, 2), (3, 0.4, 2), (5, 0.7, 4), (8, 1.0, 3),
+                                                   (2, 0.0, 6)])
+def test_encode_layer_sums_to_the_written_file(tmp_path, bits, density, gap_bits):
+    """encode_layer's bytes per layer + the header + the dense tensors = the file's size,
+    exactly, across bit widths, sparsities (dense order, one or two gaps a symbol, empty
+    layers) and gap widths; sqz_size says the same without writing, and the file's layout
+    is the one encode_layer decided."""
+    rng = np.random.default_rng(bits)
+    layers = []
+    for l in tiny_layers(seed=bits, bits=bits, density=density):
+        pos = np.flatnonzero(l.weight().ravel())
+        gaps, codes = sqz.sparse_entries(pos, rng.integers(1, l.codebook.size, size=pos.size), gap_bits, 0)
+        own_bias = l.bias_name != "classifier.1.bias"      # that one is stored dense
+        layers.append(sqz.SparseLayer(l.name, l.shape, l.codebook, codes, gaps, gap_bits, 0,
+                                      l.bias_name if own_bias else None, l.bias if own_bias else None, bits))
+    dense = {"classifier.1.bias": rng.normal(size=5).astype(np.float32)}
+    info = sqz.write_sqz(tmp_path / "m.sqz", TINY, layers, dense, classes=list("abcde"))
+    size = (tmp_path / "m.sqz").stat().st_size
+    encs = [sqz.encode_layer(l) for l in layers]
+    assert sum(e.bytes for e in encs) + info["parts"]["header"] + 4 * 5 == size == info["bytes"]
+    assert [sqz.layer_bytes(l) for l in layers] == [e.bytes for e in encs]
+    assert sqz.sqz_size(TINY, layers, dense, classes=list("abcde")) == info
+    h, _, _ = sqz.read_sqz(tmp_path / "m.sqz")
+    for rec, e in zip(h["layers"], encs):
+        assert rec["count"] == e.count and (rec["positions"] is None) == (e.positions is None)
+        assert rec["codes"]["data"][1] + rec["codes"]["lengths"][1] == e.codes.bytes
+        if e.positions is not None:
+            assert rec["positions"]["group"] == e.positions.group
+    if density == 1.0:
+        assert all(e.positions is None for e in encs)
+    if density == 0.05:
+        assert all(e.positions is not None for e in encs)
+
+
 def test_inspect_parts(tiny_file, cli):
     info = sqz.inspect_sqz(tiny_file)
     assert info["bytes"] == tiny_file.stat().st_size

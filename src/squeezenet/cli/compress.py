@@ -101,6 +101,7 @@ def run(args) -> int:
     from ..io import check_output
     from ..compress.pipeline import CompressConfig, compress_model
     from ..compress.report import format_report
+    from ..compress.roles import DataRoles, format_roles, same_images
     from ..data import (build_dataset, build_unlabeled, classes_for_scoring, dataset_label, distill_transform, get_transform,
                         make_loader, preset_for, spread_subset)
     from ..errors import SqueezeNetError
@@ -136,7 +137,7 @@ def run(args) -> int:
     train = None
     if args.unlabeled is None:
         train = build_dataset(args.data, "train", preset=preset, classes=classes)
-        if _same_images(train, val_all) and (args.finetune_epochs > 0 or args.max_steps):
+        if same_images(train, val_all) and (args.finetune_epochs > 0 or args.max_steps):
             raise SqueezeNetError(f"--data {args.data} has no separate train split: retraining on the "
                                   f"evaluation images would overstate accuracy; give --unlabeled DATA "
                                   f"or --finetune-epochs 0")
@@ -150,29 +151,17 @@ def run(args) -> int:
     if cfg.max_steps is None and unlabeled is not None and cfg.finetune_epochs > 0:
         images = min(len(unlabeled), int(UNLABELED_IMAGES * cfg.finetune_epochs))
         cfg = dataclasses.replace(cfg, max_steps=max(1, -(-images // cfg.batch_size)))
-    score, held_label = None, None
-    if args.target_size and not (unlabeled is not None and cfg.choose_images):
-        import torch.utils.data as tud
-        n_hold = min(cfg.choose_images, len(train) // 5) if train is not None else 0
-        if n_hold >= 10 and not _same_images(train, val_all):
-            # choose on labelled train images held out of calibration and retraining, so that
-            # the evaluation data only scores
-            from ..data import spread_indices
-            hold = spread_indices(len(train), n_hold)
-            held = set(hold)
-            plain = _view(train, get_transform(preset)) or build_dataset(args.data, "train", preset=preset,
-                                                                         classes=classes, augment=False)
-            score = make_loader(tud.Subset(plain, hold), args.batch_size)
-            train = tud.Subset(train, [i for i in range(len(train)) if i not in held])
-            held_label = (f"{n_hold} images held out of {dataset_label(args.data, 'train')} "
-                          f"(not calibrated or retrained on)")
-        elif len(val) > 200:
-            # no separate train split to hold images out of: every other evaluation image
-            score = make_loader(tud.Subset(val, range(0, len(val), 2)), args.batch_size)
+    scored = dataset_label(args.data, "test") + (f" ({len(val)} images)" if args.limit else "")
+    # which images train, calibrate, choose and score: decided by the library, named here
+    roles = DataRoles.build(
+        val_loader, train, unlabeled, unlabeled_eval=unlabeled_eval, distill=distill_data,
+        choose_images=cfg.choose_images, batch_size=args.batch_size, calibration_images=cfg.calibration_images,
+        hold_out_labeled=bool(args.target_size), separate_train=not same_images(train, val_all),
+        train_plain=lambda: _view(train, get_transform(preset)) or build_dataset(
+            args.data, "train", preset=preset, classes=classes, augment=False),
+        names={"data": scored, "train": dataset_label(args.data, "train"), "unlabeled": "--unlabeled"})
     try:
-        report = compress_model(model, train, val_loader, cfg, args.output, unlabeled=unlabeled,
-                                score_loader=score, log=log, unlabeled_eval=unlabeled_eval,
-                                distill_data=distill_data)
+        report = compress_model(model, None, None, cfg, args.output, log=log, roles=roles)
     finally:
         rank = D.env_world()[0] if D.active() else 0
         D.cleanup()
@@ -180,17 +169,10 @@ def run(args) -> int:
         return 0
     report["weights"] = str(args.weights)
     report["data"] = str(args.data)
-    scored = dataset_label(args.data, "test") + (f" ({len(val)} images)" if args.limit else "")
-    if report["chosen_on"] == "the score data":
-        report["chosen_on"] = held_label or (f"every other image of {scored} (the scored split: the "
-                                             f"figures are optimistic)")
-    elif report["chosen_on"] == "the evaluation data":
-        report["chosen_on"] = f"{scored} (the scored split)"
-    report["scored_on"] = scored
     if unlabeled is not None:
         report["unlabeled_sources"] = [{"source": src, "images": n, "class_folders": k}
                                        for src, n, k in unlabeled.sources]
-    train_ds = getattr(train, "dataset", train)   # a Subset when images were held out to choose on
+    train_ds = getattr(roles.train, "dataset", roles.train)   # a Subset when images were held out to choose on
     skipped = {name: len(getattr(ds, "skipped", None) or {}) for name, ds in (("--data", val), ("--data train", train_ds))}
     skipped["--unlabeled"] = len(set().union(*(getattr(ds, "skipped", None) or {}
                                                for ds in (unlabeled, unlabeled_eval, distill_data))))
@@ -201,6 +183,7 @@ def run(args) -> int:
     else:
         print(format_report(report, Path(args.weights).stem))
         print(f"chosen on: {report['chosen_on']}; scored on: {report['scored_on']}")
+        print("data roles:\n" + "\n".join("  " + line for line in format_roles(report["data_roles"]).splitlines()))
         if report.get("unlabeled_sources"):
             print("--unlabeled: " + "; ".join(f"{u['source']}: {u['images']:,} images in {u['class_folders']} "
                                              f"class folder(s)" for u in report["unlabeled_sources"]))
@@ -224,10 +207,3 @@ def _view(ds, transform):
     v = copy.copy(ds)
     v.transform = transform
     return v
-
-
-def _same_images(a, b) -> bool:
-    sa, sb = getattr(a, "samples", None), getattr(b, "samples", None)
-    if sa is None or sb is None:
-        return False
-    return [s[0] for s in sa][:50] == [s[0] for s in sb][:50]

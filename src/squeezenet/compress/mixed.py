@@ -16,7 +16,7 @@ allocation here measures both and spends the bytes where they buy the most:
   pruning by saliency ``F_i w_i**2`` (or magnitude), then k-means on the kept weights (weighted
   by ``F_i``: Hessian-weighted k-means, Choi et al. 2017, "Towards the limit of network
   quantization"). Each option's size is the exact number of payload bytes the ``.sqz`` writer
-  will spend on it (:func:`layer_bytes`: codebook, Huffman-coded codes and positions), and its
+  will spend on it (:func:`layer_bytes`, by the writer's own rule), and its
   cost is the estimated loss increase.
 * **allocation**: :func:`allocate` picks one option per layer minimising the summed loss
   increase with the summed bytes within the budget (multiple-choice knapsack, solved exactly by
@@ -45,52 +45,26 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from . import quantize as Q
 from ..io.huffman import code_lengths
-from ..io.sqz import sparse_entries
+from ..io.sqz import encode_layer
+from .sizing import sqz_record
 
 
 # ----------------------------------------------------------------------------- sizes
 
-def huffman_bytes(hist: np.ndarray) -> int:
-    """Bytes of one canonical-Huffman stream with symbol histogram ``hist`` as ``.sqz`` stores
-    it: the data (whole bytes) plus the 4-bit code-length table.
-
-    >>> huffman_bytes(np.array([6, 1, 1]))    # codes 0 / 10 / 11: 10 bits -> 2 B, table 2 B
-    4
-    """
-    hist = np.asarray(hist, dtype=np.int64)
-    lengths = code_lengths(hist).astype(np.int64)
-    if hist.sum() == 0:
-        data = 0
-    else:
-        data = int(math.ceil(int((hist * lengths).sum()) / 8))
-    return data + (hist.size + 1) // 2
-
-
 def layer_bytes(codes: np.ndarray, n_centroids: int, gap_bits: int = 4) -> int:
     """Payload bytes the ``.sqz`` writer spends on a quantized layer: codebook (``[0]`` + the
     centroids, float32), Huffman-coded codes, and -- when the sparse form is the smaller --
-    the Huffman-coded position gaps (one or two gaps per symbol, the cheaper).
+    the Huffman-coded position gaps, as :func:`squeezenet.io.sqz.encode_layer` (the writer's
+    own rule) counts them. ``codes``: flat QuantLayer codes (0 = zero weight, ``j`` = centroid
+    ``j - 1``). The bias and the JSON header are not included (they do not depend on the
+    quantization).
 
-    ``codes``: flat QuantLayer codes (0 = zero weight, ``j`` = centroid ``j - 1``). Mirrors
-    :func:`squeezenet.io.sqz.write_sqz`; the tests check it against real files. The
-    bias and the JSON header are not included (they do not depend on the quantization).
+    >>> layer_bytes(np.array([0, 2, 0, 0, 1, 0, 0, 0]), 2)   # codebook 12 B + codes 3 B + gaps 9 B
+    24
     """
-    codes = np.asarray(codes).ravel().astype(np.int64)
-    numel = codes.size
-    alphabet = int(n_centroids) + 1
-    nz = np.flatnonzero(codes)
-    gaps, scodes = sparse_entries(nz, codes[nz], gap_bits, 0)
-    cost = huffman_bytes(np.bincount(scodes, minlength=alphabet)[:alphabet])
-    g1 = huffman_bytes(np.bincount(gaps, minlength=1 << gap_bits))
-    gcost = g1
-    if 2 * gap_bits <= 12:
-        g = np.concatenate([gaps, np.zeros(gaps.size % 2, dtype=np.int64)])
-        g2 = huffman_bytes(np.bincount(g[0::2] | (g[1::2] << gap_bits), minlength=1 << (2 * gap_bits)))
-        gcost = min(g1, g2)
-    best = cost + gcost
-    if scodes.size * 2 > numel // 2:
-        best = min(best, huffman_bytes(np.bincount(codes, minlength=alphabet)[:alphabet]))
-    return best + 4 * alphabet
+    codes = np.asarray(codes).ravel()
+    return encode_layer(sqz_record("w", codes.shape, codes, np.zeros(int(n_centroids), np.float32),
+                                   gap_bits)).bytes
 
 
 # ----------------------------------------------------------------------------- sensitivity

@@ -1,8 +1,11 @@
 """Deep Compression end to end: prune -> retrain -> quantize -> retrain centroids -> Huffman.
 
 :func:`compress_model` runs :data:`STAGES`, an ordered list of small functions over one
-:class:`CompressState`, on a trained SqueezeNet. Each stage reads and writes the state (the
-model, kept fractions, per-layer bits, masks, quantized layers, report rows); the stages that
+:class:`CompressState`, on a trained SqueezeNet. The state has rooms: the fixed
+:class:`Inputs` (config, :class:`~.roles.DataRoles`, the uncompressed model), which no stage
+changes; the :class:`Artefact` the stages build (model, kept fractions, per-layer bits,
+masks, quantized layers); the :class:`Report` they add rows and metrics to; and what is
+:class:`Measured` once (calibration batches, sensitivities). The stages that
 make a row evaluate their result on the evaluation data, so the report is Table 2 of the paper
 (see :mod:`squeezenet.compress.report`). Sizes and the ``.sqz`` writer are in
 :mod:`squeezenet.compress.sizing`.
@@ -20,8 +23,11 @@ wins, :func:`round_compensated` (GPTQ-style rounding on the calibration images) 
 prune / retrain / quantize / centroids, each kept only where it scores better. With
 ``unlabeled`` images, candidates are scored on a part of them held out of calibration and
 retraining (agreement with the uncompressed model's top-1), never on the evaluation data the
-report gives; the report says which chose (``chosen_on``). ``max_drop_points``
-(:func:`search_size`) searches the smallest size within a top-1 drop.
+report gives; which images trained, calibrated, chose and scored is decided in one place
+(:class:`~.roles.DataRoles`) and reported as data (``data_roles``; in words, ``chosen_on``).
+``max_drop_points``
+(:func:`search_size`) searches the smallest size within a top-1 drop: a driver that runs the
+trial stages on copies of the artefact (:func:`run_on_copy`).
 
 Retraining uses :class:`squeezenet.train.Trainer` (callbacks ``on_step_end`` keep the pruning
 masks); with unlabeled data it distills the uncompressed model (no labels needed). A
@@ -73,6 +79,7 @@ from . import quantize as Q
 from . import sizing as S
 from .compensate import calibration_batches, compensate_model
 from .report import ALEXNET_BYTES, bits_label, table_row
+from .roles import DataRoles
 
 #: Refits by dropping shared weights when the final file is over --target-size, at most.
 MAX_REFITS = 12
@@ -262,19 +269,6 @@ def stage_steps(cfg: CompressConfig, data) -> int:
 
 # ----------------------------------------------------------------------------- state
 
-def _image_batches(data, batch_size: int) -> list[torch.Tensor]:
-    """The images of ``data`` (labels unused) as a list of batches, read once; an unreadable
-    image is left out (counted on the dataset, like :func:`calibration_batches`)."""
-    from ..data import make_loader
-    out = []
-    for item in make_loader(data, batch_size):
-        if isinstance(item, (tuple, list)) and len(item) == 0:   # only unreadable images
-            continue
-        x = item[0] if isinstance(item, (tuple, list)) else item
-        out.append(x)
-    return out
-
-
 class _Images:
     """A re-iterable of the image batches of a loader (labels dropped)."""
 
@@ -289,66 +283,93 @@ class _Images:
             yield x.contiguous(memory_format=torch.channels_last)
 
 
-@dataclass
-class CompressState:
-    """What the stages share. Made by :meth:`start`; each stage reads and updates it."""
+@dataclass(frozen=True)
+class Inputs:
+    """The fixed inputs of a run: made once by :meth:`CompressState.start`, never changed by a
+    stage (a size-search trial shares them)."""
 
     cfg: CompressConfig
-    model: nn.Module                  # the network compressed and stored (BatchNorm folded)
     out_path: str | os.PathLike       # the .sqz to write
-    log: Callable = print
-    val_loader: Any = None            # the evaluation data: every report row's accuracy
-    score_loader: Any = None          # the data candidates are scored on (default val_loader)
-    train_data: Any = None            # labeled training data (or None)
-    unlabeled: Any = None             # images for distillation and calibration (labels unused)
-    retrain_data: Any = None          # what retraining uses: unlabeled if given, else train_data
-    loss_fn: Callable | None = None   # retraining loss: distillation from teacher with unlabeled data
-    calib_data: Any = None            # images for error compensation (labels unused)
-    teacher: nn.Module | None = None  # the uncompressed (folded) model
-    bn_model: nn.Module | None = None  # the BatchNorm network retraining runs on (None: no BN)
+    roles: DataRoles                  # train / calibrate / choose / score data
+    teacher: nn.Module                # the uncompressed (folded) model
+    keys: list[str]                   # compressed layers (conv/linear weights)
+    n_params: int                     # parameters of the uncompressed model
     keymap: dict[str, str] = field(default_factory=dict)   # folded weight key -> BN-network key
+    loss_fn: Callable | None = None   # retraining loss: distillation from teacher with unlabeled data
+    choose_targets: list | None = None  # the uncompressed model's top-1 on each choosing batch
+    log: Callable = print
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class Measured:
+    """What is measured once from the inputs, the first time a stage asks, and shared by every
+    copy of the artefact (a size-search trial reuses it)."""
+
+    calibration: list | None = None   # calibration image batches
+    fisher: dict | None = None        # mixed: per-weight curvature (Fisher diagonal)
+    options: dict | None = None       # mixed: every layer's (bits, kept, bytes, distortion) options
+
+
+@dataclass
+class Artefact:
+    """The compressed model as the stages build it: what a size-search trial copies."""
+
+    model: nn.Module                  # the network compressed and stored (BatchNorm folded)
+    bits: dict[str, int]              # bits per layer
+    target_size: int | None = None    # bytes the file must fit (the config's, or the size search's answer)
+    bn_model: nn.Module | None = None  # the BatchNorm network retraining runs on (None: no BN)
     folded_changed: bool = False      # folded weights changed beyond zeros: unfold before retraining
-    n_params: int = 0                 # parameters of the uncompressed model
-    keys: list[str] = field(default_factory=list)           # compressed layers (conv/linear weights)
     fractions: dict[str, float] = field(default_factory=dict)   # kept fraction per layer
-    bits: dict[str, int] = field(default_factory=dict)      # bits per layer
     masks: dict[str, torch.Tensor] = field(default_factory=dict)   # kept weights per layer
     prune_method: str = "magnitude"   # the pruning candidate kept
     unretrained: nn.Module | None = None   # the pruned model before retraining (a quantize source)
     history: list[dict] = field(default_factory=list)       # the pruned model's retraining log
     layers: dict[str, Q.QuantLayer] = field(default_factory=dict)   # codebooks and codes per layer
-    metrics: dict[str, dict] = field(default_factory=dict)  # stage -> metrics on the evaluation data
-    rows: list[dict] = field(default_factory=list)          # the report's rows
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per timing key
-    written: dict | None = None       # write_sqz's info of the final file
-    refits: int = 0                   # size refits after the final encode
-    choose: list | None = None        # held-out unlabeled image batches candidates are scored on
-    choose_targets: list | None = None  # the uncompressed model's top-1 class on each of them
-    chosen_on: str = "the evaluation data"   # what chose (said in the report)
-    plan: str | None = None           # "mixed" (knapsack allocation) or "uniform" (one width)
-    fisher: dict | None = None        # mixed: per-weight curvature (Fisher diagonal)
-    options: dict | None = None       # mixed: every layer's (bits, kept, bytes, distortion) options
+    plan: str | None = None           # "mixed" (knapsack allocation) or "uniform" (one width); None: not yet chosen
     choice: dict | None = None        # mixed: the option allocated to each layer
     budget: int | None = None         # mixed: bytes for the layers' payload (target - overhead)
-    distill_data: Any = None          # mixed: augmented unlabeled images for STE distillation
-    searching: bool = False           # --max-drop: a trial at one size (rows not evaluated)
-    searched: dict | None = None      # --max-drop: the search's trials and answer
-    started: float = field(default_factory=time.time)
-    _calibration: list | None = None
+    refits: int = 0                   # size refits after the final encode
+    from_search: bool = False         # made by the --max-drop size search: sized, rounded and
+                                      # distilled there (only the encode stage goes on)
+
+    def copy(self) -> "Artefact":
+        """An independent copy (models, masks and layers included)."""
+        return copy.deepcopy(self)
+
+
+@dataclass
+class Report:
+    """What the run reports: Table 2's rows, metrics per stage, timings, the size search."""
+
+    rows: list[dict] = field(default_factory=list)          # the report's rows
+    metrics: dict[str, dict] = field(default_factory=dict)  # stage -> metrics on the evaluation data
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per timing key
+    written: dict | None = None       # write_sqz's info of the final file
+    size_search: dict | None = None   # --max-drop: the search's trials and answer
+
+
+@dataclass
+class CompressState:
+    """What the stages share, in rooms: the fixed :class:`Inputs`, the :class:`Artefact` they
+    build, the :class:`Report` they add to, and what is :class:`Measured` once. Made by
+    :meth:`start`.
+
+    ``evaluate_rows`` and ``paths`` are the driver's: a size-search trial
+    (:func:`run_on_copy`) runs with rows not evaluated and only the knapsack path."""
+
+    inputs: Inputs
+    art: Artefact
+    report: Report = field(default_factory=Report)
+    measured: Measured = field(default_factory=Measured)
+    evaluate_rows: bool = True        # rows measured on the evaluation data (False in a size-search trial)
+    paths: tuple[str, ...] = ("mixed", "uniform")   # what the size budget may choose
 
     @classmethod
-    def start(cls, model: nn.Module, train_data, val_loader, cfg: CompressConfig, out_path,
-              unlabeled=None, score_loader=None, log: Callable = print, unlabeled_eval=None,
-              distill_data=None) -> "CompressState":
-        """Seed, fold BatchNorm (the one place it is folded) and set the data roles.
-
-        With ``unlabeled`` images and ``cfg.choose_images``, a choosing split is held out of
-        them (evenly spread; never calibrated or trained on): every candidate is then scored
-        there, by agreement with the uncompressed model's top-1 (no labels needed), not on the
-        evaluation data the report gives. ``unlabeled_eval``: the same images without
-        augmentation (for calibration and choosing; default ``unlabeled``);
-        ``distill_data``: the same images as augmented for straight-through distillation
-        (default ``unlabeled``)."""
+    def start(cls, model: nn.Module, roles: DataRoles, cfg: CompressConfig, out_path,
+              log: Callable = print) -> "CompressState":
+        """Seed, fold BatchNorm (the one place it is folded) and take the data roles; with a
+        choosing split of unlabeled images, the uncompressed model's top-1 on each."""
         started = time.time()
         torch.manual_seed(cfg.seed)
         model.eval()
@@ -360,57 +381,54 @@ class CompressState:
             keymap = folded_key_map(bn_model, model)
             log("BatchNorm folded into the convolutions for storage")
         teacher = copy.deepcopy(model).eval()
-        retrain_data, loss_fn = train_data, None
-        if unlabeled is not None:
-            retrain_data, loss_fn = unlabeled, distill_loss(teacher, cfg.temperature)
+        loss_fn = distill_loss(teacher, cfg.temperature) if roles.unlabeled is not None else None
         keys = list(P.prunable(model))
         bits = dict(cfg.bits) if isinstance(cfg.bits, Mapping) else {k: int(cfg.bits or 6) for k in keys}
-        calib_data = retrain_data
-        choose, chosen_on = None, "the score data" if score_loader is not None else "the evaluation data"
-        if unlabeled is not None:
-            plain = unlabeled_eval if unlabeled_eval is not None else unlabeled
-            distill_data = distill_data if distill_data is not None else unlabeled
-            n = len(unlabeled)
-            n_hold = min(cfg.choose_images, n // 5)
-            if n_hold >= 10:
-                from torch.utils.data import Subset
-                from ..data import spread_indices
-                hold = spread_indices(n, n_hold)
-                held = set(hold)
-                fit = [i for i in range(n) if i not in held]
-                retrain_data = Subset(unlabeled, fit)
-                calib_data = Subset(plain, fit)
-                distill_data = Subset(distill_data, fit)
-                choose = _image_batches(Subset(plain, hold), 50)
-                chosen_on = (f"{sum(len(b) for b in choose)} --unlabeled images held out of calibration "
-                             f"and retraining (agreement with the uncompressed model's top-1)")
-            else:
-                calib_data = plain
-        s = cls(cfg=cfg, model=model, out_path=out_path, log=log, val_loader=val_loader,
-                score_loader=score_loader or val_loader, train_data=train_data, unlabeled=unlabeled,
-                retrain_data=retrain_data, loss_fn=loss_fn, calib_data=calib_data, teacher=teacher,
-                bn_model=bn_model, keymap=keymap, n_params=sum(p.numel() for p in model.parameters()),
-                keys=keys, bits=bits, started=started, chosen_on=chosen_on,
-                distill_data=distill_data if distill_data is not None else retrain_data)
+        targets, choose = None, roles.choose_batches()    # read here, after seeding, as always
         if choose:
             with torch.no_grad():
-                s.choose, s.choose_targets = choose, [teacher(x).argmax(1) for x in choose]
-        return s
+                targets = [teacher(x).argmax(1) for x in choose]
+        inputs = Inputs(cfg=cfg, out_path=out_path, roles=roles, teacher=teacher, keys=keys,
+                        n_params=sum(p.numel() for p in model.parameters()), keymap=keymap, loss_fn=loss_fn,
+                        choose_targets=targets, log=log, started=started)
+        return cls(inputs, Artefact(model=model, bits=bits, target_size=cfg.target_size, bn_model=bn_model))
+
+    @property
+    def cfg(self) -> CompressConfig:
+        return self.inputs.cfg
+
+    @property
+    def log(self) -> Callable:
+        return self.inputs.log
+
+    @property
+    def roles(self) -> DataRoles:
+        return self.inputs.roles
 
     @property
     def fp32(self) -> int:
         """Bytes of the uncompressed model in float32."""
-        return self.n_params * 4
+        return self.inputs.n_params * 4
+
+    @property
+    def choose(self) -> list | None:
+        """The held-out unlabeled image batches candidates are scored on (None: a loader scores)."""
+        return self.roles.choose_batches() or None
+
+    @property
+    def score_loader(self):
+        """The labeled data candidates are scored on without a choosing split."""
+        return self.roles.choose_loader if self.roles.choose_loader is not None else self.roles.score
 
     @property
     def retrains(self) -> bool:
         """Whether the retraining stages run (data, and epochs or steps to run)."""
-        return self.retrain_data is not None and (self.cfg.finetune_epochs > 0 or bool(self.cfg.max_steps))
+        return self.roles.retrain is not None and (self.cfg.finetune_epochs > 0 or bool(self.cfg.max_steps))
 
     @property
     def calibrates(self) -> bool:
         """Whether error-compensated candidates are tried (calibration images and score data)."""
-        return self.cfg.calibration_images > 0 and self.calib_data is not None and self.can_score
+        return self.cfg.calibration_images > 0 and self.roles.calibrate is not None and self.can_score
 
     @property
     def can_score(self) -> bool:
@@ -421,19 +439,19 @@ class CompressState:
     def mixed_wanted(self) -> bool:
         """Whether the knapsack allocation is tried: a target size, no fixed bits, calibration
         images (for the sensitivity) and something to score on."""
-        return bool(self.cfg.mixed and self.cfg.target_size and self.cfg.bits is None and self.calibrates)
+        return bool(self.cfg.mixed and self.art.target_size and self.cfg.bits is None and self.calibrates)
 
     def calibration(self) -> list[torch.Tensor]:
         """The calibration image batches (drawn once, the first time a stage asks)."""
-        if self._calibration is None:
-            self._calibration = calibration_batches(self.calib_data, self.cfg.calibration_images, 32,
-                                                    self.cfg.seed)
-        return self._calibration
+        if self.measured.calibration is None:
+            self.measured.calibration = calibration_batches(self.roles.calibrate, self.cfg.calibration_images,
+                                                            32, self.cfg.seed)
+        return self.measured.calibration
 
     def evaluate(self, model: nn.Module) -> dict:
         """Metrics on the evaluation data (``{}`` without it): what the rows report. Under
         torchrun each process scores its share of the batches and the counts are summed."""
-        return sharded_evaluate(model, self.val_loader) if self.val_loader is not None else {}
+        return sharded_evaluate(model, self.roles.score) if self.roles.score is not None else {}
 
     def score(self, model: nn.Module) -> float:
         """What candidates are compared on: agreement with the uncompressed model's top-1 on
@@ -442,7 +460,7 @@ class CompressState:
         if self.choose is not None:
             model.eval()
             rank, world = (D.env_world()[0], world_size()) if D.active() else (0, 1)
-            pairs = list(zip(self.choose, self.choose_targets))[rank::world]
+            pairs = list(zip(self.choose, self.inputs.choose_targets))[rank::world]
             with torch.no_grad():
                 hits = sum(int((model(x).argmax(1) == t).sum()) for x, t in pairs)
             hits, n = D.all_reduce([float(hits), float(sum(len(t) for _, t in pairs))], "sum")
@@ -453,14 +471,28 @@ class CompressState:
 
     def add_row(self, stage: str, approach: str, bits, size: int, metrics: dict | None, **extra) -> dict:
         row = table_row(stage, approach, bits, size, self.fp32, metrics, **extra)
-        self.rows.append(row)
+        self.report.rows.append(row)
         return row
 
-    def report(self) -> dict:
-        return {"rows": self.rows, "out": str(self.out_path), "params": self.n_params, "fp32_bytes": self.fp32,
-                "alexnet_bytes": ALEXNET_BYTES, "fractions": self.fractions, "bits": self.bits,
-                "config": {k: v for k, v in self.cfg.__dict__.items()}, "seconds": time.time() - self.started,
-                "timings": self.timings, "cpu_seconds": time.process_time(), "size_search": self.searched, "method": self.plan or "uniform", "chosen_on": self.chosen_on}
+    def chosen_on(self) -> str:
+        """What chose, in words: the data roles' choosing split (and, after the size search,
+        that the evaluation data chose the size)."""
+        text = self.roles.chosen_on()
+        if self.report.size_search is not None:
+            text = (f"size: top-1 drop on the evaluation data (the scored split: the drop is within "
+                    f"the limit by construction); each step: {text}")
+        return text
+
+    def summary(self) -> dict:
+        """The run's report (JSON-ready): rows, sizes, fractions, bits, config, timings, the
+        data roles (as data, and ``chosen_on`` / ``scored_on`` in words)."""
+        a, r = self.art, self.report
+        return {"rows": r.rows, "out": str(self.inputs.out_path), "params": self.inputs.n_params,
+                "fp32_bytes": self.fp32, "alexnet_bytes": ALEXNET_BYTES, "fractions": a.fractions, "bits": a.bits,
+                "config": {k: v for k, v in self.cfg.__dict__.items()}, "seconds": time.time() - self.inputs.started,
+                "timings": r.timings, "cpu_seconds": time.process_time(), "size_search": r.size_search,
+                "method": a.plan or "uniform", "chosen_on": self.chosen_on(), "scored_on": self.roles.scored_on(),
+                "data_roles": self.roles.info}
 
 
 def sharded_evaluate(model: nn.Module, loader) -> dict:
@@ -507,28 +539,28 @@ def keep_better(cands: Sequence[Candidate]) -> Candidate:
 
 
 def retrain_masked(s: CompressState, masks: dict[str, torch.Tensor]) -> list[dict]:
-    """Retrain ``s.model`` with ``masks`` held at zero; returns the training log ([] if no
+    """Retrain ``s.art.model`` with ``masks`` held at zero; returns the training log ([] if no
     retraining ran).
 
     A BatchNorm model is retrained as the BatchNorm network (same zeros: folding scales whole
     output channels; weights changed beyond zeros are unfolded first) and folded again, so the
     stages only ever see the folded one.
     """
-    if s.bn_model is None:
-        hist = retrain(s.model, s.retrain_data, s.cfg, callbacks=[P.MaskCallback(masks)], loss_fn=s.loss_fn)
+    if s.art.bn_model is None:
+        hist = retrain(s.art.model, s.roles.retrain, s.cfg, callbacks=[P.MaskCallback(masks)], loss_fn=s.inputs.loss_fn)
     else:
         from ..models.fold import fold_batch_norm, unfold_weights
-        bn_masks = {s.keymap[k]: m for k, m in masks.items()}
-        if s.folded_changed:
-            unfold_weights(s.bn_model, s.model)
-            s.folded_changed = False
-        P.apply_masks(s.bn_model, bn_masks)
-        hist = retrain(s.bn_model, s.retrain_data, s.cfg, callbacks=[P.MaskCallback(bn_masks)],
-                       loss_fn=s.loss_fn)
-        P.apply_masks(s.bn_model, bn_masks)
+        bn_masks = {s.inputs.keymap[k]: m for k, m in masks.items()}
+        if s.art.folded_changed:
+            unfold_weights(s.art.bn_model, s.art.model)
+            s.art.folded_changed = False
+        P.apply_masks(s.art.bn_model, bn_masks)
+        hist = retrain(s.art.bn_model, s.roles.retrain, s.cfg, callbacks=[P.MaskCallback(bn_masks)],
+                       loss_fn=s.inputs.loss_fn)
+        P.apply_masks(s.art.bn_model, bn_masks)
         if hist:
-            s.model = fold_batch_norm(s.bn_model).eval()
-    P.apply_masks(s.model, masks)
+            s.art.model = fold_batch_norm(s.art.bn_model).eval()
+    P.apply_masks(s.art.model, masks)
     return hist
 
 
@@ -536,7 +568,7 @@ def retrain_masked(s: CompressState, masks: dict[str, torch.Tensor]) -> list[dic
 
 def measure_dense(s: CompressState) -> None:
     """The uncompressed model's row."""
-    dense = s.metrics["dense"] = s.evaluate(s.model)
+    dense = s.report.metrics["dense"] = s.evaluate(s.art.model)
     s.add_row("dense", "none", 32, s.fp32, dense)
     s.log(f"dense: {s.fp32:,} B top-1 {dense.get('top1', float('nan')):.4f}")
 
@@ -545,13 +577,13 @@ def choose_fractions(s: CompressState) -> None:
     """Kept fraction per layer: the ``prune`` preset, or per-layer sensitivity (``auto``)."""
     cfg = s.cfg
     if cfg.prune == "auto":
-        base_top1 = s.score(s.model)
-        sens = P.sensitivity(s.model, s.score)
-        s.fractions = P.choose_fractions(sens, cfg.max_drop)
+        base_top1 = s.score(s.art.model)
+        sens = P.sensitivity(s.art.model, s.score)
+        s.art.fractions = P.choose_fractions(sens, cfg.max_drop)
         s.log(f"auto pruning (base top-1 {base_top1:.4f}, max drop {cfg.max_drop}): "
-              f"{sum(s.fractions.values()) / len(s.fractions):.2f} mean kept")
+              f"{sum(s.art.fractions.values()) / len(s.art.fractions):.2f} mean kept")
     else:
-        s.fractions = P.prune_fractions(s.model, cfg.prune)
+        s.art.fractions = P.prune_fractions(s.art.model, cfg.prune)
 
 
 def bits_candidates(s: CompressState) -> list[dict[str, int]]:
@@ -560,7 +592,7 @@ def bits_candidates(s: CompressState) -> list[dict[str, int]]:
     if isinstance(s.cfg.bits, Mapping):
         return [dict(s.cfg.bits)]
     widths = [5, 6, 7, 8] if s.cfg.bits is None else [int(s.cfg.bits)]
-    return [{k: b for k in s.keys} for b in widths]
+    return [{k: b for k in s.inputs.keys} for b in widths]
 
 
 class _NoBar:
@@ -584,20 +616,22 @@ def _sensitivity(s: CompressState) -> None:
     every layer's options with their exact ``.sqz`` bytes (:func:`~.mixed.layer_options`);
     measured once on the uncompressed model, whatever the budget."""
     from . import mixed as M
-    if s.options is not None:
+    if s.measured.options is not None:
         return
     batches = s.calibration()
     bar = _bar(s, len(batches), "sensitivity", "batch")
     try:
-        s.fisher = M.fisher_diagonal(s.teacher, batches, s.keys, target="logits", progress=lambda i: bar.update(1))
+        s.measured.fisher = M.fisher_diagonal(s.inputs.teacher, batches, s.inputs.keys, target="logits",
+                                              progress=lambda i: bar.update(1))
     finally:
         bar.close()
     s.log(f"  sensitivity measured on {sum(len(b) for b in batches)} calibration images")
-    bar = _bar(s, len(s.keys), "layer options", "layer")
+    bar = _bar(s, len(s.inputs.keys), "layer options", "layer")
     try:
-        s.options = {}
-        for k in s.keys:
-            s.options[k] = M.layer_options(k, s.teacher.get_parameter(k), s.fisher[k], family="both",
+        s.measured.options = {}
+        for k in s.inputs.keys:
+            s.measured.options[k] = M.layer_options(k, s.inputs.teacher.get_parameter(k), s.measured.fisher[k],
+                                                    family="both",
                                            gap_bits=s.cfg.gap_bits, keep_layers=False)
             bar.update(1)
     finally:
@@ -608,23 +642,22 @@ def _nearest_allocation(s: CompressState, target: int):
     """The knapsack allocation for a ``target``-byte file, nearest-rounded: ``(choice, layers,
     model, budget, overhead)``; ``budget`` is what the layers may spend (the file's header and
     float32 biases, measured on a first encode, come off the target)."""
-    import tempfile
     from . import mixed as M
 
     def nearest(budget):
-        choice = M.allocate(s.options, budget)
-        layers = {k: M.realize(o, s.teacher.get_parameter(k).detach(), s.fisher[k]) for k, o in choice.items()}
-        m = copy.deepcopy(s.teacher)
+        choice = M.allocate(s.measured.options, budget)
+        layers = {k: M.realize(o, s.inputs.teacher.get_parameter(k).detach(), s.measured.fisher[k])
+                  for k, o in choice.items()}
+        m = copy.deepcopy(s.inputs.teacher)
         M.apply_layers(m, layers)
         return choice, layers, m
 
-    n_bias = sum(p.numel() for n, p in s.teacher.named_parameters() if n not in s.keys)
+    n_bias = sum(p.numel() for n, p in s.inputs.teacher.named_parameters() if n not in s.inputs.keys)
     guess = target - 4 * n_bias - 4096
     if guess <= 0:
         raise ConfigError(f"--target-size {target:,}: the unquantized parameters alone need {4 * n_bias:,} B")
     choice, layers, m = nearest(guess)
-    with tempfile.TemporaryDirectory(prefix="squeezenet-fit-") as d:
-        total = S.save_quantized(m, layers, Path(d) / "t.sqz", s.cfg.gap_bits)["bytes"]
+    total = S.quantized_size(m, layers, s.cfg.gap_bits)["bytes"]
     overhead = total - sum(M.layer_bytes(q.codes, q.codebook.size, s.cfg.gap_bits) for q in layers.values()) + 64
     choice, layers, m = nearest(target - overhead)
     return choice, layers, m, target - overhead, overhead
@@ -635,10 +668,10 @@ def _mixed_candidate(s: CompressState) -> Candidate:
     :func:`_nearest_allocation`): one option per layer by :func:`~.mixed.allocate`, the
     layers nearest-rounded."""
     _sensitivity(s)
-    choice, layers, m, s.budget, overhead = _nearest_allocation(s, s.cfg.target_size)
+    choice, layers, m, s.art.budget, overhead = _nearest_allocation(s, s.art.target_size)
     s.log(f"  mixed precision: {sum(o.bytes for o in choice.values()):,} B of layers "
           f"(+{overhead:,} B header and biases), bits {bits_label({k: q.bits for k, q in layers.items()})}, "
-          f"kept {S.kept_fraction(m, s.keys):.3f} of weights")
+          f"kept {S.kept_fraction(m, s.inputs.keys):.3f} of weights")
     return Candidate("mixed precision (knapsack)", s.score(m), model=m, layers=layers,
                      info={"choice": choice, "bits": {k: q.bits for k, q in layers.items()}})
 
@@ -656,48 +689,47 @@ def fit_size_budget(s: CompressState) -> None:
         mc = _mixed_candidate(s)
         s.log(f"  mixed precision (knapsack): quick score {mc.score:.4f}")
         cands.append(mc)
-        if s.searching:     # --max-drop trials: the size is what varies
+        if "uniform" not in s.paths:     # a --max-drop trial: the size is what varies
             return _keep_mixed(s, mc)
     # what follows moves the weights and so the code histogram: fit under the target
-    fit_size = int(cfg.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
+    fit_size = int(s.art.target_size * (1 - S.fit_margin(s.retrains, s.calibrates)))
     widths = bits_candidates(s)
     bar = _bar(s, len(widths), "uniform-bit fits", "fit") if len(widths) > 1 else _NoBar()
     for bits in widths:
-        fr, _, _ = S.fit_target(s.model, s.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
-        m = copy.deepcopy(s.model)
+        fr, _, _ = S.fit_target(s.art.model, s.art.fractions, bits, cfg.gap_bits, fit_size, cfg.init, s.log)
+        m = copy.deepcopy(s.art.model)
         P.apply_masks(m, P.magnitude_masks(m, fr))
         Q.quantize_model(m, bits, cfg.init)
         score = s.score(m) if s.can_score else 0.0
-        s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.keys):.3f} of weights, "
+        s.log(f"  {bits_label(bits)} bits: kept {S.kept_fraction(m, s.inputs.keys):.3f} of weights, "
               f"quick score {score:.4f}")
         cands.append(Candidate(f"{bits_label(bits)} bits", score, info={"bits": bits, "fractions": fr}))
         bar.update(1)
     bar.close()
     best = keep_better(cands)
-    s.bits = best.info["bits"]
+    s.art.bits = best.info["bits"]
     if best.layers is None:
-        s.plan, s.fractions = "uniform", best.info["fractions"]
+        s.art.plan, s.art.fractions = "uniform", best.info["fractions"]
         return
     _keep_mixed(s, best)
 
 
 def _keep_mixed(s: CompressState, best: Candidate) -> None:
-    s.bits = best.info["bits"]
-    s.plan, s.choice, s.layers = "mixed", best.info["choice"], best.layers
-    s.model.load_state_dict(best.model.state_dict())
-    s.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in s.layers.items()}
-    s.masks = {k: torch.from_numpy(q.codes.reshape(q.shape) != 0) for k, q in s.layers.items()}
-    s.log(f"  kept: {best.name} (chosen on {s.chosen_on})")
+    s.art.bits = best.info["bits"]
+    s.art.plan, s.art.choice, s.art.layers = "mixed", best.info["choice"], best.layers
+    s.art.model.load_state_dict(best.model.state_dict())
+    s.art.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in s.art.layers.items()}
+    s.art.masks = {k: torch.from_numpy(q.codes.reshape(q.shape) != 0) for k, q in s.art.layers.items()}
+    s.log(f"  kept: {best.name} (chosen on {s.chosen_on()})")
     _mixed_row(s, "mixed precision", "knapsack bits + sparsity", score=best.score)
 
 
 def _mixed_row(s: CompressState, stage: str, approach: str, **extra) -> None:
     """A report row of the mixed path: the current layers' exact file size, evaluated."""
-    import tempfile
-    with tempfile.TemporaryDirectory(prefix="squeezenet-row-") as d:
-        size = _write(s, Path(d) / "row.sqz")["bytes"]
-    met = s.metrics[stage] = {} if s.searching else s.evaluate(s.model)
-    s.add_row(stage, approach, bits_label(s.bits), size, met, kept=S.kept_fraction(s.model, s.keys), **extra)
+    size = _size(s)["bytes"]
+    met = s.report.metrics[stage] = s.evaluate(s.art.model) if s.evaluate_rows else {}
+    s.add_row(stage, approach, bits_label(s.art.bits), size, met, kept=S.kept_fraction(s.art.model, s.inputs.keys),
+              **extra)
     s.log(f"{stage}: {size:,} B" + (f" top-1 {met['top1']:.4f}" if "top1" in met else ""))
 
 
@@ -706,11 +738,12 @@ def round_compensated(s: CompressState) -> None:
     order with sequential re-allocation (:func:`~.mixed.round_sequential`); kept only if it
     scores better than nearest rounding on the choosing split. The "rounded" row."""
     from . import mixed as M
-    before = s.score(s.model)
-    qm = copy.deepcopy(s.teacher)
-    bar = _bar(s, len(s.choice), "rounding", "layer")
+    before = s.score(s.art.model)
+    qm = copy.deepcopy(s.inputs.teacher)
+    bar = _bar(s, len(s.art.choice), "rounding", "layer")
     try:
-        layers, choice = M.round_sequential(qm, s.teacher, s.options, s.choice, s.budget, s.fisher,
+        layers, choice = M.round_sequential(qm, s.inputs.teacher, s.measured.options, s.art.choice, s.art.budget,
+                                            s.measured.fisher,
                                             s.calibration(), s.cfg.gap_bits, progress=lambda: bar.update(1))
     finally:
         bar.close()
@@ -718,9 +751,9 @@ def round_compensated(s: CompressState) -> None:
     s.log(f"  nearest rounding {before:.4f}, error-compensated rounding {after:.4f} on the choosing split")
     best = keep_better([Candidate("nearest", before), Candidate("GPTQ", after, model=qm, layers=layers)])
     if best.layers is not None:
-        s.model.load_state_dict(qm.state_dict())
-        s.layers, s.choice = layers, choice
-        s.bits = {k: q.bits for k, q in layers.items()}
+        s.art.model.load_state_dict(qm.state_dict())
+        s.art.layers, s.art.choice = layers, choice
+        s.art.bits = {k: q.bits for k, q in layers.items()}
     _mixed_row(s, "rounded", "error-compensated rounding", method=best.name, score=best.score,
                scores={"nearest": before, "GPTQ": after})
 
@@ -734,26 +767,27 @@ def distill_ste(s: CompressState) -> None:
     from ..data import make_loader
     from .distill import distill_quantized
     cfg = s.cfg
-    before = s.score(s.model)
-    qm = copy.deepcopy(s.model).to(memory_format=torch.channels_last)
-    teacher = copy.deepcopy(s.teacher).to(memory_format=torch.channels_last)
-    batches = _Images(make_loader(s.distill_data, 32, shuffle=True, seed=cfg.seed, drop_last=True))
+    before = s.score(s.art.model)
+    qm = copy.deepcopy(s.art.model).to(memory_format=torch.channels_last)
+    teacher = copy.deepcopy(s.inputs.teacher).to(memory_format=torch.channels_last)
+    batches = _Images(make_loader(s.roles.distill, 32, shuffle=True, seed=cfg.seed, drop_last=True))
     from ..train import TrainingDiverged
     try:
-        layers, hist = distill_quantized(qm, teacher, s.layers, batches, cfg.distill_steps, cfg.distill_lr,
+        layers, hist = distill_quantized(qm, teacher, s.art.layers, batches, cfg.distill_steps, cfg.distill_lr,
                                          mode="ste", loss="kl", temperature=cfg.temperature,
-                                         max_bytes=s.budget, importance=s.fisher, log=s.log, device=cfg.device,
+                                         max_bytes=s.art.budget, importance=s.measured.fisher, log=s.log,
+                                         device=cfg.device,
                                          bf16=cfg.bf16, progress=cfg.progress)
     except TrainingDiverged as e:     # scores as not distilled, which a tie keeps
         s.log(f"  distillation stopped: {e}")
-        qm, layers, hist = copy.deepcopy(s.model), s.layers, []
+        qm, layers, hist = copy.deepcopy(s.art.model), s.art.layers, []
     qm = qm.to(memory_format=torch.contiguous_format)
     after = s.score(qm)
     s.log(f"  before distillation {before:.4f}, after {after:.4f} on the choosing split")
     best = keep_better([Candidate("not distilled", before), Candidate("distilled", after, layers=layers)])
     if best.layers is not None:
-        s.model.load_state_dict(qm.state_dict())
-        s.layers = layers
+        s.art.model.load_state_dict(qm.state_dict())
+        s.art.layers = layers
     _mixed_row(s, "distilled", "straight-through distillation", method=best.name, score=best.score,
                scores={"before": before, "after": after}, steps=cfg.distill_steps,
                loss_first=hist[0] if hist else None, loss_last=hist[-1] if hist else None)
@@ -763,13 +797,13 @@ def prune(s: CompressState) -> None:
     """Prune to the kept fractions. With calibration images, magnitude pruning and
     error-compensated (OBS / SparseGPT-style) pruning are both tried; the one scoring better
     on the score data (before retraining) goes on."""
-    cands = [Candidate("magnitude", model=s.model)]
+    cands = [Candidate("magnitude", model=s.art.model)]
     if s.calibrates:
-        obs = copy.deepcopy(s.model)
-        compensate_model(obs, s.calibration(), s.keys, fractions=s.fractions)
+        obs = copy.deepcopy(s.art.model)
+        compensate_model(obs, s.calibration(), s.inputs.keys, fractions=s.art.fractions)
         cands.append(Candidate("error-compensated (OBS)", model=obs))
-    masks = P.magnitude_masks(s.model, s.fractions)
-    P.apply_masks(s.model, masks)
+    masks = P.magnitude_masks(s.art.model, s.art.fractions)
+    P.apply_masks(s.art.model, masks)
     if len(cands) > 1:
         for c in cands:
             c.score = s.score(c.model)
@@ -777,32 +811,32 @@ def prune(s: CompressState) -> None:
               f"{cands[1].score:.4f} on the score data")
     best = keep_better(cands)
     if best is not cands[0]:
-        s.model.load_state_dict(best.model.state_dict())
-        sd = s.model.state_dict()
-        masks = {k: sd[k] != 0 for k in s.keys}
-        s.folded_changed = True
-    s.prune_method, s.masks = best.name, masks
+        s.art.model.load_state_dict(best.model.state_dict())
+        sd = s.art.model.state_dict()
+        masks = {k: sd[k] != 0 for k in s.inputs.keys}
+        s.art.folded_changed = True
+    s.art.prune_method, s.art.masks = best.name, masks
 
 
 def retrain_pruned(s: CompressState) -> None:
     """Retrain with the masks held (a copy of the pruned-only model is kept as a quantization
     source); the "pruned" row."""
-    s.unretrained = copy.deepcopy(s.model) if s.retrains else None
-    s.history = retrain_masked(s, s.masks)
-    pruned = s.metrics["pruned"] = s.evaluate(s.model)
-    kept = S.kept_fraction(s.model, s.keys)
-    s.add_row("pruned", "network pruning", 32, S.sparse_sizes(s.model, s.cfg.gap_bits), pruned,
-              kept=kept, retrain=s.history[-1] if s.history else None, method=s.prune_method)
+    s.art.unretrained = copy.deepcopy(s.art.model) if s.retrains else None
+    s.art.history = retrain_masked(s, s.art.masks)
+    pruned = s.report.metrics["pruned"] = s.evaluate(s.art.model)
+    kept = S.kept_fraction(s.art.model, s.inputs.keys)
+    s.add_row("pruned", "network pruning", 32, S.sparse_sizes(s.art.model, s.cfg.gap_bits), pruned,
+              kept=kept, retrain=s.art.history[-1] if s.art.history else None, method=s.art.prune_method)
     s.log(f"pruned ({kept:.3f} kept): top-1 {pruned.get('top1', float('nan')):.4f}")
 
 
 def _kmeans(s: CompressState, model: nn.Module) -> dict[str, Q.QuantLayer]:
-    return Q.quantize_model(model, s.bits, s.cfg.init, s.keys)
+    return Q.quantize_model(model, s.art.bits, s.cfg.init, s.inputs.keys)
 
 
 def _kmeans_compensated(s: CompressState, model: nn.Module) -> dict[str, Q.QuantLayer]:
     # k-means codebooks, assignment minimising each layer's output error (compensate.py)
-    return compensate_model(model, s.calibration(), s.keys, bits=s.bits, init=s.cfg.init)
+    return compensate_model(model, s.calibration(), s.inputs.keys, bits=s.art.bits, init=s.cfg.init)
 
 
 def quantizers(s: CompressState) -> list[tuple[str, Callable]]:
@@ -815,9 +849,9 @@ def quantize(s: CompressState) -> None:
     """Quantize with each method of :func:`quantizers`, on the retrained and on the
     pruned-only weights (retraining with few steps or on other images can leave weights that
     cluster worse); the candidate scoring best on the score data goes on. The "quantized" row."""
-    sources = [("retrained", s.model)]
-    if s.history and s.unretrained is not None and s.can_score:
-        sources.append(("pruned-only", s.unretrained))
+    sources = [("retrained", s.art.model)]
+    if s.art.history and s.art.unretrained is not None and s.can_score:
+        sources.append(("pruned-only", s.art.unretrained))
     methods = quantizers(s)
     scored = len(sources) * len(methods) > 1
     cands = []
@@ -830,11 +864,11 @@ def quantize(s: CompressState) -> None:
                 s.log(f"  quantized {src_name} weights with {method}: top-1 {c.score:.4f} on the score data")
             cands.append(c)
     best = keep_better(cands)
-    s.model.load_state_dict(best.model.state_dict())
-    s.layers, s.unretrained = best.layers, None
-    quant = s.metrics["quantized"] = s.evaluate(s.model)
-    s.add_row("quantized", "k-means weight sharing", bits_label(s.bits),
-              S.sparse_sizes(s.model, s.cfg.gap_bits, s.bits), quant,
+    s.art.model.load_state_dict(best.model.state_dict())
+    s.art.layers, s.art.unretrained = best.layers, None
+    quant = s.report.metrics["quantized"] = s.evaluate(s.art.model)
+    s.add_row("quantized", "k-means weight sharing", bits_label(s.art.bits),
+              S.sparse_sizes(s.art.model, s.cfg.gap_bits, s.art.bits), quant,
               from_retrained=best.info["source"] == "retrained", method=best.name)
     s.log(f"quantized: top-1 {quant.get('top1', float('nan')):.4f}")
 
@@ -844,44 +878,50 @@ def tune_centroids(s: CompressState) -> None:
     untuned on the evaluation data is kept (a tie keeps the tuned), so this stage never makes
     the reported accuracy worse. The "centroids tuned" row."""
     cfg = s.cfg
-    steps = stage_steps(cfg, s.retrain_data)
-    quant = s.metrics["quantized"]
+    steps = stage_steps(cfg, s.roles.retrain)
+    quant = s.report.metrics["quantized"]
     by_choice = s.choose is not None    # else the evaluation data chooses (as before)
-    untuned = Candidate("untuned", s.score(s.model) if by_choice else quant.get("top1", 0),
-                        layers={k: copy.deepcopy(q) for k, q in s.layers.items()})
+    untuned = Candidate("untuned", s.score(s.art.model) if by_choice else quant.get("top1", 0),
+                        layers={k: copy.deepcopy(q) for k, q in s.art.layers.items()})
     from ..train import Trainer, TrainingDiverged
-    teacher = getattr(s.loss_fn, "teacher", None)
+    teacher = getattr(s.inputs.loss_fn, "teacher", None)
     if teacher is not None:
         teacher.to(Trainer.pick_device(cfg.device))
     try:
-        layers = Q.tune_centroids(s.model, s.layers, s.retrain_data, steps, cfg.centroid_lr or cfg.lr,
-                                  cfg.batch_size, s.loss_fn, cfg.seed, progress=cfg.progress, device=cfg.device,
+        layers = Q.tune_centroids(s.art.model, s.art.layers, s.roles.retrain, steps, cfg.centroid_lr or cfg.lr,
+                                  cfg.batch_size, s.inputs.loss_fn, cfg.seed, progress=cfg.progress, device=cfg.device,
                                   bf16=cfg.bf16)
     except TrainingDiverged as e:     # the untuned codebooks go on
         s.log(f"  centroid tuning stopped: {e}")
         layers = {k: copy.deepcopy(q) for k, q in untuned.layers.items()}
-        Q.load_layers(s.model, layers)
+        Q.load_layers(s.art.model, layers)
     finally:
         if teacher is not None:
             teacher.to("cpu")
-    tuned_metrics = s.evaluate(s.model)
-    tuned = Candidate("tuned", s.score(s.model) if by_choice else tuned_metrics.get("top1", 0), layers=layers)
+    tuned_metrics = s.evaluate(s.art.model)
+    tuned = Candidate("tuned", s.score(s.art.model) if by_choice else tuned_metrics.get("top1", 0), layers=layers)
     best = keep_better([tuned, untuned])
-    s.layers = best.layers
+    s.art.layers = best.layers
     if best is untuned:
-        Q.load_layers(s.model, s.layers)
+        Q.load_layers(s.art.model, s.art.layers)
     kept_tuned = best is tuned
-    s.metrics["centroids tuned"] = tuned_metrics if kept_tuned else quant
-    s.add_row("centroids tuned", "trained quantization", bits_label(s.bits),
-              S.sparse_sizes(s.model, cfg.gap_bits, s.bits), s.metrics["centroids tuned"],
+    s.report.metrics["centroids tuned"] = tuned_metrics if kept_tuned else quant
+    s.add_row("centroids tuned", "trained quantization", bits_label(s.art.bits),
+              S.sparse_sizes(s.art.model, cfg.gap_bits, s.art.bits), s.report.metrics["centroids tuned"],
               tuned_top1=tuned_metrics.get("top1"), kept_tuned=kept_tuned, steps=steps)
     s.log(f"centroids tuned: top-1 {tuned_metrics.get('top1', float('nan')):.4f}"
           + ("" if kept_tuned else " (worse: kept the untuned codebooks)"))
 
 
-def _write(s: CompressState, path=None) -> dict:
-    return S.save_quantized(s.model, s.layers, path or s.out_path, s.cfg.gap_bits,
-                            metadata={"compressed_from_params": s.n_params})
+def _write(s: CompressState) -> dict:
+    return S.save_quantized(s.art.model, s.art.layers, s.inputs.out_path, s.cfg.gap_bits,
+                            metadata={"compressed_from_params": s.inputs.n_params})
+
+
+def _size(s: CompressState) -> dict:
+    """What :func:`_write` would return (the file's exact bytes and parts), writing nothing."""
+    return S.quantized_size(s.art.model, s.art.layers, s.cfg.gap_bits,
+                            metadata={"compressed_from_params": s.inputs.n_params})
 
 
 def encode(s: CompressState) -> None:
@@ -889,35 +929,33 @@ def encode(s: CompressState) -> None:
     before retraining), drop the smallest shared weights and write again; reload the file from
     disk and evaluate it. The "huffman (.sqz)" row.
 
-    Trial encodings under a target size go to a scratch file: the output path is written once,
-    with the file that fits, so a failure leaves whatever was there before untouched."""
-    import tempfile
-
+    Refits under a target size are measured exactly without writing: the output path is written
+    once, with the file that fits, so a failure leaves whatever was there before untouched."""
     from ..io.sqz import load_sqz
-    cfg = s.cfg
-    if cfg.target_size:
-        with tempfile.TemporaryDirectory(prefix="squeezenet-refit-") as d:
-            info = _write(s, Path(d) / "try.sqz")
-            while info["bytes"] > cfg.target_size:
-                if s.refits >= MAX_REFITS:
-                    raise ConfigError(f"--target-size {cfg.target_size}: the encoded model is still "
-                                      f"{info['bytes']:,} B after {s.refits} refits; use a larger target or fewer --bits")
-                s.layers = S.prune_more(s.layers, cfg.target_size / info["bytes"])
-                Q.load_layers(s.model, s.layers)
-                s.refits += 1
-                info = _write(s, Path(d) / "try.sqz")
-                s.log(f"  refit {s.refits}: {info['bytes']:,} B (target {cfg.target_size:,})")
-    if D.active() and D.env_world()[0] != 0:   # torchrun: rank 0 writes the file, the others a copy
-        with tempfile.TemporaryDirectory(prefix="squeezenet-rank-") as d:
-            info = _write(s, Path(d) / "rank.sqz")
-            written = load_sqz(Path(d) / "rank.sqz")
+    target = s.art.target_size
+    if target:
+        info = _size(s)
+        while info["bytes"] > target:
+            if s.art.refits >= MAX_REFITS:
+                raise ConfigError(f"--target-size {target}: the encoded model is still "
+                                  f"{info['bytes']:,} B after {s.art.refits} refits; use a larger target or "
+                                  f"fewer --bits")
+            s.art.layers = S.prune_more(s.art.layers, target / info["bytes"])
+            Q.load_layers(s.art.model, s.art.layers)
+            s.art.refits += 1
+            info = _size(s)
+            s.log(f"  refit {s.art.refits}: {info['bytes']:,} B (target {target:,})")
+    if D.active() and D.env_world()[0] != 0:   # torchrun: rank 0 writes the file, the others decode it in memory
+        data, info = S.quantized_bytes(s.art.model, s.art.layers, s.cfg.gap_bits,
+                                       metadata={"compressed_from_params": s.inputs.n_params})
+        written = load_sqz(f"{s.inputs.out_path} (rank copy)", data)
     else:
         info = _write(s)
-        written = load_sqz(s.out_path)
-    s.written = info
-    final = s.metrics["huffman (.sqz)"] = s.evaluate(written)
-    s.add_row("huffman (.sqz)", "Deep Compression", bits_label(s.bits), info["bytes"], final,
-              parts=info["parts"], refits=s.refits)
+        written = load_sqz(s.inputs.out_path)
+    s.report.written = info
+    final = s.report.metrics["huffman (.sqz)"] = s.evaluate(written)
+    s.add_row("huffman (.sqz)", "Deep Compression", bits_label(s.art.bits), info["bytes"], final,
+              parts=info["parts"], refits=s.art.refits)
     s.log(f".sqz: {info['bytes']:,} B top-1 {final.get('top1', float('nan')):.4f}")
 
 
@@ -925,11 +963,11 @@ def svd_baseline(s: CompressState) -> None:
     """The paper's SVD row: the uncompressed model factored to ``svd_energy`` and retrained
     (second row of the report)."""
     from .svd import svd_factorize
-    m = copy.deepcopy(s.teacher)
+    m = copy.deepcopy(s.inputs.teacher)
     info = svd_factorize(m, energy=s.cfg.svd_energy)
-    retrain(m, s.retrain_data, s.cfg, loss_fn=s.loss_fn)
+    retrain(m, s.roles.retrain, s.cfg, loss_fn=s.inputs.loss_fn)
     n_svd = sum(p.numel() for p in m.parameters())
-    s.rows.insert(1, table_row("svd", "SVD", 32, n_svd * 4, s.fp32, s.evaluate(m), layers=len(info)))
+    s.report.rows.insert(1, table_row("svd", "SVD", 32, n_svd * 4, s.fp32, s.evaluate(m), layers=len(info)))
 
 
 #: --max-drop: bisection steps of the cheap proxy (nearest-rounded allocation) over the size,
@@ -940,30 +978,34 @@ SEARCH_STEPS = 6
 FIRST_TRIAL = 0.8
 
 
+def run_on_copy(s: CompressState, stages: Sequence[Stage], art: Artefact, **mode) -> CompressState:
+    """Run ``stages`` (their ``run`` only: no counter lines, no timings) on ``art`` -- a copy,
+    so ``s`` is untouched -- with the same inputs and measurements as ``s`` and a report of
+    its own; ``mode``: the driver's :class:`CompressState` settings (``evaluate_rows``,
+    ``paths``). Returns the state the stages left."""
+    sub = CompressState(s.inputs, art, Report(), s.measured, **mode)
+    for st in stages:
+        st.run(sub)
+    return sub
+
+
+#: The stages of one size-search trial: the full mixed method at one size.
+TRIAL_STAGES = ("size budget", "round", "distill")
+
+
 def _trial(s: CompressState, target: int) -> dict:
     """The full mixed method (allocation, rounding, distillation) at one file size, from the
-    uncompressed model; returns the trial (its top-1 on the evaluation data and the state's
-    parts to restore if it is the answer)."""
-    import dataclasses
-    s.cfg = dataclasses.replace(s.cfg, target_size=int(target), max_drop_points=None)
-    s.model = copy.deepcopy(s.teacher)
-    s.plan, s.layers, s.choice = None, {}, None
-    rows = len(s.rows)
-    s.searching = True
-    try:
-        fit_size_budget(s)
-        round_compensated(s)
-        if s.cfg.distill_steps > 0 and s.distill_data is not None:
-            distill_ste(s)
-    finally:
-        s.searching = False
-    top1 = s.evaluate(s.model).get("top1", 0.0)
-    trial = {"target": int(target), "top1": top1, "kind": "full",
-             "state": {"model": copy.deepcopy(s.model), "layers": s.layers, "choice": s.choice, "bits": s.bits,
-                       "budget": s.budget, "fractions": s.fractions, "masks": s.masks, "rows": s.rows[rows:]}}
-    del s.rows[rows:]
+    uncompressed model, on a copy of the artefact; returns the trial (its top-1 on the
+    evaluation data and the state it left, to adopt if it is the answer)."""
+    art = s.art.copy()
+    art.model, art.target_size = copy.deepcopy(s.inputs.teacher), int(target)
+    art.plan, art.layers, art.choice = None, {}, None
+    stages = [st for st in STAGES if st.name in TRIAL_STAGES
+              and (st.name != "distill" or (s.cfg.distill_steps > 0 and s.roles.distill is not None))]
+    sub = run_on_copy(s, stages, art, evaluate_rows=False, paths=("mixed",))
+    top1 = s.evaluate(sub.art.model).get("top1", 0.0)
     s.log(f"  full method at {target:,} B: top-1 {top1:.4f} on the evaluation data")
-    return trial
+    return {"target": int(target), "top1": top1, "kind": "full", "state": sub}
 
 
 def search_size(s: CompressState) -> None:
@@ -979,13 +1021,13 @@ def search_size(s: CompressState) -> None:
     The size is chosen on the evaluation data (it is the constraint); the steps inside each
     trial are still chosen on the held-out unlabeled images."""
     cfg = s.cfg
-    if not s.calibrates or "top1" not in s.metrics.get("dense", {}):
+    if not s.calibrates or "top1" not in s.report.metrics.get("dense", {}):
         raise ConfigError("--max-drop needs calibration images (--unlabeled, --calibration-images > 0) "
                           "and labeled evaluation data")
-    base = s.metrics["dense"]["top1"]
+    base = s.report.metrics["dense"]["top1"]
     need = base - cfg.max_drop_points / 100
     _sensitivity(s)
-    n_bias = sum(p.numel() for n, p in s.teacher.named_parameters() if n not in s.keys)
+    n_bias = sum(p.numel() for n, p in s.inputs.teacher.named_parameters() if n not in s.inputs.keys)
     lo, hi = 4 * n_bias + 8192, s.fp32 // 2
     trials, proxy = [], None
 
@@ -1026,34 +1068,28 @@ def search_size(s: CompressState) -> None:
         passing.append(t2)
     if passing:
         best = min(passing, key=lambda t: t["target"])
-        st = best["state"]
-        s.model, s.layers, s.choice, s.bits = st["model"], st["layers"], st["choice"], st["bits"]
-        s.budget, s.fractions, s.masks = st["budget"], st["fractions"], st["masks"]
-        s.rows.extend(st["rows"])
+        s.art = best["state"].art               # the trial's artefact and its rows
+        s.report.rows.extend(best["state"].report.rows)
     else:       # the proxy's answer: its layers as they are
         choice, layers, m, budget = proxy[1]
         best = {"target": P_size, "kind": "proxy"}
-        s.model, s.layers, s.choice, s.budget = m, layers, choice, budget
-        s.bits = {k: q.bits for k, q in layers.items()}
-        s.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in layers.items()}
+        s.art.model, s.art.layers, s.art.choice, s.art.budget = m, layers, choice, budget
+        s.art.bits = {k: q.bits for k, q in layers.items()}
+        s.art.fractions = {k: float(np.count_nonzero(q.codes)) / q.codes.size for k, q in layers.items()}
         _mixed_row(s, "mixed precision", "knapsack bits + sparsity (proxy)")
-    import dataclasses
-    s.cfg = dataclasses.replace(s.cfg, target_size=best["target"], max_drop_points=None)
-    s.plan = "mixed"
-    s.searched = {"max_drop_points": cfg.max_drop_points, "dense_top1": base, "need_top1": need,
-                  "target": best["target"], "answer": best["kind"], "trials": trials}
-    s.chosen_on = (f"size: top-1 drop on the evaluation data (the scored split: the drop is within "
-                   f"the limit by construction); each step: {s.chosen_on}")
+    s.art.target_size, s.art.plan, s.art.from_search = best["target"], "mixed", True
+    s.report.size_search = {"max_drop_points": cfg.max_drop_points, "dense_top1": base, "need_top1": need,
+                            "target": best["target"], "answer": best["kind"], "trials": trials}
     s.log(f"  smallest within {cfg.max_drop_points} points: {best['target']:,} B ({best['kind']})")
 
 
 def _uniform(s: CompressState) -> bool:
-    return s.plan != "mixed"
+    return s.art.plan != "mixed"
 
 
 def _mixed(s: CompressState) -> bool:
     """The mixed stages: possible before the size budget is chosen, run when it chose them."""
-    return s.plan == "mixed" or (s.plan is None and (s.mixed_wanted or s.cfg.max_drop_points is not None))
+    return s.art.plan == "mixed" or (s.art.plan is None and (s.mixed_wanted or s.cfg.max_drop_points is not None))
 
 
 @dataclass(frozen=True)
@@ -1076,17 +1112,18 @@ STAGES: tuple[Stage, ...] = (
     Stage("fractions", choose_fractions, "choose", doing="choosing the kept fraction of each layer"),
     Stage("size search", search_size, "choose", when=lambda s: s.cfg.max_drop_points is not None,
           doing="searching the smallest size within --max-drop"),
-    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.cfg.target_size) and not s.searched,
+    Stage("size budget", fit_size_budget, "choose", when=lambda s: bool(s.art.target_size) and not s.art.from_search,
           doing="choosing sparsity and bits that fit the target size"),
     Stage("prune", prune, "prune_retrain", when=_uniform, doing="pruning the smallest weights"),
     Stage("retrain", retrain_pruned, "prune_retrain", when=_uniform, doing="retraining under the pruning masks"),
     Stage("quantize", quantize, "quantize", when=_uniform, doing="k-means weight sharing"),
     Stage("centroids", tune_centroids, "quantize", when=lambda s: _uniform(s) and s.retrains,
           doing="fine-tuning the shared centroids"),
-    Stage("round", round_compensated, "round", when=lambda s: _mixed(s) and not s.searched,
+    Stage("round", round_compensated, "round", when=lambda s: _mixed(s) and not s.art.from_search,
           doing="error-compensated rounding on the calibration images"),
     Stage("distill", distill_ste, "distill",
-          when=lambda s: _mixed(s) and s.cfg.distill_steps > 0 and s.distill_data is not None and not s.searched,
+          when=lambda s: (_mixed(s) and s.cfg.distill_steps > 0 and s.roles.distill is not None
+                          and not s.art.from_search),
           doing="straight-through distillation from the uncompressed model"),
     Stage("encode", encode, "huffman", doing="Huffman coding into the .sqz, reloading and evaluating it"),
     Stage("svd", svd_baseline, "svd", when=lambda s: bool(s.cfg.svd_energy), doing="the SVD low-rank row"),
@@ -1099,15 +1136,15 @@ def _stages_left(s: CompressState, rest: Sequence[Stage], done: int) -> str:
     never jumps when the choice is made."""
     def total() -> int:
         return done + sum(1 for t in rest if t.when is None or t.when(s))
-    if s.plan is not None or not (_mixed(s) and _uniform(s)):
+    if s.art.plan is not None or not (_mixed(s) and _uniform(s)):
         return str(total())
     totals = set()
     for plan in ("uniform", "mixed"):
-        s.plan = plan
+        s.art.plan = plan
         try:
             totals.add(total())
         finally:
-            s.plan = None
+            s.art.plan = None
     return " or ".join(str(t) for t in sorted(totals))
 
 
@@ -1122,7 +1159,7 @@ def run_stages(s: CompressState, stages: Sequence[Stage] = STAGES) -> CompressSt
         s.log(f"[{done}/{_stages_left(s, todo[j + 1:], done)}] {st.name}: {st.doing or st.name}...")
         t = time.time()
         st.run(s)
-        s.timings[st.timing] = s.timings.get(st.timing, 0.0) + time.time() - t
+        s.report.timings[st.timing] = s.report.timings.get(st.timing, 0.0) + time.time() - t
     return s
 
 
@@ -1133,16 +1170,18 @@ def _quiet(*args, **kwargs) -> None:
 def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig,
                    out_path: str | os.PathLike, unlabeled=None, score_loader=None,
                    log: Callable = print, stages: Sequence[Stage] = STAGES, unlabeled_eval=None,
-                   distill_data=None) -> dict:
+                   distill_data=None, roles: DataRoles | None = None) -> dict:
     """Run the pipeline on ``model`` (modified in place); write ``out_path`` (.sqz).
 
     ``train_data``: labeled retraining data (or None); ``unlabeled``: data for distillation
     from the uncompressed model (used instead of labels when given); ``val_loader``: the
     evaluation data for every row; ``score_loader``: a small loader to choose between
     candidates, e.g. bits for a target size (default ``val_loader``; with ``unlabeled``
-    images a held-out part of them chooses instead, see :meth:`CompressState.start`, which
-    also says what ``unlabeled_eval`` and ``distill_data`` are). Returns the report:
-    ``rows`` (Table 2), ``fractions``, ``bits``, ``config``, ``timings``...
+    images a held-out part of them chooses instead). ``roles``: the data roles made by
+    :meth:`~.roles.DataRoles.build` (then the data arguments before are unused); without,
+    they are built from those arguments (see there for ``unlabeled_eval`` and
+    ``distill_data``). Returns the report: ``rows`` (Table 2), ``fractions``, ``bits``,
+    ``config``, ``timings``, ``data_roles``...
 
     Under ``torchrun`` every process runs the pipeline: the training loops as DDP (each
     process a share of every batch), the evaluation and choosing passes sharded and summed;
@@ -1156,7 +1195,9 @@ def compress_model(model: nn.Module, train_data, val_loader, cfg: CompressConfig
                               f"multiple of the {world_size()} processes (each takes its share of a batch)")
         if D.env_world()[0] != 0:
             log = _quiet
-    s = CompressState.start(model, train_data, val_loader, cfg, out_path, unlabeled=unlabeled,
-                            score_loader=score_loader, log=log, unlabeled_eval=unlabeled_eval,
-                            distill_data=distill_data)
-    return run_stages(s, stages).report()
+    if roles is None:
+        roles = DataRoles.build(val_loader, train_data, unlabeled, unlabeled_eval=unlabeled_eval,
+                                distill=distill_data, choose_loader=score_loader, choose_images=cfg.choose_images,
+                                batch_size=cfg.batch_size, calibration_images=cfg.calibration_images)
+    s = CompressState.start(model, roles, cfg, out_path, log=log)
+    return run_stages(s, stages).summary()

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from torch import nn
@@ -28,7 +26,7 @@ from ..errors import ConfigError
 from . import prune as P
 from . import quantize as Q
 from .report import bits_label
-from ..io.sqz import SparseLayer, sparse_entries, write_sqz
+from ..io.sqz import SparseLayer, encode_sqz, sparse_entries, sqz_size, write_sqz
 
 #: Fraction under --target-size that the size search aims for when retraining follows:
 #: retraining moves the weights and so the code histogram (measured on CIFAR-10: the file
@@ -80,37 +78,65 @@ def kept_fraction(model: nn.Module, keys) -> float:
     return nz / sum(sd[k].numel() for k in keys)
 
 
+def sqz_record(key: str, shape, codes: np.ndarray, codebook: np.ndarray, gap_bits: int,
+               bits: int | None = None, bias_name: str | None = None, bias=None) -> SparseLayer:
+    """The ``.sqz`` record of one quantized layer: QuantLayer ``codes`` (0 = a zero weight,
+    ``j`` = centroid ``j - 1`` of ``codebook``) as sparse entries over the codebook ``[0] +
+    codebook``."""
+    codes = np.asarray(codes).ravel()
+    nz = np.flatnonzero(codes)
+    gaps, scodes = sparse_entries(nz, codes[nz], gap_bits, 0)
+    cb = np.concatenate([[0.0], codebook]).astype(np.float32)
+    return SparseLayer(key, tuple(shape), cb, scodes, gaps, gap_bits, 0, bias_name, bias, bits)
+
+
 def sparse_layers(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int) -> tuple[list, dict]:
     """The .sqz records of a quantized model (+ the dense rest)."""
     sd = model.state_dict()
     recs, used = [], set()
     for k, q in layers.items():
         bias_key = k[:-len("weight")] + "bias"
-        nz = np.flatnonzero(q.codes)
-        gaps, codes = sparse_entries(nz, q.codes[nz], gap_bits, 0)
-        cb = np.concatenate([[0.0], q.codebook]).astype(np.float32)
-        recs.append(SparseLayer(k, q.shape, cb, codes, gaps, gap_bits, 0,
-                                bias_key if bias_key in sd else None,
-                                sd[bias_key].cpu().numpy() if bias_key in sd else None, q.bits))
+        recs.append(sqz_record(k, q.shape, q.codes, q.codebook, gap_bits, q.bits,
+                               bias_key if bias_key in sd else None,
+                               sd[bias_key].cpu().numpy() if bias_key in sd else None))
         used |= {k, bias_key}
     dense = {k: v.cpu().numpy() for k, v in sd.items() if k not in used}
     return recs, dense
 
 
-def save_quantized(model: nn.Module, layers: dict[str, Q.QuantLayer], path, gap_bits: int = 4,
-                   metadata: dict | None = None) -> dict:
-    """Write a quantized (and pruned) model as ``.sqz``; returns :func:`~.sqz.write_sqz`'s info."""
+def _sqz_args(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int, metadata: dict | None):
     recs, dense = sparse_layers(model, layers, gap_bits)
     meta = dict(getattr(model, "metadata", {}) or {})
     meta.update(metadata or {})
-    return write_sqz(path, model.config, recs, dense, classes=getattr(model, "classes", None),
-                     preprocess=getattr(model, "preprocess", None), metadata=meta)
+    return (model.config, recs, dense), {"classes": getattr(model, "classes", None),
+                                         "preprocess": getattr(model, "preprocess", None), "metadata": meta}
+
+
+def save_quantized(model: nn.Module, layers: dict[str, Q.QuantLayer], path, gap_bits: int = 4,
+                   metadata: dict | None = None) -> dict:
+    """Write a quantized (and pruned) model as ``.sqz``; returns :func:`~.sqz.write_sqz`'s info."""
+    args, kw = _sqz_args(model, layers, gap_bits, metadata)
+    return write_sqz(path, *args, **kw)
+
+
+def quantized_size(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int = 4,
+                   metadata: dict | None = None) -> dict:
+    """What :func:`save_quantized` would return (bytes and parts, exactly), writing nothing."""
+    args, kw = _sqz_args(model, layers, gap_bits, metadata)
+    return sqz_size(*args, **kw)
+
+
+def quantized_bytes(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int = 4,
+                    metadata: dict | None = None) -> tuple[bytes, dict]:
+    """The ``.sqz`` file :func:`save_quantized` would write, in memory, and its info."""
+    args, kw = _sqz_args(model, layers, gap_bits, metadata)
+    return encode_sqz(*args, **kw)
 
 
 def estimate_bytes(model: nn.Module, fractions: dict[str, float], bits, gap_bits: int,
                    init: str = "linear") -> int:
     """Size of the .sqz that pruning to ``fractions`` and quantizing to ``bits`` would give
-    (no retraining), by actually encoding it.
+    (no retraining), exactly (:func:`quantized_size`: the writer's own rule, no file).
 
     The k-means is the pipeline's own: fewer Lloyd iterations leave the centroids near their
     linear init, which skews the code histogram and under-estimates the Huffman size
@@ -119,8 +145,7 @@ def estimate_bytes(model: nn.Module, fractions: dict[str, float], bits, gap_bits
     m = copy.deepcopy(model)
     P.apply_masks(m, P.magnitude_masks(m, fractions))
     layers = Q.quantize_model(m, bits, init)
-    with tempfile.TemporaryDirectory() as d:
-        return save_quantized(m, layers, Path(d) / "est.sqz", gap_bits)["bytes"]
+    return quantized_size(m, layers, gap_bits)["bytes"]
 
 
 def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, target: int,
@@ -154,7 +179,7 @@ def fit_target(model: nn.Module, base: dict[str, float], bits, gap_bits: int, ta
 def plain_at_size(model: nn.Module, base: dict[str, float], bits: int, target: int, gap_bits: int = 4):
     """Deep Compression without retraining at a byte budget: ``base``'s kept fractions scaled
     by :func:`fit_target` to fit ``target``, magnitude pruning, k-means at ``bits`` for every
-    prunable layer, Huffman-coded into a ``.sqz`` and read back (the file, not the in-memory
+    prunable layer, Huffman-coded into a ``.sqz`` and read back (the file's bytes, not the in-memory
     copy, is what a user gets). Returns ``(loaded model, bytes, kept fraction)``; a
     :class:`~squeezenet.errors.ConfigError` when nothing at ``bits`` fits.
     """
@@ -164,9 +189,8 @@ def plain_at_size(model: nn.Module, base: dict[str, float], bits: int, target: i
     m = copy.deepcopy(model)
     P.apply_masks(m, P.magnitude_masks(m, fractions))
     layers = Q.quantize_model(m, per_layer)
-    with tempfile.TemporaryDirectory() as d:
-        size = save_quantized(m, layers, Path(d) / "m.sqz", gap_bits)["bytes"]
-        loaded = load_sqz(Path(d) / "m.sqz")
+    data, info = quantized_bytes(m, layers, gap_bits)
+    loaded, size = load_sqz("<plain_at_size>.sqz", data), info["bytes"]
     return loaded, size, kept_fraction(m, list(base))
 
 

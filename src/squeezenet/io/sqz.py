@@ -111,41 +111,191 @@ def sparse_entries(positions: np.ndarray, codes: np.ndarray, gap_bits: int,
 
 # ----------------------------------------------------------------------------- writing
 
-class _Payload:
-    def __init__(self):
-        self.chunks: list[bytes] = []
-        self.size = 0
+@dataclass(frozen=True)
+class StreamPlan:
+    """One Huffman-coded stream as the writer stores it: its symbols, their code lengths and
+    its exact size (the 4-bit length table plus the data in whole bytes), without coding it."""
 
-    def add(self, data: bytes) -> list[int]:
-        off = self.size
-        self.chunks.append(data)
-        self.size += len(data)
-        return [off, len(data)]
+    symbols: np.ndarray
+    alphabet: int
+    lengths: np.ndarray
+    nbits: int
+    group: int = 1                  # gaps per symbol (position streams)
+
+    @property
+    def bytes(self) -> int:
+        return (self.alphabet + 1) // 2 + (self.nbits + 7) // 8
 
 
-def _huff_stream(symbols: np.ndarray, alphabet: int) -> tuple[dict, bytes, bytes, int]:
+@dataclass(frozen=True)
+class LayerEncoding:
+    """How :func:`write_sqz` stores one :class:`SparseLayer` and the payload bytes of each part
+    (from :func:`encode_layer`): ``positions`` is None in dense order."""
+
+    count: int                      # code symbols stored (numel in dense order)
+    bits: int                       # nominal bits per weight (the header's)
+    codes: StreamPlan
+    positions: StreamPlan | None
+    codebook: int                   # bytes of the float32 codebook
+    bias: int                       # bytes of the float32 bias (0: none)
+
+    @property
+    def bytes(self) -> int:
+        """The layer's payload bytes: codebook, codes, positions and bias."""
+        return self.codebook + self.codes.bytes + (self.positions.bytes if self.positions else 0) + self.bias
+
+
+def _plan_stream(symbols: np.ndarray, alphabet: int, group: int = 1) -> StreamPlan:
     lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet)[:alphabet])
     if symbols.size == 0:
         lengths[0] = 1
-    data, nbits = huffman.encode(symbols, lengths)
-    table = huffman.pack_lengths(lengths)
-    return {"alphabet": alphabet, "nbits": nbits}, table, data, len(table) + len(data)
+    nbits = int(np.asarray(lengths, dtype=np.int64)[symbols].sum()) if symbols.size else 0
+    return StreamPlan(symbols, alphabet, lengths, nbits, group)
 
 
-def _gap_stream(gaps: np.ndarray, gap_bits: int):
-    """Huffman-code the gaps one per symbol or, when cheaper, two per symbol."""
-    best = None
-    groups = (1, 2) if 2 * gap_bits <= 12 else (1,)
-    for group in groups:
-        g = np.asarray(gaps, dtype=np.int64)
-        if group == 2:
-            g = np.concatenate([g, np.zeros(g.size % 2, dtype=np.int64)])
-            g = g[0::2] | (g[1::2] << gap_bits)
-        rec, table, data, cost = _huff_stream(g, 1 << (gap_bits * group))
-        if best is None or cost < best[3]:
-            rec["group"] = group
-            best = (rec, table, data, cost)
+def _plan_gaps(gaps: np.ndarray, gap_bits: int) -> StreamPlan:
+    """The gaps one per symbol or, when strictly cheaper, two per symbol."""
+    g = np.asarray(gaps, dtype=np.int64)
+    best = _plan_stream(g, 1 << gap_bits, 1)
+    if 2 * gap_bits <= 12:
+        g2 = np.concatenate([g, np.zeros(g.size % 2, dtype=np.int64)])
+        pair = _plan_stream(g2[0::2] | (g2[1::2] << gap_bits), 1 << (2 * gap_bits), 2)
+        if pair.bytes < best.bytes:
+            best = pair
     return best
+
+
+def encode_layer(layer: SparseLayer) -> LayerEncoding:
+    """The exact payload bytes of ``layer`` in a ``.sqz`` and how they are laid out: sparse
+    (Huffman-coded codes and position gaps) or dense order (one code per weight), whichever
+    is smaller (a tie keeps sparse). Pure: no bit is coded, no file is written; the writer
+    codes what this decides, and the size search and the allocator count with it.
+
+    >>> gaps, codes = sparse_entries(np.array([1, 40]), np.array([1, 1]), 4, 0)   # 2 of 64 weights
+    >>> e = encode_layer(SparseLayer("w", (64,), np.array([0, 1.5], np.float32), codes, gaps))
+    >>> e.count, e.codebook, e.codes.bytes, e.positions.bytes, e.bytes   # 4 entries: 2 fillers
+    (4, 8, 2, 9, 19)
+    """
+    numel = int(np.prod(layer.shape))
+    K = int(np.asarray(layer.codebook).size)
+    codes = np.asarray(layer.codes, dtype=np.int64)
+    if codes.size and (codes.min() < 0 or codes.max() >= K):
+        raise ValueError(f"{layer.name}: codes outside the codebook")
+    # option A: as given (sparse); option B: dense order with the zero code
+    cand = []
+    if layer.gaps is not None:
+        c = _plan_stream(codes, K)
+        g = _plan_gaps(layer.gaps, layer.gap_bits)
+        cand.append((c.bytes + g.bytes, codes.size, c, g))
+    if layer.gaps is None or codes.size * 2 > numel // 2:
+        dense_codes = _dense_codes(layer, numel)
+        if dense_codes is not None:
+            c = _plan_stream(dense_codes, K)
+            cand.append((c.bytes, numel, c, None))
+    if not cand:
+        raise ValueError(f"{layer.name}: codebook has no zero entry for pruned weights")
+    _, count, c, g = min(cand, key=lambda t: t[0])
+    bits = int(layer.bits or max(1, int(np.ceil(np.log2(max(K, 2))))))
+    bias = 0 if layer.bias is None else 4 * int(np.asarray(layer.bias).size)
+    return LayerEncoding(int(count), bits, c, g, 4 * K, bias)
+
+
+def layer_bytes(layer: SparseLayer) -> int:
+    """Payload bytes of ``layer`` in a ``.sqz`` (codebook, codes, positions, bias): with
+    :func:`sqz_size`'s header and the dense tensors, the file's size exactly."""
+    return encode_layer(layer).bytes
+
+
+class _Payload:
+    def __init__(self, data: bool = True):
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.data = data            # False: only lay out offsets and lengths (sizes)
+
+    def add(self, data, n: int | None = None) -> list[int]:
+        """Append ``data`` (bytes, or a callable making them) of ``n`` bytes."""
+        off = self.size
+        if self.data:
+            data = data() if callable(data) else data
+            if n is not None and len(data) != n:
+                raise AssertionError(f"encoded {len(data)} bytes, planned {n}")
+            self.chunks.append(data)
+            n = len(data)
+        self.size += n
+        return [off, n]
+
+
+def _stream_rec(payload: _Payload, plan: StreamPlan) -> dict:
+    rec = {"alphabet": plan.alphabet, "nbits": plan.nbits}
+    rec["lengths"] = payload.add(lambda: huffman.pack_lengths(plan.lengths), (plan.alphabet + 1) // 2)
+    rec["data"] = payload.add(lambda: huffman.encode(plan.symbols, plan.lengths)[0], (plan.nbits + 7) // 8)
+    return rec
+
+
+def _layout(config, layers: list[SparseLayer], dense: dict[str, np.ndarray] | None, classes, preprocess,
+            metadata, data: bool) -> tuple[bytes, bytes, _Payload, dict, int]:
+    """(preamble, compressed header, payload, parts, layer count) of a ``.sqz``; with
+    ``data=False`` the payload holds only sizes (nothing is Huffman-coded)."""
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    payload = _Payload(data)
+    parts = {"header": 0, "codebook": 0, "codes": 0, "positions": 0, "bias": 0, "dense": 0}
+    recs = []
+    for layer in layers:
+        enc = encode_layer(layer)
+        rec: dict[str, Any] = {"name": layer.name, "shape": [int(s) for s in layer.shape],
+                               "bits": enc.bits, "count": enc.count}
+        rec["codebook"] = payload.add(lambda: np.asarray(layer.codebook, dtype="<f4").tobytes(), enc.codebook)
+        parts["codebook"] += enc.codebook
+        rec["codes"] = _stream_rec(payload, enc.codes)
+        parts["codes"] += enc.codes.bytes
+        if enc.positions is None:
+            rec["positions"] = None
+        else:
+            g = enc.positions
+            rec["positions"] = {"alphabet": g.alphabet, "nbits": g.nbits, "group": g.group,
+                                "gap_bits": int(layer.gap_bits), "zero_code": int(layer.zero_code)}
+            s = _stream_rec(payload, g)
+            rec["positions"].update(lengths=s["lengths"], data=s["data"])
+            parts["positions"] += g.bytes
+        if layer.bias is not None:
+            rec["bias"] = {"name": layer.bias_name,
+                           "data": payload.add(lambda: np.asarray(layer.bias, dtype="<f4").tobytes(), enc.bias)}
+            parts["bias"] += enc.bias
+        else:
+            rec["bias"] = None
+        recs.append(rec)
+    dense_recs = []
+    for name, arr in (dense or {}).items():
+        arr = np.asarray(arr, dtype="<f4")
+        dense_recs.append({"name": name, "shape": list(arr.shape), "data": payload.add(arr.tobytes, arr.nbytes)})
+        parts["dense"] += arr.nbytes
+    header = {"format": "squeezenet-sqz", "version": VERSION, "config": cfg, "classes": classes,
+              "preprocess": preprocess, "metadata": metadata or {}, "layers": recs,
+              "dense": dense_recs}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    hz = zlib.compress(raw, 9)
+    crc = zlib.crc32(b"".join(payload.chunks)) if data else 0
+    pre = PREAMBLE.pack(MAGIC, VERSION, 0, len(hz), len(raw), crc)
+    parts["header"] = len(pre) + len(hz)
+    return pre, hz, payload, parts, len(recs)
+
+
+def sqz_size(config, layers: list[SparseLayer], dense: dict[str, np.ndarray] | None = None,
+             classes: list[str] | None = None, preprocess: str | None = None,
+             metadata: dict[str, Any] | None = None) -> dict:
+    """What :func:`write_sqz` with the same arguments would return (``{"bytes", "parts",
+    "layers"}``), exactly, without coding the streams or writing a file."""
+    pre, hz, payload, parts, n = _layout(config, layers, dense, classes, preprocess, metadata, data=False)
+    return {"bytes": len(pre) + len(hz) + payload.size, "parts": parts, "layers": n}
+
+
+def encode_sqz(config, layers: list[SparseLayer], dense: dict[str, np.ndarray] | None = None,
+               classes: list[str] | None = None, preprocess: str | None = None,
+               metadata: dict[str, Any] | None = None) -> tuple[bytes, dict]:
+    """The bytes of the ``.sqz`` :func:`write_sqz` writes, and its info, in memory."""
+    pre, hz, payload, parts, n = _layout(config, layers, dense, classes, preprocess, metadata, data=True)
+    data = pre + hz + b"".join(payload.chunks)
+    return data, {"bytes": len(data), "parts": parts, "layers": n}
 
 
 def write_sqz(path: str | os.PathLike, config, layers: list[SparseLayer],
@@ -154,80 +304,17 @@ def write_sqz(path: str | os.PathLike, config, layers: list[SparseLayer],
     """Write a ``.sqz`` file atomically; returns ``{"bytes": total, "parts": {...}}``.
 
     ``config``: a SqueezeNetConfig (or its dict); ``layers``: the compressed tensors;
-    ``dense``: any other tensors (stored as float32). Each layer is stored in whichever of
-    sparse (gaps + codes) or dense order (one code per weight) is smaller.
+    ``dense``: any other tensors (stored as float32). Each layer is stored as
+    :func:`encode_layer` decides (sparse or dense order, whichever is smaller).
     """
     from . import atomic_write
-    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    payload = _Payload()
-    parts = {"header": 0, "codebook": 0, "codes": 0, "positions": 0, "bias": 0, "dense": 0}
-    recs = []
-    for layer in layers:
-        numel = int(np.prod(layer.shape))
-        K = int(layer.codebook.size)
-        codes = np.asarray(layer.codes, dtype=np.int64)
-        if codes.size and (codes.min() < 0 or codes.max() >= K):
-            raise ValueError(f"{layer.name}: codes outside the codebook")
-        # option A: as given (sparse); option B: dense order with the zero code
-        cand = []
-        if layer.gaps is not None:
-            c_rec, c_tab, c_dat, c_cost = _huff_stream(codes, K)
-            g_rec, g_tab, g_dat, g_cost = _gap_stream(layer.gaps, layer.gap_bits)
-            cand.append((c_cost + g_cost, codes.size, (c_rec, c_tab, c_dat), (g_rec, g_tab, g_dat)))
-        if layer.gaps is None or codes.size * 2 > numel // 2:
-            dense_codes = _dense_codes(layer, numel)
-            if dense_codes is not None:
-                c_rec, c_tab, c_dat, c_cost = _huff_stream(dense_codes, K)
-                cand.append((c_cost, numel, (c_rec, c_tab, c_dat), None))
-        if not cand:
-            raise ValueError(f"{layer.name}: codebook has no zero entry for pruned weights")
-        _, count, (c_rec, c_tab, c_dat), gap = min(cand, key=lambda c: c[0])
-        rec: dict[str, Any] = {"name": layer.name, "shape": [int(s) for s in layer.shape],
-                               "bits": int(layer.bits or max(1, int(np.ceil(np.log2(max(K, 2)))))),
-                               "count": int(count)}
-        rec["codebook"] = payload.add(np.asarray(layer.codebook, dtype="<f4").tobytes())
-        parts["codebook"] += rec["codebook"][1]
-        c_rec["lengths"] = payload.add(c_tab)
-        c_rec["data"] = payload.add(c_dat)
-        rec["codes"] = c_rec
-        parts["codes"] += len(c_tab) + len(c_dat)
-        if gap is None:
-            rec["positions"] = None
-        else:
-            g_rec, g_tab, g_dat = gap
-            g_rec.update(gap_bits=int(layer.gap_bits), zero_code=int(layer.zero_code))
-            g_rec["lengths"] = payload.add(g_tab)
-            g_rec["data"] = payload.add(g_dat)
-            rec["positions"] = g_rec
-            parts["positions"] += len(g_tab) + len(g_dat)
-        if layer.bias is not None:
-            rec["bias"] = {"name": layer.bias_name,
-                           "data": payload.add(np.asarray(layer.bias, dtype="<f4").tobytes())}
-            parts["bias"] += rec["bias"]["data"][1]
-        else:
-            rec["bias"] = None
-        recs.append(rec)
-    dense_recs = []
-    for name, arr in (dense or {}).items():
-        arr = np.asarray(arr, dtype="<f4")
-        dense_recs.append({"name": name, "shape": list(arr.shape), "data": payload.add(arr.tobytes())})
-        parts["dense"] += arr.nbytes
-    blob = b"".join(payload.chunks)
-    header = {"format": "squeezenet-sqz", "version": VERSION, "config": cfg, "classes": classes,
-              "preprocess": preprocess, "metadata": metadata or {}, "layers": recs,
-              "dense": dense_recs}
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    hz = zlib.compress(raw, 9)
-    pre = PREAMBLE.pack(MAGIC, VERSION, 0, len(hz), len(raw), zlib.crc32(blob))
-    parts["header"] = len(pre) + len(hz)
+    data, info = encode_sqz(config, layers, dense, classes, preprocess, metadata)
 
     def w(tmp):
         with open(tmp, "wb") as f:
-            f.write(pre)
-            f.write(hz)
-            f.write(blob)
+            f.write(data)
     atomic_write(path, w)
-    return {"bytes": len(pre) + len(hz) + len(blob), "parts": parts, "layers": len(recs)}
+    return info
 
 
 def _dense_codes(layer: SparseLayer, numel: int) -> np.ndarray | None:
@@ -466,8 +553,9 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
     return h, tensors, layers
 
 
-def load_sqz(path: str | os.PathLike):
-    """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode).
+def load_sqz(path: str | os.PathLike, data: bytes | None = None):
+    """Load a ``.sqz`` file into a runnable :class:`~squeezenet.models.SqueezeNet` (eval mode);
+    ``data``: the file's bytes already in memory (``path`` then only names it in errors).
 
     >>> import tempfile, torch
     >>> from pathlib import Path
@@ -487,7 +575,7 @@ def load_sqz(path: str | os.PathLike):
     """
     import torch
     from ..models.squeezenet import skeleton
-    h, tensors, _ = read_sqz(path)
+    h, tensors, _ = read_sqz(path, data)
     model = skeleton(h["_config"], "cpu")   # no random init: every tensor comes from the file
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
                           assign=True)
@@ -496,7 +584,7 @@ def load_sqz(path: str | os.PathLike):
     model.preprocess = pre if isinstance(pre, str) else None
     meta = h.get("metadata")
     model.metadata = dict(meta) if isinstance(meta, dict) else {}
-    model.metadata["compressed_bytes"] = os.path.getsize(path)
+    model.metadata["compressed_bytes"] = len(data) if data is not None else os.path.getsize(path)
     return model.eval()
 
 
