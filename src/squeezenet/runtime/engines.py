@@ -19,13 +19,23 @@ RTOL, ATOL = 1e-5, 1e-4
 
 
 class CompiledModel:
-    """A callable ``x -> logits`` produced by :func:`compile_model`; ``engine`` names what runs."""
+    """A callable ``x -> logits`` produced by :func:`compile_model`; ``engine`` names what runs
+    (``auto``: which engine at which batch sizes when they differ, ``picks`` batch -> engine),
+    ``precision`` engine -> what it really computes in (``auto`` only)."""
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], engine: str,
-                 timings_ms: dict | None = None) -> None:
+                 timings_ms: dict | None = None, picks: dict | None = None,
+                 precision: dict | None = None) -> None:
         self._fn = fn
         self.engine = engine
-        self.timings_ms = timings_ms or {}   # auto: p50 ms per candidate (when measured now or cached)
+        self.timings_ms = timings_ms or {}   # auto: p50 ms per candidate at batch 1 (when measured now or cached)
+        self.picks = dict(picks or {})
+        self.precision = dict(precision or {})
+
+    def engine_for(self, n: int) -> str:
+        """The engine a call of batch ``n`` runs."""
+        fn = getattr(self._fn, "engine_for", None)
+        return fn(n) if fn is not None else self.engine
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self._fn(x)
