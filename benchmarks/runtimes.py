@@ -5,7 +5,7 @@ The real SqueezeNet 1.1 (ONNX-zoo weights) exported to each runtime's format by
 sample), each file loaded the way ``eval``/``predict``/``bench`` load it, and timed
 interleaved round by round in one process against torch eager (the shared baseline), with the
 same thread count: ONNX Runtime, OpenVINO (fp32 under ``INFERENCE_PRECISION_HINT=f32``), ncnn
-(fp32; its int8 tools are not on PyPI), LiteRT (no converter installs here: a line says why)
+(fp32, and int8 written from the same calibration: ``runtime.ncnn_model.ncnn_int8``), LiteRT (no converter installs here: a line says why)
 and ours ``auto``, measured afresh (``remeasure``) at batch 1 and 32: fp32 ``auto`` is
 ``compile_model(model, "auto")`` (what ``eval m.safetensors`` runs: ONNX Runtime, OpenVINO and
 the torch engines), ``auto_onnx`` fp32 and ``auto`` int8 are ``compile_file`` of the exported
@@ -88,12 +88,9 @@ def main(argv=None) -> int:
             runners[("onnxruntime", prec)] = load_onnx(p, threads=args.threads)
             used[("onnxruntime", prec)] = ort_precision(data, args.threads)
             for fmt, (suffix, _, _) in FORMATS.items():
-                if fmt == "ncnn" and prec == "int8":
-                    skipped.append({"runtime": "ncnn", "precision": "int8",
-                                    "skipped": "ncnn's int8 tools (ncnn2table, ncnn2int8) are not on PyPI"})
-                    continue
                 try:
-                    f = export_to(fmt, data, Path(tmp) / f"m-{prec}{suffix}")[0]
+                    f = export_to(fmt, data, Path(tmp) / f"m-{prec}{suffix}",
+                                  fp32_bytes=fp32 if prec == "int8" else None)[0]
                     e = load_exported(f, threads=args.threads)
                 except Exception as err:   # a runtime not installed is a line, not a crash
                     skipped.append({"runtime": fmt, "precision": prec, "skipped": str(err)[:200]})
