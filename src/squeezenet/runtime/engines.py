@@ -147,7 +147,9 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
                    warmup: int = 2, budget_s: float | None = None,
                    drop_slower_than: float | None = None) -> dict[str, list[float]]:
     """Seconds per call of each callable, interleaved round by round so that load from other
-    processes hits every candidate alike; stops after 2 rounds once ``budget_s`` is spent, and
+    processes hits every candidate alike (each round starts one candidate further on, so none
+    always runs right after the same other one: a runtime's threads may still spin, or hold
+    the caches, when the next starts); stops after 2 rounds once ``budget_s`` is spent, and
     from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest."""
     import statistics
     for f in fns.values():
@@ -163,7 +165,10 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
             med = {k: statistics.median(out[k]) for k in live}
             best = min(med.values())
             live = {k: f for k, f in live.items() if med[k] <= drop_slower_than * best}
-        for k, f in live.items():
+        names = list(live)
+        turn = r % len(names) if names else 0
+        for k in names[turn:] + names[:turn]:
+            f = live[k]
             for _ in range(per_round):
                 t = time.perf_counter()
                 f(x)
