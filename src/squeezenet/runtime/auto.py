@@ -166,12 +166,13 @@ def measure_picks(built: dict[str, Callable], shape, batches: Sequence[int] = AU
                   rounds: int = 6, per_round: int = 3, budget_s: float = 8.0,
                   seed: int = 0) -> tuple[dict[int, str], dict[int, dict[str, float]]]:
     """Time ``built`` (name -> callable) interleaved at each batch size; returns (the fastest
-    per batch size by the 20 % quantile of its timings (:func:`_low`), p50 ms per batch size
-    and engine). At each larger batch only the engines within :data:`AUTO_KEEP_WITHIN` x the
-    fastest at the previous one are timed again."""
+    per batch size by the 20 % quantile of its timings (:func:`_low`), one engine for all
+    where that is a near tie (:func:`one_engine_if_close`); p50 ms per batch size and engine).
+    At each larger batch only the engines within :data:`AUTO_KEEP_WITHIN` x the fastest at the
+    previous one are timed again."""
     import statistics
     gen = torch.Generator().manual_seed(seed)
-    picks, p50 = {}, {}
+    picks, p50, lows = {}, {}, {}
     live = dict(built)
     for i, b in enumerate(sorted(set(int(v) for v in batches))):
         x = torch.randn(b, *shape, generator=gen)
@@ -181,10 +182,35 @@ def measure_picks(built: dict[str, Callable], shape, batches: Sequence[int] = AU
                                drop_slower_than=3.0 if not big else 2.0)
         times = {k: v for k, v in times.items() if v}
         p50[b] = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        low = {k: _low(v) for k, v in times.items()}
+        low = lows[b] = {k: _low(v) for k, v in times.items()}
         picks[b] = min(low, key=low.get)
         live = {k: f for k, f in live.items() if k in low and low[k] <= AUTO_KEEP_WITHIN * low[picks[b]]}
-    return picks, p50
+    return one_engine_if_close(picks, lows), p50
+
+
+#: picks that differ by batch size give way to one engine when it is within this factor of the
+#: fastest at every measured size (closer than a busy machine lets a measurement tell apart)
+AUTO_ONE_ENGINE_WITHIN = 1.10
+
+
+def one_engine_if_close(picks: dict[int, str], scores: dict[int, dict[str, float]]) -> dict[int, str]:
+    """One engine for every batch size where one is within :data:`AUTO_ONE_ENGINE_WITHIN` of
+    the fastest at each (the one of the smallest worst ratio), else ``picks`` as they are.
+
+    >>> one_engine_if_close({1: "a", 32: "b"}, {1: {"a": 1.0, "b": 1.05}, 32: {"a": 50.0, "b": 30.0}})
+    {1: 'b', 32: 'b'}
+    >>> one_engine_if_close({1: "a", 32: "b"}, {1: {"a": 1.0, "b": 1.5}, 32: {"a": 50.0, "b": 30.0}})
+    {1: 'a', 32: 'b'}
+    """
+    if len(set(picks.values())) < 2:
+        return dict(picks)
+    common = set.intersection(*(set(d) for d in scores.values()))
+    worst = {e: max(scores[b][e] / scores[b][picks[b]] for b in picks) for e in common}
+    if worst:
+        e = min(worst, key=worst.get)
+        if worst[e] <= AUTO_ONE_ENGINE_WITHIN:
+            return {b: e for b in picks}
+    return dict(picks)
 
 
 def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
