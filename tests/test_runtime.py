@@ -190,7 +190,7 @@ def test_auto_for_an_onnx_file_measures_onnxruntime_and_openvino(onnx_files, cac
     entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))
     assert set(entry["p50_ms_by_batch"]["1"]) == {"onnxruntime", "openvino"}, entry   # both ran and agreed
     assert f.preprocess == "small" and f.classes == o.classes and f.int8 == o.int8   # the file's facts
-    # the split a 2-core AVX-512 VNNI Xeon measures for SqueezeNet 1.1 int8 (ORT at 1, OpenVINO at 32), forced
+    # a split by batch size (ORT at 1, OpenVINO at 32), forced: each call runs the engine of its size
     monkeypatch.setattr(rt, "measure_picks", lambda built, shape, *a, **k: (
         {1: "onnxruntime", 32: "openvino"}, {1: {"onnxruntime": 1.0}, 32: {"openvino": 9.0}}))
     f = compile_file(o, threads=1, remeasure=True)
