@@ -2,8 +2,8 @@
 eager, and cache the choice in ``$SQUEEZENET_CACHE/runtime_auto.json``.
 
 The engines are measured at each of :data:`AUTO_BATCHES` (batch 1 and 32): the fastest engine
-at one image is not always the fastest at many (on a 2-core AVX-512 VNNI Xeon OpenVINO is
-1.2-2x slower than ONNX Runtime on fp32 at batch 1, but 1.1-2x faster on int8 at batch 32).
+at one image is not always the fastest at many (on a 2-core AVX-512 VNNI Xeon OpenVINO was
+1.2-1.9x slower than ONNX Runtime on fp32 at batch 1 in 8 of 9 runs, but 1.1-2x faster on int8 at batch 32).
 A call of batch ``n`` runs the pick of the measured batch nearest to ``n`` (log scale:
 1..5 -> batch 1, 6+ -> batch 32).
 :func:`compile_file` does the same for an exported ``.onnx`` file (fp32 or int8), between
