@@ -5,12 +5,17 @@ The real SqueezeNet 1.1 (ONNX-zoo weights) exported to each runtime's format by
 sample), each file loaded the way ``eval``/``predict``/``bench`` load it, and timed
 interleaved round by round in one process against torch eager (the shared baseline), with the
 same thread count: ONNX Runtime, OpenVINO (fp32 under ``INFERENCE_PRECISION_HINT=f32``), ncnn
-(fp32; its int8 tools are not on PyPI), LiteRT (our ONNX -> .tflite translation, fp32 and
-int8, in LiteRT's interpreter with XNNPACK) and ours ``auto`` (fp32: ``compile_model(model, "auto")``, which measures ONNX Runtime,
-OpenVINO and the torch engines; int8: what ``--engine auto`` runs an int8 ``.onnx`` file with,
-ONNX Runtime). Each line says which precision the runtime really used and
-``vs_torch`` = torch eager p50 / this p50 at that batch (higher is faster). Compare ratios,
-not absolute times: the machine may be shared.
+(fp32, and int8 written from the same calibration: ``runtime.ncnn_model.ncnn_int8``), LiteRT
+(our ONNX -> .tflite translation, fp32 and int8, in LiteRT's interpreter with XNNPACK) and ours
+``auto``, measured afresh (``remeasure``) at batch 1 and 32: fp32 ``auto`` is
+``compile_model(model, "auto")`` (what ``eval m.safetensors`` runs: ONNX Runtime, OpenVINO and
+the torch engines), ``auto_onnx`` fp32 and ``auto`` int8 are ``compile_file`` of the exported
+``.onnx`` file (what ``eval m.onnx`` runs under ``--engine auto``: ONNX Runtime or OpenVINO per
+batch size). Each line says which precision the runtime really used (for ``auto``: the
+engine it ran at that batch) and ``vs_torch`` = torch eager p50 / this p50 at that batch
+(higher is faster); one ``auto_vs_fastest`` line per precision x batch gives the fastest
+other runtime's p50 / auto's p50 (>= 1: auto is at least as fast). Compare ratios, not
+absolute times: the machine may be shared.
 
     python benchmarks/runtimes.py --threads 2 --rounds 5 > runtimes.jsonl
 """
@@ -60,6 +65,8 @@ def main(argv=None) -> int:
     from squeezenet.runtime.quantize import quantize_int8
     from squeezenet.runtime.reference import onnx_zoo_squeezenet1_1
 
+    import os
+    load_start = list(os.getloadavg())
     torch.set_num_threads(args.threads)
     sh = shared_dir()
     classes = read_class_list(sh / "fixtures/imagenet/synsets.txt")
@@ -82,24 +89,35 @@ def main(argv=None) -> int:
             runners[("onnxruntime", prec)] = load_onnx(p, threads=args.threads)
             used[("onnxruntime", prec)] = ort_precision(data, args.threads)
             for fmt, (suffix, _, _) in FORMATS.items():
-                if fmt == "ncnn" and prec == "int8":
-                    skipped.append({"runtime": "ncnn", "precision": "int8",
-                                    "skipped": "ncnn's int8 tools (ncnn2table, ncnn2int8) are not on PyPI"})
-                    continue
                 try:
-                    f = export_to(fmt, data, Path(tmp) / f"m-{prec}{suffix}")[0]
+                    f = export_to(fmt, data, Path(tmp) / f"m-{prec}{suffix}",
+                                  fp32_bytes=fp32 if prec == "int8" else None)[0]
                     e = load_exported(f, threads=args.threads)
                 except Exception as err:   # a runtime not installed is a line, not a crash
                     skipped.append({"runtime": fmt, "precision": prec, "skipped": str(err)[:200]})
                     continue
                 runners[(fmt, prec)], used[(fmt, prec)] = e, e.precision
         auto = compile_model(model, "auto", threads=args.threads, remeasure=True)
-        runners[("auto", "fp32")], used[("auto", "fp32")] = auto, f"f32 via {auto.engine}"
-        # int8 auto: what eval/predict/bench run an int8 .onnx file with under --engine auto
-        from squeezenet.cli._infer import engine_used, forward_for
-        f8 = forward_for(load_onnx(Path(tmp) / "m-int8.onnx", threads=args.threads), "auto")
-        runners[("auto", "int8")] = f8
-        used[("auto", "int8")] = f"{used[(engine_used(f8), 'int8')]} via {engine_used(f8)}"
+        runners[("auto", "fp32")] = auto
+        # what eval/predict run an .onnx file with under --engine auto (cli._infer.forward_for)
+        from squeezenet.runtime import compile_file
+        for name, prec in (("auto_onnx", "fp32"), ("auto", "int8")):
+            runners[(name, prec)] = compile_file(load_onnx(Path(tmp) / f"m-{prec}.onnx", threads=args.threads),
+                                                 threads=args.threads, remeasure=True)
+        autos = {k: f for k, f in runners.items() if k[0].startswith("auto")}
+        for k, f in autos.items():
+            print(json.dumps({"runtime": k[0], "precision": k[1], "picks": {str(b): e for b, e in f.picks.items()},
+                              "measured_p50_ms_batch1": {e: round(v, 3) for e, v in f.timings_ms.items()},
+                              "precision_used": f.precision}), flush=True)
+
+        def used_by(r, p, b):
+            f = runners[(r, p)]
+            if r not in ("auto", "auto_onnx"):
+                return used[(r, p)]
+            e = f.engine_for(b)
+            # OpenVINO: its runtimePrecision in auto's own compile; ONNX Runtime: its optimized graph's ops
+            real = used.get((e, p)) if e == "onnxruntime" else f.precision.get(e)
+            return f"{real} via {e}"
 
         g = torch.Generator().manual_seed(0)
         for b in [int(v) for v in args.batches.split(",")]:
@@ -108,18 +126,24 @@ def main(argv=None) -> int:
             times = time_callables(fns, x, rounds=args.rounds,
                                    per_round=args.iters if b == 1 else max(1, args.iters // 3), warmup=1)
             base = statistics.median(times["torch_eager/fp32"])
+            p50s = {}
             for key, ts in times.items():
                 r, p = key.split("/")
-                p50 = statistics.median(ts)
-                print(json.dumps({"runtime": r, "precision": p, "precision_used": used[(r, p)], "batch": b,
+                p50 = p50s[(r, p)] = statistics.median(ts)
+                print(json.dumps({"runtime": r, "precision": p, "precision_used": used_by(r, p, b), "batch": b,
                                   "p50_ms": round(p50 * 1e3, 3), "images_per_s": round(b / p50, 1),
                                   "vs_torch": round(base / p50, 3), "samples": len(ts), "threads": args.threads}),
                       flush=True)
+            for (r, p), f in autos.items():
+                others = {k: v for k, v in p50s.items() if k[1] == p and not k[0].startswith("auto")}
+                fastest = min(others, key=others.get)
+                print(json.dumps({"auto_vs_fastest": round(others[fastest] / p50s[(r, p)], 3), "auto": r,
+                                  "precision": p, "batch": b, "auto_ran": f.engine_for(b),
+                                  "fastest_other": fastest[0]}), flush=True)
     for s in skipped:
         print(json.dumps(s))
-    import os
     print(json.dumps({"cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,
-                      "load_average": list(os.getloadavg()), "note": "shared machine: compare ratios"}))
+                      "load_average_start": load_start, "load_average": list(os.getloadavg()), "note": "shared machine: compare ratios"}))
     return 0
 
 

@@ -31,7 +31,10 @@ def test_run_benchmark_structure():
     e = r["engines"]
     assert e["torchvision"]["weights"] == "our weights"
     assert e["torchvision"]["max_abs_diff_vs_eager"] < 1e-4  # the peer computes the same function
-    assert e["auto"]["picked"] in ("onnxruntime", "openvino", "channels_last", "torchscript", "eager")
+    assert set(e["auto"]["picks"]) == {"1", "32"}
+    assert set(e["auto"]["picks"].values()) <= {"onnxruntime", "openvino", "channels_last", "torchscript", "eager"}
+    one, many = e["auto"]["picks"]["1"], e["auto"]["picks"]["32"]
+    assert e["auto"]["picked"] == (one if one == many else f"{one} (batch 1-5), {many} (batch 6+)")
     assert e["openvino"]["max_abs_diff_vs_eager"] < 1e-4 and e["openvino"]["precision"] == "f32"
     assert e["onnxruntime"]["max_abs_diff_vs_eager"] < 1e-4
     assert e["onnxruntime_int8"]["model_bytes"] < e["onnxruntime"]["model_bytes"] / 2.5

@@ -91,8 +91,27 @@ def test_export_int8_keeps_float_logits(cli, small, photos, tmp_path, to, name):
     assert y.shape == (4, 4) and torch.isfinite(y).all()
 
 
+def test_export_ncnn_int8(cli, small, photos, tmp_path):
+    """ncnn int8 from our calibration: each convolution in ncnn's int8 form, logits in float."""
+    out = tmp_path / "q.param"
+    code, o, err = cli("export", small[1], "--to", "ncnn", "-o", out, "--int8", "--calibration", photos, "--check")
+    assert code == 0, err
+    from squeezenet.runtime.exported import load_exported
+    e = load_exported(out)
+    n_conv = sum(1 for m in small[0].modules() if isinstance(m, torch.nn.Conv2d))
+    assert e.int8 and e.precision == f"int8 ({n_conv} convs) + f32", e.precision
+    assert out.read_text().count(" 8=2") == n_conv
+    assert (tmp_path / "q.bin").stat().st_size < 0.4 * sum(p.numel() * 4 for p in small[0].parameters())
+    assert e.metadata["quantization"]["float_output"] is True
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = small[0].eval()(x)
+    y = e(x)
+    assert y.shape == ref.shape and torch.isfinite(y).all()
+    assert float((y - ref).abs().max()) < 0.25 * float(ref.std()) + 1e-3   # int8-close, not just finite
+
+
 @pytest.mark.parametrize("argv,needle", [
-    (("--to", "ncnn", "-o", "{t}/m.param", "--int8", "--calibration", "{p}"), "fp32 only"),
     (("--to", "openvino", "-o", "{t}/m.onnx"), "ending in .xml for --to openvino"),
     (("--to", "litert", "-o", "{t}/m.onnx"), "ending in .tflite for --to litert"),
     (("--to", "tflite", "-o", "{t}/m.tflite"), "invalid choice"),
@@ -217,16 +236,16 @@ def test_zoo_int8_onnx_float_logits_no_ties(zoo):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt,int8", [("openvino", False), ("openvino", True), ("ncnn", False),
+@pytest.mark.parametrize("fmt,int8", [("openvino", False), ("openvino", True), ("ncnn", False), ("ncnn", True),
                                       ("litert", False), ("litert", True)])
 def test_zoo_exported_in_its_runtime(zoo, tmp_path, fmt, int8):
     from squeezenet.runtime.exported import FORMATS, export_to, load_exported
     path = tmp_path / ("m" + FORMATS[fmt][0])
-    export_to(fmt, zoo["int8"] if int8 else zoo["fp32"], path)
+    export_to(fmt, zoo["int8"] if int8 else zoo["fp32"], path, fp32_bytes=zoo["fp32"] if int8 else None)
     e = load_exported(path, threads=1)
     assert e.engine == fmt and e.int8 == int8 and e.classes == zoo["model"].classes
-    int8_name = "i8" if fmt == "litert" else "u8"
-    assert e.precision == (int8_name if int8 else "f32")   # never bf16: fp32 files run in fp32
+    want = {"openvino": "u8", "ncnn": "int8 (26 convs) + f32", "litert": "i8"}[fmt] if int8 else "f32"
+    assert e.precision == want   # never bf16: fp32 files run in fp32
     _check(zoo, _run_all(e, zoo["x"]), int8=int8)
 
 

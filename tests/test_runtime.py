@@ -1,5 +1,6 @@
 """squeezenet.runtime: every engine agrees with eager; auto measures once and caches."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -123,3 +124,101 @@ def test_engine_list():
     from squeezenet.cli._infer import ENGINES_HELP
     named = set(re.findall(r"\b[a-z_]+\b", ENGINES_HELP))
     assert set(ENGINES) | {"auto"} <= named, set(ENGINES) - named
+
+
+# ------------------------------------------------- auto per batch size; auto for .onnx files
+
+def test_auto_picks_per_batch_size_and_dispatches(small, cache, monkeypatch):
+    """auto measures at batch 1 and 32; a call runs the pick of the nearest batch size."""
+    import squeezenet.runtime.auto as rt
+    assert rt.AUTO_BATCHES == (1, 32)
+    seen = {}
+
+    def forced(built, shape, batches=rt.AUTO_BATCHES, **kw):
+        seen["built"] = sorted(built)
+        return {1: "channels_last", 32: "eager"}, {1: {"channels_last": 1.0, "eager": 2.0}, 32: {"eager": 30.0}}
+    monkeypatch.setattr(rt, "measure_picks", forced)
+    f = compile_model(small, "auto", threads=1, candidates=("channels_last", "eager"))
+    assert seen["built"] == ["channels_last", "eager"]
+    assert f.picks == {1: "channels_last", 32: "eager"}
+    assert f.engine == "channels_last (batch 1-5), eager (batch 6+)"
+    assert [f.engine_for(n) for n in (1, 5, 6, 100)] == ["channels_last"] * 2 + ["eager"] * 2
+    assert f.precision == {"channels_last": "f32", "eager": "f32"}
+    for n in (1, 7):
+        x = torch.randn(n, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.allclose(f(x), small(x), rtol=1e-5, atol=1e-4)
+    entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))
+    assert entry["picks"] == {"1": "channels_last", "32": "eager"} and entry["engine"] == f.engine
+    assert set(entry["p50_ms_by_batch"]) == {"1", "32"}
+    monkeypatch.setattr(rt, "measure_picks", None)   # cached: not measured again
+    assert compile_model(small, "auto", threads=1, candidates=("channels_last", "eager")).picks == f.picks
+
+
+def test_measure_picks_times_each_batch_size(small):
+    from squeezenet.runtime.auto import measure_picks
+    fns = {"eager": compile_model(small, "eager", threads=1), "slow": lambda x: (time.sleep(0.01), small(x))[1]}
+    picks, p50 = measure_picks(fns, (3, 32, 32), batches=(1, 4), rounds=2, per_round=1)
+    assert picks == {1: "eager", 4: "eager"} and set(p50) == {1, 4}
+    assert p50[1]["slow"] > p50[1]["eager"] > 0
+
+
+@pytest.fixture(scope="module")
+def onnx_files(small, tmp_path_factory):
+    from squeezenet.interop.onnx_export import to_onnx_bytes
+    from squeezenet.runtime.quantize import quantize_int8
+    d = tmp_path_factory.mktemp("files")
+    small.preprocess = "small"
+    fp32 = to_onnx_bytes(small)
+    g = torch.Generator().manual_seed(1)
+    (d / "m.onnx").write_bytes(fp32)
+    (d / "m-int8.onnx").write_bytes(quantize_int8(fp32, [torch.randn(16, 3, 32, 32, generator=g)]))
+    return d
+
+
+@pytest.mark.parametrize("name", ["m.onnx", "m-int8.onnx"])
+def test_auto_for_an_onnx_file_measures_onnxruntime_and_openvino(onnx_files, cache, monkeypatch, name):
+    pytest.importorskip("openvino")
+    import squeezenet.runtime.auto as rt
+    from squeezenet.runtime import compile_file
+    from squeezenet.runtime.onnx_model import load_onnx
+    o = load_onnx(onnx_files / name, threads=1)
+    said = []
+    f = compile_file(o, threads=1, log=said.append)
+    assert len(said) == 1 and "onnxruntime, openvino" in said[0]
+    assert set(f.picks) == {1, 32} and set(f.picks.values()) <= {"onnxruntime", "openvino"}
+    entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))
+    assert set(entry["p50_ms_by_batch"]["1"]) == {"onnxruntime", "openvino"}, entry   # both ran and agreed
+    assert f.preprocess == "small" and f.classes == o.classes and f.int8 == o.int8   # the file's facts
+    # a split by batch size (ORT at 1, OpenVINO at 32), forced: each call runs the engine of its size
+    monkeypatch.setattr(rt, "measure_picks", lambda built, shape, *a, **k: (
+        {1: "onnxruntime", 32: "openvino"}, {1: {"onnxruntime": 1.0}, 32: {"openvino": 9.0}}))
+    f = compile_file(o, threads=1, remeasure=True)
+    assert f.engine == "onnxruntime (batch 1-5), openvino (batch 6+)" and f.engine_for(16) == "openvino"
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    ref, out = o(x), f(x)
+    if o.int8:   # another runtime's int8 kernels round differently: close, and the same classes
+        assert f.precision["openvino"] != "bf16" and "8" in f.precision["openvino"], f.precision
+        assert float((out - ref).abs().max()) <= rt.INT8_REL_TOL * float(ref.std()) + 1e-4
+        assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.9
+    else:        # fp32 stays fp32 (INFERENCE_PRECISION_HINT f32, never bf16)
+        assert f.precision["openvino"] == "f32", f.precision
+        assert torch.allclose(out, ref, rtol=1e-5, atol=1e-4)
+    assert torch.equal(f(x[:2]), o(x[:2]))   # batch 2 runs the file's own session
+
+
+def test_auto_for_a_file_refuses_a_runtime_that_disagrees(onnx_files, cache, monkeypatch):
+    pytest.importorskip("openvino")
+    import squeezenet.runtime.auto as rt
+    from squeezenet.runtime.onnx_model import load_onnx
+    real = rt._build_file_engine
+
+    def wrong(model, name, threads):
+        fn = real(model, name, threads)
+        return fn if name == "onnxruntime" else (lambda x: fn(x) * 1.5)
+    monkeypatch.setattr(rt, "_build_file_engine", wrong)
+    o = load_onnx(onnx_files / "m-int8.onnx", threads=1)
+    f = rt.compile_file(o, threads=1)
+    assert f.picks == {1: "onnxruntime", 32: "onnxruntime"} and f.engine == "onnxruntime"
+    entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))
+    assert "disagrees with onnxruntime" in entry["rejected"]["openvino"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Callable
 
 ENGINES_HELP = ("inference engine: auto (default: the fastest on this CPU, measured once and cached), "
-                "eager, channels_last, torchscript, compile, onnxruntime, openvino (an .onnx file always runs with "
-                "onnxruntime, an OpenVINO .xml with openvino, an ncnn .param with ncnn, a .tflite with litert)")
+                "eager, channels_last, torchscript, compile, onnxruntime, openvino (an .onnx file runs with onnxruntime "
+                "or openvino, auto measuring both per batch size; an OpenVINO .xml with openvino, an ncnn .param with "
+                "ncnn, a .tflite with litert)")
 
 
 def is_onnx(path) -> bool:
@@ -62,15 +63,20 @@ def load_model(path, preprocess: str | None = None, classes=None, threads: int |
 
 
 def forward_for(model, engine: str, log=None) -> Callable | None:
-    """``None`` for eager; the ONNX session for an ``.onnx`` file; else
+    """``None`` for eager; for an ``.onnx`` file its ONNX Runtime session, OpenVINO, or under
+    ``auto`` the faster of the two per batch size (``squeezenet.runtime.compile_file``); else
     ``squeezenet.runtime.compile_model(model, engine)``. ``log`` hears about a first ``auto``
     measurement (it takes seconds)."""
     from ..errors import SqueezeNetError
     from ..runtime.onnx_model import OnnxModel
     if isinstance(model, OnnxModel):
-        if engine not in (None, "", "auto", "onnxruntime"):
-            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with onnxruntime (or auto)")
-        return model
+        if engine not in (None, "", "auto", "onnxruntime", "openvino"):
+            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with onnxruntime or openvino (or auto)")
+        if engine == "onnxruntime":
+            return model
+        from ..runtime.auto import compile_file
+        return compile_file(model, candidates=("openvino",) if engine == "openvino" else
+                            ("onnxruntime", "openvino"), log=log)
     from ..runtime.exported import ExportedModel
     if isinstance(model, ExportedModel):
         if engine not in (None, "", "auto", model.engine):
@@ -82,6 +88,9 @@ def forward_for(model, engine: str, log=None) -> Callable | None:
     return runtime.compile_model(model, engine, log=log)
 
 
-def engine_used(forward) -> str:
-    """The engine that runs: what ``auto`` picked, ``onnxruntime`` for an .onnx file, else eager."""
+def engine_used(forward, batch: int | None = None) -> str:
+    """The engine that runs (at ``batch`` images a call, where ``auto`` picked per batch size):
+    what ``auto`` picked, the runtime of an exported file, else eager."""
+    if batch is not None and hasattr(forward, "engine_for"):
+        return forward.engine_for(batch)
     return getattr(forward, "engine", None) or "eager"

@@ -74,10 +74,11 @@ def run(args) -> int:
     ds = spread_subset(ds, args.limit)
     loader = make_loader(ds, args.batch_size, workers=args.workers)
     fwd = forward_for(model, args.engine, log=lambda m: print(m, file=sys.stderr, flush=True))
-    r = evaluate(None if fwd is model else model, loader, forward=fwd, progress=not args.no_progress)
+    r = evaluate(model if isinstance(model, torch.nn.Module) else None, loader, forward=fwd,
+                 progress=not args.no_progress)
     where = dataset_label(args.data, args.split)
     r.update({"model": str(args.weights), "data": str(args.data), "split": args.split, "preprocess": preset,
-              "engine": engine_used(fwd)})
+              "engine": engine_used(fwd, min(args.batch_size, len(ds)) or 1)})
     if args.json:
         print_json(r)
     else:

@@ -26,7 +26,7 @@ def register(sub) -> None:
     add_out(p, dest="output", folder=False, help="output file (.onnx; .xml for openvino, .param for ncnn, .tflite for litert)")
     p.add_argument("--to", choices=list(SUFFIXES), default="onnx",
                    help="format: onnx (default, ONNX Runtime), openvino (IR, pip install 'squeezenet[openvino]'), "
-                        "ncnn (fp32 only, pip install 'squeezenet[ncnn]'), litert (.tflite, pip install "
+                        "ncnn (fp32 or int8, pip install 'squeezenet[ncnn]'), litert (.tflite, pip install "
                         "'squeezenet[litert]'); preset and classes travel in the file's metadata (ncnn: a side .json)")
     p.add_argument("--opset", type=number(int, 17), default=17, help="ONNX opset (>= 17, default 17)")
     p.add_argument("--input-size", type=input_size, default=None,
@@ -83,9 +83,6 @@ def run(args) -> int:
     want = SUFFIXES[args.to]
     if Path(args.output).suffix.lower() != want:
         raise SqueezeNetError(f"-o {args.output}: give a path ending in {want} for --to {args.to}")
-    if args.to == "ncnn" and args.int8:
-        raise SqueezeNetError("--to ncnn exports fp32 only (ncnn's int8 tools are not on PyPI); "
-                              "use --to openvino or onnx for int8")
     if args.to != "onnx":
         from ..runtime.exported import require
         require(args.to)   # not installed: say how, before the work
@@ -108,7 +105,7 @@ def run(args) -> int:
     from ..interop.onnx_export import to_onnx_bytes
     from ..models import default_input_size
     size = args.input_size or default_input_size(model)
-    data = to_onnx_bytes(model, input_size=size, opset=args.opset)
+    data = fp32_data = to_onnx_bytes(model, input_size=size, opset=args.opset)
     note = ""
     if args.int8:
         from ..data import preset_for
@@ -150,7 +147,7 @@ def run(args) -> int:
         written = f"{len(data):,} bytes"
     else:
         from ..runtime.exported import export_to
-        files = export_to(args.to, data, args.output)
+        files = export_to(args.to, data, args.output, fp32_bytes=fp32_data if args.int8 else None)
         written = (f"{sum(f.stat().st_size for f in files):,} bytes in {', '.join(f.name for f in files)} "
                    f"({args.to}, from {len(data):,} bytes of ONNX)")
     print(f"wrote {args.output}: {name} at {size}x{size}, {written}{note}")

@@ -17,15 +17,18 @@ Engines:
 * ``openvino``: the same ONNX graph compiled by OpenVINO's CPU plugin in fp32 (optional:
   ``pip install 'squeezenet[openvino]'``).
 * ``auto``: measures :data:`AUTO_CANDIDATES` once for this CPU, torch/ORT versions, model
-  config, input shape and thread count, keeps the fastest whose outputs agree with eager,
-  and caches the choice in ``$SQUEEZENET_CACHE/runtime_auto.json`` (default
+  config, input shape and thread count, at batch 1 and 32, keeps the fastest whose outputs
+  agree with eager at each (a call runs the pick of the nearest batch size), and caches the choice in ``$SQUEEZENET_CACHE/runtime_auto.json`` (default
   ``~/.cache/squeezenet``). ``compile`` is not a default candidate: its compile cost would
   be paid on every first use and it is slower than ONNX Runtime on the CPUs measured.
+
+``compile_file(onnx_model)`` is ``auto`` for an exported ``.onnx`` file (fp32 or int8): ONNX
+Runtime or OpenVINO (where installed) per batch size, whichever is faster and agrees.
 """
 from ..data.archive import cache_dir
-from .auto import AUTO_CANDIDATES, CACHE_FILE, choose_engine, compile_model, cpu_model
+from .auto import AUTO_BATCHES, AUTO_CANDIDATES, CACHE_FILE, choose_engine, compile_file, compile_model, cpu_model
 from .engines import ATOL, ENGINES, RTOL, CompiledModel, build_engine, input_shape, ort_session, time_callables
 
-__all__ = ["compile_model", "CompiledModel", "ENGINES", "AUTO_CANDIDATES", "cache_dir",
+__all__ = ["compile_model", "compile_file", "AUTO_BATCHES", "CompiledModel", "ENGINES", "AUTO_CANDIDATES", "cache_dir",
            "cpu_model", "ort_session", "choose_engine", "build_engine", "input_shape", "time_callables",
            "RTOL", "ATOL", "CACHE_FILE"]

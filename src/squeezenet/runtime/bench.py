@@ -131,6 +131,8 @@ def build_engines(model: nn.Module, engines: Sequence[str], shape, threads: int,
                 meta["precision"] = getattr(c._fn, "precision", None)
             if e == "auto":
                 meta["picked"] = c.engine
+                meta["picks"] = {str(b): v for b, v in c.picks.items()}
+                meta["precision"] = c.precision
                 meta["candidates_p50_ms"] = {k: round(v, 3) for k, v in (c.timings_ms or {}).items()}
         else:
             raise SqueezeNetError(f"unknown engine {e!r}: choose from {', '.join(DEFAULT_ENGINES + EXTRA_ENGINES)}")

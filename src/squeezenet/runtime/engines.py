@@ -19,13 +19,23 @@ RTOL, ATOL = 1e-5, 1e-4
 
 
 class CompiledModel:
-    """A callable ``x -> logits`` produced by :func:`compile_model`; ``engine`` names what runs."""
+    """A callable ``x -> logits`` produced by :func:`compile_model`; ``engine`` names what runs
+    (``auto``: which engine at which batch sizes when they differ, ``picks`` batch -> engine),
+    ``precision`` engine -> what it really computes in (``auto`` only)."""
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], engine: str,
-                 timings_ms: dict | None = None) -> None:
+                 timings_ms: dict | None = None, picks: dict | None = None,
+                 precision: dict | None = None) -> None:
         self._fn = fn
         self.engine = engine
-        self.timings_ms = timings_ms or {}   # auto: p50 ms per candidate (when measured now or cached)
+        self.timings_ms = timings_ms or {}   # auto: p50 ms per candidate at batch 1 (when measured now or cached)
+        self.picks = dict(picks or {})
+        self.precision = dict(precision or {})
+
+    def engine_for(self, n: int) -> str:
+        """The engine a call of batch ``n`` runs."""
+        fn = getattr(self._fn, "engine_for", None)
+        return fn(n) if fn is not None else self.engine
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self._fn(x)
@@ -137,7 +147,9 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
                    warmup: int = 2, budget_s: float | None = None,
                    drop_slower_than: float | None = None) -> dict[str, list[float]]:
     """Seconds per call of each callable, interleaved round by round so that load from other
-    processes hits every candidate alike; stops after 2 rounds once ``budget_s`` is spent, and
+    processes hits every candidate alike (each round starts one candidate further on, so none
+    always runs right after the same other one: a runtime's threads may still spin, or hold
+    the caches, when the next starts); stops after 2 rounds once ``budget_s`` is spent, and
     from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest."""
     import statistics
     for f in fns.values():
@@ -153,7 +165,10 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
             med = {k: statistics.median(out[k]) for k in live}
             best = min(med.values())
             live = {k: f for k, f in live.items() if med[k] <= drop_slower_than * best}
-        for k, f in live.items():
+        names = list(live)
+        turn = r % len(names) if names else 0
+        for k in names[turn:] + names[:turn]:
+            f = live[k]
             for _ in range(per_round):
                 t = time.perf_counter()
                 f(x)

@@ -47,15 +47,16 @@ def output_files(fmt: str, path: str | os.PathLike) -> list[Path]:
     return [p]
 
 
-def export_to(fmt: str, onnx_bytes: bytes, path: str | os.PathLike) -> list[Path]:
+def export_to(fmt: str, onnx_bytes: bytes, path: str | os.PathLike, fp32_bytes: bytes | None = None) -> list[Path]:
     """Convert ONNX bytes (ours: fp32 or int8 QDQ, with metadata) to ``fmt`` at ``path``;
-    returns the files written (each atomically, the weights first)."""
+    returns the files written (each atomically, the weights first). ``fp32_bytes``: the fp32
+    graph an int8 file was quantized from (ncnn int8 converts that with the file's scales)."""
     if fmt == "openvino":
         from .openvino_model import export_openvino
         return export_openvino(onnx_bytes, path)
     if fmt == "ncnn":
         from .ncnn_model import export_ncnn
-        return export_ncnn(onnx_bytes, path)
+        return export_ncnn(onnx_bytes, path, fp32_bytes=fp32_bytes)
     if fmt == "litert":
         from .litert_model import export_litert
         return export_litert(onnx_bytes, path)
