@@ -101,10 +101,12 @@ def save_quantized(model: nn.Module, layers: dict[str, Q.QuantLayer], path, gap_
                    metadata: dict | None = None) -> dict:
     """Write a quantized (and pruned) model as ``.sqz``; returns :func:`~.sqz.write_sqz`'s info."""
     recs, dense = sparse_layers(model, layers, gap_bits)
-    meta = dict(getattr(model, "metadata", {}) or {})
+    from ..models.data_config import data_config, file_metadata
+    cfg = data_config(model)
+    meta = file_metadata(cfg, getattr(model, "metadata", {}))   # the data config rides in the metadata
     meta.update(metadata or {})
-    return write_sqz(path, model.config, recs, dense, classes=getattr(model, "classes", None),
-                     preprocess=getattr(model, "preprocess", None), metadata=meta)
+    return write_sqz(path, model.config, recs, dense, classes=list(cfg.classes) if cfg.classes is not None else None,
+                     preprocess=cfg.preset, metadata=meta)
 
 
 def estimate_bytes(model: nn.Module, fractions: dict[str, float], bits, gap_bits: int,
