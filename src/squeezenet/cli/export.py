@@ -105,8 +105,8 @@ def run(args) -> int:
                                          args.force_preprocess,
                                          lambda m: print(f"squeezenet: warning: {m}", file=sys.stderr))
     from ..interop.onnx_export import to_onnx_bytes
-    from ..models import default_input_size
-    size = args.input_size or default_input_size(model)
+    from ..data import input_size_for
+    size = args.input_size or input_size_for(model)[1:]   # the one input-size rule
     data = to_onnx_bytes(model, input_size=size, opset=args.opset)
     note = ""
     if args.int8:

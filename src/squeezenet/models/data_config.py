@@ -154,10 +154,8 @@ def data_config(model: Any) -> DataConfig:
 
 
 class CarriesDataConfig:
-    """Mixin: ``classes``, ``class_names``, ``preprocess``, ``source`` and ``license`` read
-    and write through ``self.data_config`` (one frozen :class:`DataConfig`); assigning
-    ``metadata`` moves the data-config keys (:data:`META_KEYS`) into it, so a file's
-    metadata, read back, lands where it was written from."""
+    """Mixin: ``classes``, ``class_names`` and ``preprocess`` read and write through
+    ``self.data_config`` (one frozen :class:`DataConfig`)."""
 
     data_config: DataConfig
 
@@ -195,22 +193,6 @@ class CarriesDataConfig:
     @preprocess.setter
     def preprocess(self, preset: str | None) -> None:
         self._set(preset=preset or None)
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """Free-form facts about the model (``arch``, ``imported_from``, ...) besides its data config."""
-        return self._metadata
-
-    @metadata.setter
-    def metadata(self, meta: dict[str, Any] | None) -> None:
-        fields, rest = split_metadata(meta)
-        if fields:
-            if "input_size" in fields and isinstance(fields["input_size"], list):
-                fields["input_size"] = tuple(fields["input_size"])
-            if "class_names" in fields and fields["class_names"] is not None:
-                fields["class_names"] = tuple(str(n) for n in fields["class_names"])
-            self._set(**fields)
-        self._metadata = rest
 
 
 def set_data_config(model: nn.Module, cfg: DataConfig) -> nn.Module:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .data_config import CarriesDataConfig, DataConfig
+from .data_config import CarriesDataConfig, DataConfig, split_metadata
 from .fire import Fire
 
 #: Stems: (out_channels, kernel, stride, padding) of conv1.
@@ -306,6 +306,25 @@ class SqueezeNet(CarriesDataConfig, nn.Module):
     def final_conv(self) -> nn.Conv2d:
         """conv10 (``classifier.1``), kept out of the state_dict under this name."""
         return self.classifier[1]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Free-form facts about the model (``arch``, ``imported_from``, ...) besides its data
+        config; assigning a dict moves its data-config keys (``source``, ``class_names``,
+        ``license``, ``input_size``: :data:`~squeezenet.models.data_config.META_KEYS`) into
+        ``data_config``, so a file's metadata, read back, lands where it was written from."""
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, meta: dict[str, Any] | None) -> None:
+        fields, rest = split_metadata(meta)
+        if fields:
+            if "input_size" in fields and isinstance(fields["input_size"], list):
+                fields["input_size"] = tuple(fields["input_size"])
+            if "class_names" in fields and fields["class_names"] is not None:
+                fields["class_names"] = tuple(str(n) for n in fields["class_names"])
+            self._set(**fields)
+        self._metadata = rest
 
     def reset_parameters(self, init: str = "paper") -> None:
         """``paper``: Caffe's "xavier" filler (uniform, fan-in) for every conv and Gaussian
