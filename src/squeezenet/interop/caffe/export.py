@@ -152,9 +152,8 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
         if value:
             header += f"# {key}: {' '.join(value.split())}\n"
     files = {}
-    classes = getattr(model, "classes", None)
+    classes, names = model.data_config.classes, model.data_config.class_names
     if classes:
-        names = getattr(model, "class_names", None)
         from ...models.classes import class_line
         lines = [class_line(str(c), n if names else None) for c, n in zip(classes, names or classes)]
         files[CLASSES_FILE] = "\n".join(lines) + "\n"
