@@ -29,7 +29,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
 
 from ..errors import ConfigError
 
@@ -193,13 +192,3 @@ class CarriesDataConfig:
     @preprocess.setter
     def preprocess(self, preset: str | None) -> None:
         self._set(preset=preset or None)
-
-
-def set_data_config(model: nn.Module, cfg: DataConfig) -> nn.Module:
-    """Give ``model`` the data config ``cfg`` (a model without the attribute gets the loose
-    ``classes``/``class_names``/``preprocess`` attributes instead); returns ``model``."""
-    if isinstance(getattr(model, "data_config", None), DataConfig):
-        model.data_config = cfg
-    else:
-        model.classes, model.class_names, model.preprocess = cfg.classes, cfg.class_names, cfg.preset
-    return model
