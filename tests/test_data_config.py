@@ -153,3 +153,23 @@ def test_pretrained_records_give_their_data_config():
     assert c.classes[0] == "n01440764" and c.class_names[0].startswith("tench") and c.num_classes == 1000
     assert m.metadata["weights"] == w.name
     assert input_size_for(m) == (3, 227, 227)
+
+
+def test_training_keeps_the_data_config_in_checkpoints_and_state(cli, tmp_path):
+    from squeezenet.models import MetaParams
+    from squeezenet.train import STATE_FILE, load_train_state
+    torch.manual_seed(0)
+    m = squeezenet.create_model("squeezenet_small", meta=MetaParams(base_e=16, incr_e=16, sr=0.25))
+    m.data_config = m.data_config.replace(source="my-lab", license="MIT")
+    src = squeezenet.save(m, tmp_path / "tiny.safetensors")
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--data", "digits", "--out", out, "--model", src, "--max-steps", "1",
+                       "--batch-size", "16", "--no-progress")
+    assert code == 0, err
+    got = squeezenet.load(out / "best.safetensors").data_config
+    assert (got.source, got.license, got.preset, got.num_classes) == ("my-lab", "MIT", "small", 10)
+    _, info = load_train_state(out / STATE_FILE)
+    assert DataConfig.from_dict(info["model"]["data_config"]) == got
+    # a resumed run rebuilds the model from the state with its whole data config
+    from squeezenet.cli.train import _build_model
+    assert _build_model(None, info, "digits", "small").data_config == got
