@@ -31,7 +31,7 @@ def test_data_config_fields_checks_and_round_trip():
     assert DataConfig(input_size=32).input_size == (3, 32, 32)
     # names of other ids mean nothing: dropped with a class list of another length
     assert DataConfig(classes=("a",), class_names=("x", "y")).class_names is None
-    for bad in ({"input_size": (3, 0, 32)}, {"input_size": "big"}, {"license": ""}, {"classes": "abc"},
+    for bad in ({"input_size": (3, 0, 32)}, {"input_size": "big"}, {"license": ""}, {"classes": "abc"}, {"classes": 7},
                 {"preset": 7}, {"colour": "red"}):
         with pytest.raises(ConfigError):
             DataConfig.from_dict(bad)

@@ -29,7 +29,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-
 from ..errors import ConfigError
 
 #: The keys of a file's free-form metadata that hold data-config fields, in the order
@@ -61,7 +60,7 @@ class DataConfig:
         for name in ("classes", "class_names"):
             v = getattr(self, name)
             if v is not None:
-                if isinstance(v, (str, bytes)) or not all(isinstance(c, str) for c in v):
+                if not isinstance(v, (list, tuple)) or not all(isinstance(c, str) for c in v):
                     raise ConfigError(f"data config: {name} must be a list of strings")
                 fix(name, tuple(v))
         if self.class_names is not None and (self.classes is None or len(self.class_names) != len(self.classes)):
