@@ -64,15 +64,15 @@ def quantized_v1_1(shared: Path, bits: int = V1_1_BITS):
     from squeezenet.compress.quantize import quantize_model
     model = dense_v1_1(shared)
     layers = quantize_model(model, bits, init="linear")
-    model.metadata = {**(model.metadata or {}), "quantized": f"k-means {bits}-bit per layer, linear init, "
-                                                             f"no pruning, no retraining"}
     return model, layers
 
 
 def make_v1_1(shared: Path, out: Path, bits: int = V1_1_BITS) -> dict:
     from squeezenet.compress.sizing import save_quantized
     model, layers = quantized_v1_1(shared, bits)
-    return save_quantized(model, layers, out)
+    # the note goes after the model's own metadata and data config (source ... class_names)
+    return save_quantized(model, layers, out, metadata={
+        "quantized": f"k-means {bits}-bit per layer, linear init, no pruning, no retraining"})
 
 
 def make_all(shared: Path, out_dir: Path) -> dict[str, dict]:

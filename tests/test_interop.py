@@ -41,7 +41,7 @@ def test_onnx_zoo_matches_reference_outputs():
 def test_onnx_zoo_parent_folder_and_bad_files(tmp_path):
     src = shared_path(f"{ZOO}/weights")
     # the zoo folder itself (holding weights/) works too
-    assert import_onnx_zoo(src.parent).metadata["source"] == "onnx-zoo"
+    assert import_onnx_zoo(src.parent).data_config.source == "onnx-zoo"
     d = tmp_path / "weights"
     d.mkdir()
     for f in src.glob("*.npy"):
@@ -123,7 +123,7 @@ def test_cli_import_onnx_zoo_with_classes(tmp_path, cli, shared):
     assert code == 0, err
     m = squeezenet.load(tmp_path / "zoo.safetensors")
     assert m.classes == read_classes(synsets) and len(m.classes) == 1000
-    assert m.preprocess == "torchvision" and m.metadata["source"] == "onnx-zoo"
+    assert m.preprocess == "torchvision" and m.data_config.source == "onnx-zoo"
     x = torch.from_numpy(read_npy(shared(f"{ZOO}/test_data_set_0/input_0.npy")))
     ref = read_npy(shared(f"{ZOO}/test_data_set_0/output_0.npy"))
     with torch.no_grad():

@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 # Lazy attributes: `squeezenet --help` and error paths must not pay for importing torch.
 _LAZY = {"load": "io", "save": "io", "Fire": "models", "MetaParams": "models",
          "SqueezeNet": "models", "SqueezeNetConfig": "models", "create_model": "models",
-         "list_models": "models", "summary": "models",
+         "list_models": "models", "summary": "models", "DataConfig": "models", "data_config": "models",
+         "input_size_for": "data",
          # the Python path: the CLI's own commands (squeezenet.cli._api), one implementation
          "finetune": "cli._api", "export": "cli._api", "transforms": "cli._api"}   # compress: _CompressFace
 # create_model with pretrained weights (`pretrained=True`, `weights="squeezenet1_1.onnx_zoo"`)
@@ -77,5 +78,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'squeezenet' has no attribute {name!r}")
 
 __all__ = ["create_model", "list_models", "load", "save", "summary", "finetune", "compress", "export", "transforms", "Fire", "SqueezeNet",
-           "SqueezeNetConfig", "MetaParams", "SqueezeNetError", "FormatError", "ConfigError",
+           "SqueezeNetConfig", "MetaParams", "DataConfig", "data_config", "input_size_for", "SqueezeNetError", "FormatError", "ConfigError",
            "__version__", "weights"]

@@ -103,9 +103,9 @@ def run(args) -> int:
                                          args.force_preprocess,
                                          lambda m: print(f"squeezenet: warning: {m}", file=sys.stderr))
     from ..interop.onnx_export import to_onnx_bytes
-    from ..models import default_input_size
-    size = args.input_size or default_input_size(model)
-    data = fp32_data = to_onnx_bytes(model, input_size=size, opset=args.opset)
+    from ..data import input_size_for
+    h, w = (args.input_size,) * 2 if args.input_size else input_size_for(model)[1:]   # the one input-size rule
+    data = fp32_data = to_onnx_bytes(model, input_size=(h, w), opset=args.opset)
     note = ""
     if args.int8:
         from ..data import preset_for
@@ -150,14 +150,14 @@ def run(args) -> int:
         files = export_to(args.to, data, args.output, fp32_bytes=fp32_data if args.int8 else None)
         written = (f"{sum(f.stat().st_size for f in files):,} bytes in {', '.join(f.name for f in files)} "
                    f"({args.to}, from {len(data):,} bytes of ONNX)")
-    print(f"wrote {args.output}: {name} at {size}x{size}, {written}{note}")
+    print(f"wrote {args.output}: {name} at {h}x{w}, {written}{note}")
     if args.check:
         import torch
         from ..runtime import ort_session
         if args.int8:
             x, what = seen[0], f"{len(seen[0])} calibration images"
         else:
-            x = torch.randn(2, getattr(model.config, "in_channels", 3), size, size,
+            x = torch.randn(2, getattr(model.config, "in_channels", 3), h, w,
                             generator=torch.Generator().manual_seed(0))
             what = "2 random inputs"
         with torch.no_grad():

@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import SqueezeNetError, first_line
-    from ..models import create_model, default_input_size, list_models, summary
+    from ..models import create_model, list_models, summary
     kwargs = {}
     if args.bypass:
         kwargs["bypass"] = args.bypass
@@ -36,14 +36,15 @@ def run(args) -> int:
         if kwargs:
             raise SqueezeNetError("--bypass/--num-classes apply to named models, not files")
         model, name = model_or_file(args.model)
-    size = args.input_size or default_input_size(model)
+    from ..data import input_size_for
+    h, w = (args.input_size,) * 2 if args.input_size else input_size_for(model)[1:]   # the one input-size rule
     try:
-        s = summary(model, size, name=name)
+        s = summary(model, h if h == w else (h, w), name=name)
     except RuntimeError as e:
-        raise SqueezeNetError(f"{name} cannot run at {size}x{size}: {first_line(e)}") from None
+        raise SqueezeNetError(f"{name} cannot run at {h}x{w}: {first_line(e)}") from None
     if args.json:
         print_json(s.to_dict())
     else:
-        print(f"{name} at {size}x{size}")
+        print(f"{name} at {h}x{w}")
         print(s.table())
     return 0

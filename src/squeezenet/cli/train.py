@@ -316,6 +316,9 @@ def _build_model(args, saved, data, preset, num_classes=None):
         m = SqueezeNet(SqueezeNetConfig.from_dict(saved["model"]["config"]))
         m.classes, m.preprocess = saved["model"]["classes"], saved["model"]["preprocess"]
         m.class_names = saved["model"].get("class_names")
+        if isinstance(saved["model"].get("data_config"), dict):   # states written before it lack it
+            from ..models import DataConfig
+            m.data_config = DataConfig.from_dict(saved["model"]["data_config"])
         return m
     kwargs = {}
     if args.bypass:

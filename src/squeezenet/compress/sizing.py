@@ -106,10 +106,16 @@ def sparse_layers(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: i
 
 def _sqz_args(model: nn.Module, layers: dict[str, Q.QuantLayer], gap_bits: int, metadata: dict | None):
     recs, dense = sparse_layers(model, layers, gap_bits)
-    meta = dict(getattr(model, "metadata", {}) or {})
+    from ..models.data_config import data_config, file_metadata
+    cfg = data_config(model)
+    meta = file_metadata(cfg, getattr(model, "metadata", {}))   # the data config rides in the metadata
     meta.update(metadata or {})
-    return (model.config, recs, dense), {"classes": getattr(model, "classes", None),
-                                         "preprocess": getattr(model, "preprocess", None), "metadata": meta}
+    from ..models.data_config import data_config, file_metadata
+    cfg = data_config(model)
+    meta = file_metadata(cfg, getattr(model, "metadata", {}))   # the data config rides in the metadata
+    meta.update(metadata or {})
+    return (model.config, recs, dense), {"classes": list(cfg.classes) if cfg.classes is not None else None,
+                                         "preprocess": cfg.preset, "metadata": meta}
 
 
 def save_quantized(model: nn.Module, layers: dict[str, Q.QuantLayer], path, gap_bits: int = 4,

@@ -10,7 +10,7 @@ from .archive import cache_dir, unpack
 from .datasets import (BUILTIN, DigitsDataset, ImageFolderDataset, Loader, Skipped, as_class_list, base_dataset,
                        class_folder_names, classes_for_scoring, dataset_label, index_classes, spread_indices,
                        spread_subset,
-                       build_dataset, build_unlabeled, check_training_split, hold_out, make_loader, subset, preset_for, read_class_list, read_class_names, read_labels,
+                       build_dataset, build_unlabeled, check_training_split, hold_out, make_loader, subset, preset_for, input_size_for, read_class_list, read_class_names, read_labels,
                        shared_dir)
 from .images import read_image
 from .transforms import (INPUT_SIZE, PRESETS, Preset, check_model_input, check_preset, choose_preset, digits_train_transform,
@@ -18,6 +18,6 @@ from .transforms import (INPUT_SIZE, PRESETS, Preset, check_model_input, check_p
 
 __all__ = ["build_dataset", "build_unlabeled", "make_loader", "get_transform", "PRESETS", "INPUT_SIZE", "check_preset", "choose_preset",
            "DigitsDataset", "ImageFolderDataset", "Loader", "Skipped", "base_dataset", "read_class_list", "read_class_names",
-           "read_labels", "shared_dir", "cache_dir", "unpack", "BUILTIN", "Preset", "preset_for", "as_class_list",
+           "read_labels", "shared_dir", "cache_dir", "unpack", "BUILTIN", "Preset", "preset_for", "input_size_for", "as_class_list",
            "digits_train_transform", "distill_transform", "read_image", "check_model_input", "class_folder_names",
            "classes_for_scoring", "check_training_split", "hold_out", "subset", "index_classes", "dataset_label", "spread_indices", "spread_subset"]

@@ -54,6 +54,32 @@ def preset_for(model=None, data: str | os.PathLike | None = None) -> str:
     return "torchvision"
 
 
+def input_size_for(model) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` input of ``model``: the one rule every command uses (eval, predict,
+    bench, export, summary, the runtime, compression). Its data config's ``input_size`` where
+    one is recorded, else its own preset's crop (``model.preprocess``: what ``eval`` feeds it),
+    else the size its architecture is documented for (the registry: 227 v1.0, 224 v1.1, 32
+    small).
+
+    >>> import squeezenet
+    >>> m = squeezenet.create_model("squeezenet1_0")
+    >>> input_size_for(m)
+    (3, 227, 227)
+    >>> m.preprocess = "torchvision"; input_size_for(m)
+    (3, 224, 224)
+    >>> m.data_config = m.data_config.replace(input_size=(3, 256, 256)); input_size_for(m)
+    (3, 256, 256)
+    """
+    from ..models.data_config import data_config
+    from ..models.registry import default_input_size
+    cfg = data_config(model)
+    if cfg.input_size is not None:
+        return cfg.input_size
+    channels = int(getattr(getattr(model, "config", None), "in_channels", 3) or 3)
+    side = PRESETS[cfg.preset].input_size if cfg.preset in PRESETS else default_input_size(model)
+    return (channels, side, side)
+
+
 def shared_dir() -> Path:
     """The shared fixtures/data folder: ``$SQUEEZENET_SHARED``, else ``../shared`` of the
     current folder, else (in a source checkout only, never from an installed wheel, whose

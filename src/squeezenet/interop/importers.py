@@ -95,10 +95,9 @@ def import_model(source: str, srcs: list[str | os.PathLike], classes: list[str] 
         model.preprocess = preprocess
     if getattr(model, "preprocess", None) is None:
         model.preprocess = PRESETS[source]
-    meta = dict(getattr(model, "metadata", {}) or {})
-    meta.setdefault("source", source)
-    meta["imported_from"] = [Path(s).name for s in srcs]
-    model.metadata = meta
+    if model.data_config.source is None:
+        model.data_config = model.data_config.replace(source=source)
+    model.metadata = {**(model.metadata or {}), "imported_from": [Path(s).name for s in srcs]}
     if classes is not None and class_names is not None:
         if len(class_names) != len(classes):
             raise SqueezeNetError(f"{len(class_names)} class names for {len(classes)} class ids")

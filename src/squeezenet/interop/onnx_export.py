@@ -15,7 +15,10 @@ key                    value
 ``class_names``        JSON list of their human-readable names (or ``null``)
 ``preprocess``         JSON: ``{"preset": name, ...}`` with the resize (short side, or
                        [h, w])/crop/scale/mean/std/channel order of a known preset
-``input_size``         the square input side the graph was exported for
+``input_size``         the square input side the graph was exported for (``[h, w]`` if not
+                       square); default :func:`squeezenet.data.input_size_for` the model
+``source``, ``license`` where the weights come from and their license (plain strings), when
+                       the model's data config records them
 =====================  ===============================================================
 
 The legacy TorchScript exporter (``dynamo=False``) is used: on torch 2.14 it still works for
@@ -33,9 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data import input_size_for
 from ..data.transforms import PRESETS
 from ..errors import SqueezeNetError, first_line
-from ..models.registry import default_input_size
 from ..models.utils import dense_eval_copy
 
 DEFAULT_OPSET = 17
@@ -50,8 +53,10 @@ PREPROCESS_SPECS: dict[str, dict[str, Any]] = {name: p.spec() for name, p in PRE
 def onnx_metadata(model: nn.Module, input_size) -> dict[str, str]:
     """The ``metadata_props`` written into an exported model."""
     from .. import __version__
+    from ..models.data_config import data_config
     config = getattr(model, "config", None)
-    preset = getattr(model, "preprocess", None)
+    cfg = data_config(model)
+    preset = cfg.preset
     pre: dict[str, Any] = {"preset": preset}
     if preset in PREPROCESS_SPECS:
         pre.update(PREPROCESS_SPECS[preset])
@@ -59,12 +64,14 @@ def onnx_metadata(model: nn.Module, input_size) -> dict[str, str]:
         "format": "squeezenet",
         "squeezenet_version": __version__,
         "config": json.dumps(config.to_dict() if hasattr(config, "to_dict") else None),
-        "classes": json.dumps(getattr(model, "classes", None)),
-        "class_names": json.dumps(getattr(model, "class_names", None)),
+        "classes": json.dumps(list(cfg.classes) if cfg.classes is not None else None),
+        "class_names": json.dumps(list(cfg.class_names) if cfg.class_names is not None else None),
         "preprocess": json.dumps(pre),
         "input_size": json.dumps(input_size),
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
+        # the rest of the data config, where the model records it
+        **{k: v for k, v in (("source", cfg.source), ("license", cfg.license)) if v is not None},
     }
 
 
@@ -81,7 +88,7 @@ def to_onnx_bytes(model: nn.Module, input_size: int | tuple[int, int] | None = N
     import onnx
     if opset < 17:
         raise SqueezeNetError(f"--opset {opset}: this exporter writes opset 17 or newer")
-    size = input_size or default_input_size(model)
+    size = input_size or input_size_for(model)[1:]   # the one input-size rule
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     from ..models.registry import MAX_INPUT_SIZE
     if min(h, w) < 8 or max(h, w) > MAX_INPUT_SIZE:

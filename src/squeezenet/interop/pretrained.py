@@ -75,6 +75,29 @@ class Weights:
                 "url": self.url, "sha256": self.sha256, "bundled": self.bundled, "dev": self.dev,
                 "published": self.published}
 
+    @property
+    def data_config(self):
+        """The :class:`~squeezenet.models.DataConfig` the weights give the models they load:
+        the preset, the ImageNet class ids and names, the source (the official file's URL, else
+        the record's name) and the license; the input size is the preset's
+        (:func:`squeezenet.data.input_size_for`).
+
+        >>> c = get("squeezenet1_0.deep_compression").data_config
+        >>> c.preset, c.license, c.num_classes, c.source.endswith("compressed_SqueezeNet.net")
+        ('caffe', 'BSD-2-Clause', 1000, True)
+        """
+        from ..models.data_config import DataConfig
+        ids, names = imagenet_classes()
+        return DataConfig(preset=self.preset, classes=tuple(ids), class_names=tuple(names),
+                          source=self.url or self.name, license=self.license)
+
+    def give_config(self, model):
+        """``model`` (just loaded from these weights) with the record's data config (an input
+        size its file recorded is kept) and ``metadata["weights"]`` naming the record."""
+        model.data_config = self.data_config.replace(input_size=model.data_config.input_size)
+        model.metadata = {**(model.metadata or {}), "weights": self.name}
+        return model
+
     def transforms(self) -> Callable:
         """The preprocessing the weights expect (eval: resize, centre crop, normalise), a
         callable from a PIL image to a ``(3, H, W)`` tensor."""
@@ -85,7 +108,8 @@ class Weights:
         return BUNDLED_DIR / self.bundled if self.bundled else None
 
     def load(self, full: bool = False, progress: bool = True):
-        """The model in eval mode, with its class ids, names and preset.
+        """The model in eval mode, with the record's data config (class ids, names, preset,
+        source, license: :attr:`data_config`).
 
         The bundled ``.sqz`` unless ``full`` (or there is none); else the full-precision file
         from the cache, downloaded once from the URL (or ``$SQUEEZENET_MIRROR``) and read by
@@ -93,9 +117,7 @@ class Weights:
         """
         if self.bundled and not full:
             from ..io import load
-            model = load(self.bundled_path())
-            model.metadata = {**(model.metadata or {}), "weights": self.name}
-            return model
+            return self.give_config(load(self.bundled_path()))
         return self._load_full(progress)
 
     def _load_full(self, progress: bool):
@@ -139,8 +161,7 @@ def _convert(source: str):
         model = import_model(source, [path], classes=list(ids), class_names=list(names))
         if model.config.to_dict() != _config_of(w.arch):
             raise SqueezeNetError(f"{path}: the file holds a model that is not {w.arch}")
-        model.metadata = {**(model.metadata or {}), "weights": w.name}
-        return model.eval()
+        return w.give_config(model).eval()
     return convert
 
 

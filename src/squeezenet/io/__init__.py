@@ -620,16 +620,42 @@ def model_metadata(model: nn.Module, extra: dict[str, Any] | None = None) -> dic
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict"):
         raise SqueezeNetError(f"cannot save {type(model).__name__}: it has no SqueezeNet config")
-    meta = dict(getattr(model, "metadata", {}) or {})
+    from ..models.data_config import data_config, file_metadata
+    cfg = data_config(model)
+    meta = file_metadata(cfg, getattr(model, "metadata", {}))
     meta.update(extra or {})
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(config.to_dict()),
-        "classes": json.dumps(getattr(model, "classes", None)),
-        "preprocess": json.dumps(getattr(model, "preprocess", None)),
+        "classes": json.dumps(list(cfg.classes) if cfg.classes is not None else None),
+        "preprocess": json.dumps(cfg.preset),
         "extra": json.dumps(meta),
     }
+
+
+def file_data_config(meta: dict[str, Any] | None, classes, preset, path: str | os.PathLike):
+    """(the :class:`~squeezenet.models.DataConfig`, the rest of the metadata) of a model file
+    (safetensors, ``.sqz``) from its ``classes`` and ``preprocess`` fields and its free-form
+    metadata; a bad field is a one-line :class:`FormatError` naming ``path``. Files written
+    before the config existed read as they did (names that are not a list are dropped)."""
+    from ..models.data_config import config_from_metadata, split_metadata
+    fields, rest = split_metadata(meta if isinstance(meta, dict) else {})
+    names = fields.get("class_names")
+    if names is not None:
+        fields["class_names"] = [str(n) for n in names] if isinstance(names, list) else None
+    if isinstance(fields.get("input_size"), list):
+        fields["input_size"] = tuple(fields["input_size"])
+    try:
+        return config_from_metadata(fields, classes, preset if isinstance(preset, str) else None), rest
+    except ConfigError as e:
+        raise FormatError(path, f"bad data config in its metadata ({first_line(e)})") from None
+
+
+def set_from_header(model: nn.Module, h: dict[str, Any]) -> nn.Module:
+    """Give a model built from :func:`header_fields` its data config and metadata."""
+    model.data_config, model.metadata = h["data_config"], h["extra"]
+    return model
 
 
 def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
@@ -709,7 +735,8 @@ def header_fields(meta: dict[str, Any], path: str | os.PathLike, encoded: bool =
         extra = {}
     if not isinstance(extra, dict):
         raise FormatError(path, "bad model header: extra must be a JSON object")
-    return {"config": config, "classes": classes, "preprocess": preprocess, "extra": extra}
+    cfg, extra = file_data_config(extra, classes, preprocess, path)
+    return {"config": config, "classes": classes, "preprocess": preprocess, "extra": extra, "data_config": cfg}
 
 
 def model_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> nn.Module:
@@ -717,7 +744,7 @@ def model_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> nn.Mod
     from ..models import SqueezeNet
     h = header_fields(meta, path)
     model = SqueezeNet(h["config"])
-    model.classes, model.preprocess, model.metadata = h["classes"], h["preprocess"], h["extra"]
+    set_from_header(model, h)
     return model
 
 
@@ -772,7 +799,7 @@ def load_safetensors(path: str | os.PathLike) -> nn.Module:
     check_shapes(shapes, state_shapes(h["config"]), path)
     tensors, _ = read_safetensors(path)
     model = SqueezeNet(h["config"])
-    model.classes, model.preprocess, model.metadata = h["classes"], h["preprocess"], h["extra"]
+    set_from_header(model, h)
     load_state_dict_checked(model, tensors, path)
     return model.eval()
 

@@ -549,6 +549,8 @@ def read_sqz(path: str | os.PathLike, data: bytes | None = None) -> tuple[dict, 
             check_classes(classes, config.num_classes)
         except ConfigError as e:
             r.fail(f"bad class list ({first_line(e)})")
+    from . import file_data_config   # the data config: classes, preset and the metadata's fields
+    h["_data_config"], h["_extra"] = file_data_config(h.get("metadata"), classes, h.get("preprocess"), r.path)
     h["_config"] = config
     return h, tensors, layers
 
@@ -579,12 +581,8 @@ def load_sqz(path: str | os.PathLike, data: bytes | None = None):
     model = skeleton(h["_config"], "cpu")   # no random init: every tensor comes from the file
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
                           assign=True)
-    model.classes = h.get("classes")
-    pre = h.get("preprocess")
-    model.preprocess = pre if isinstance(pre, str) else None
-    meta = h.get("metadata")
-    model.metadata = dict(meta) if isinstance(meta, dict) else {}
-    model.metadata["compressed_bytes"] = len(data) if data is not None else os.path.getsize(path)
+    model.data_config = h["_data_config"]
+    model.metadata = {**h["_extra"], "compressed_bytes": len(data) if data is not None else os.path.getsize(path)}
     return model.eval()
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .data_config import CarriesDataConfig, DataConfig, split_metadata
 from .fire import Fire
 
 #: Stems: (out_channels, kernel, stride, padding) of conv1.
@@ -256,11 +257,18 @@ def fire_bypass_kinds(config: SqueezeNetConfig) -> list[str]:
     return kinds
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(CarriesDataConfig, nn.Module):
     """A SqueezeNet built from a :class:`SqueezeNetConfig`.
 
-    ``classes`` and ``preprocess`` travel with the model (checkpoints store them) so that
-    ``eval`` and ``predict`` need no extra flags.
+    Its data config (``data_config``: input size, preset, class ids and names, source,
+    license; see :mod:`squeezenet.models.data_config`) travels with the model (every file
+    stores it) so that ``eval`` and ``predict`` need no extra flags; ``classes``,
+    ``class_names`` and ``preprocess`` read and write through it.
+
+    >>> m = SqueezeNet(SqueezeNetConfig(num_classes=2))
+    >>> m.classes, m.class_names = ["n1", "n2"], ["cat", "dog"]
+    >>> m.data_config.class_names, m.class_names
+    (('cat', 'dog'), ['cat', 'dog'])
 
     >>> m = SqueezeNet(SqueezeNetConfig(num_classes=10))
     >>> m(torch.zeros(2, 3, 227, 227)).shape
@@ -271,9 +279,8 @@ class SqueezeNet(nn.Module):
         super().__init__()
         self.config = config = config or SqueezeNetConfig()
         self.num_classes = config.num_classes
-        self.classes: list[str] | None = None
-        self.preprocess: str | None = None
-        self.metadata: dict[str, Any] = {}
+        self.data_config = DataConfig()
+        self._metadata: dict[str, Any] = {}
         c1, k, stride, pad = STEMS[config.stem]
         layers: list[nn.Module] = [
             nn.Conv2d(config.in_channels, c1, kernel_size=k, stride=stride, padding=pad),
@@ -301,28 +308,23 @@ class SqueezeNet(nn.Module):
         return self.classifier[1]
 
     @property
-    def class_names(self) -> list[str] | None:
-        """Human-readable names parallel to ``classes`` (``"Egyptian cat"`` for ``n02124075``),
-        kept in ``metadata["class_names"]`` so that every model file carries them; None when
-        unknown or when they do not match ``classes``.
+    def metadata(self) -> dict[str, Any]:
+        """Free-form facts about the model (``arch``, ``imported_from``, ...) besides its data
+        config; assigning a dict moves its data-config keys (``source``, ``class_names``,
+        ``license``, ``input_size``: :data:`~squeezenet.models.data_config.META_KEYS`) into
+        ``data_config``, so a file's metadata, read back, lands where it was written from."""
+        return self._metadata
 
-        >>> m = SqueezeNet(SqueezeNetConfig(num_classes=2))
-        >>> m.classes, m.class_names = ["n1", "n2"], ["cat", "dog"]
-        >>> m.class_names, m.metadata["class_names"]
-        (['cat', 'dog'], ['cat', 'dog'])
-        """
-        names = (self.metadata or {}).get("class_names")
-        if not isinstance(names, list) or not self.classes or len(names) != len(self.classes):
-            return None
-        return [str(n) for n in names]
-
-    @class_names.setter
-    def class_names(self, names: list[str] | None) -> None:
-        self.metadata = dict(self.metadata or {})
-        if names is None:
-            self.metadata.pop("class_names", None)
-        else:
-            self.metadata["class_names"] = [str(n) for n in names]
+    @metadata.setter
+    def metadata(self, meta: dict[str, Any] | None) -> None:
+        fields, rest = split_metadata(meta)
+        if fields:
+            if "input_size" in fields and isinstance(fields["input_size"], list):
+                fields["input_size"] = tuple(fields["input_size"])
+            if "class_names" in fields and fields["class_names"] is not None:
+                fields["class_names"] = tuple(str(n) for n in fields["class_names"])
+            self._set(**fields)
+        self._metadata = rest
 
     def reset_parameters(self, init: str = "paper") -> None:
         """``paper``: Caffe's "xavier" filler (uniform, fan-in) for every conv and Gaussian
@@ -384,10 +386,11 @@ class SqueezeNet(nn.Module):
         self.classifier[1] = new
         self.config = self.config.replace(num_classes=num_classes)
         self.num_classes = num_classes
-        old_classes = self.classes
-        self.classes = ([old_classes[r] for r in rows]
-                        if rows is not None and old_classes is not None and len(old_classes) == old.out_channels
-                        else None)
+        cfg = self.data_config
+        kept = rows is not None and cfg.classes is not None and len(cfg.classes) == old.out_channels
+        self.data_config = cfg.replace(
+            classes=tuple(cfg.classes[r] for r in rows) if kept else None,
+            class_names=tuple(cfg.class_names[r] for r in rows) if kept and cfg.class_names else None)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -225,7 +225,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     >>> sorted(r["speedup_vs_torchvision"])
     ['eager', 'torchvision']
     """
-    from ..models import default_input_size, summary
+    from ..models import summary
     from ..models.utils import dense_eval_copy
     from .auto import cpu_model
     from .engines import input_shape, time_callables
@@ -256,7 +256,7 @@ def run_benchmark(model: nn.Module, name: str = "model", batches: Sequence[int] 
     model = dense_eval_copy(model)
     shape = input_shape(model, input_size)
     try:
-        macs = summary(model, shape[1] if shape[1] == shape[2] else default_input_size(model)).macs
+        macs = summary(model, tuple(shape[1:])).macs
     except Exception:
         macs = None
     phase(0)

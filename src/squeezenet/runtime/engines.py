@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import SqueezeNetError
-from ..models import default_input_size
+from ..data import input_size_for
 
 ENGINES = ("eager", "channels_last", "torchscript", "compile", "onnxruntime", "openvino")
 RTOL, ATOL = 1e-5, 1e-4
@@ -58,10 +58,11 @@ def ort_session(model_bytes_or_path, threads: int | None = None):
 
 
 def input_shape(model: nn.Module, input_size=None) -> tuple[int, int, int]:
-    """(C, H, W) of one input: ``input_size`` (a side or (H, W)), default the model's documented size."""
+    """(C, H, W) of one input: ``input_size`` (a side or (H, W)), default
+    :func:`squeezenet.data.input_size_for` the model (the one input-size rule)."""
     c = getattr(getattr(model, "config", None), "in_channels", 3)
     if input_size is None:
-        input_size = default_input_size(model)
+        c, *input_size = input_size_for(model)
     h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     from ..models.registry import MAX_INPUT_SIZE
     if not all(1 <= int(v) <= MAX_INPUT_SIZE for v in (h, w)):

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import FormatError, SqueezeNetError, first_line
+from ..models.data_config import CarriesDataConfig, DataConfig
 
 #: format -> (suffix of the file named on the command line, Python module, pip extra)
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -48,7 +49,7 @@ def decode_props(props: dict[str, str], source) -> dict[str, Any]:
     return out
 
 
-class ExportedModel:
+class ExportedModel(CarriesDataConfig):
     """A callable ``x (N, C, H, W float tensor) -> logits tensor`` running an exported file in
     its runtime, with the attributes ``eval``/``predict`` read from a model (``classes``,
     ``class_names``, ``preprocess``, ``num_classes``, ``config``, ``metadata``), ``engine``
@@ -56,8 +57,10 @@ class ExportedModel:
 
     def __init__(self, path, engine: str, run: Callable[[torch.Tensor], torch.Tensor], meta: dict,
                  preprocess: str | None, classes, class_names, config, num_classes, int8: bool,
-                 precision: str, input_shape: tuple = ()) -> None:
+                 precision: str, input_shape: tuple = (), data_config: DataConfig | None = None) -> None:
         self.path, self.engine, self._run, self.metadata = Path(path), engine, run, meta
+        # the data config (model_facts gives it; classes, class_names, preprocess read through it)
+        self.data_config = data_config or DataConfig()
         self.preprocess, self.classes, self.config, self.num_classes = preprocess, classes, config, num_classes
         self.class_names = class_names if class_names and classes and len(class_names) == len(classes) else None
         self.int8, self.precision, self.input_shape = int8, precision, input_shape
@@ -113,7 +116,28 @@ def model_facts(path, meta: dict, preprocess: str | None, classes, need_preproce
     if classes is not None and num_classes is not None and len(classes) != num_classes:
         raise SqueezeNetError(f"{path}: {len(classes)} classes in the class list, the model has {num_classes} outputs")
     return {"preprocess": preset, "classes": classes, "class_names": names, "config": config,
-            "num_classes": num_classes, "int8": "quantization" in meta}
+            "num_classes": num_classes, "int8": "quantization" in meta,
+            "data_config": exported_data_config(meta, preset, classes, names, config)}
+
+
+def exported_data_config(meta: dict, preset, classes, names, config):
+    """The :class:`~squeezenet.models.DataConfig` of an exported file: the preset, classes and
+    names :func:`model_facts` chose, the ``source`` and ``license`` its metadata records and
+    the input size it was exported for (``input_size``: a side or ``[h, w]``). A malformed
+    optional field is left out, as the other optional metadata is."""
+    from ..errors import ConfigError
+    from ..models.data_config import DataConfig, check_input_size
+    c = getattr(config, "in_channels", 3)
+    size = meta.get("input_size")
+    try:
+        size = check_input_size((c, size, size) if isinstance(size, int) and not isinstance(size, bool)
+                                else (c, *size) if isinstance(size, list) and len(size) == 2 else None)
+    except ConfigError:
+        size = None
+    text = {k: meta[k] for k in ("source", "license")
+            if isinstance(meta.get(k), str) and 0 < len(meta[k]) <= 1000}
+    return DataConfig(input_size=size, preset=preset, classes=tuple(classes) if classes else None,
+                      class_names=tuple(names) if names else None, **text)
 
 
 def _str_list(v) -> bool:

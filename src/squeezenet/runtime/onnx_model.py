@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import FormatError, SqueezeNetError, first_line
+from ..models.data_config import CarriesDataConfig, DataConfig
 
 SUFFIXES = (".onnx",)
 
@@ -25,7 +26,7 @@ def is_onnx_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in SUFFIXES
 
 
-class OnnxModel:
+class OnnxModel(CarriesDataConfig):
     """A callable ``x (N, C, H, W float tensor) -> logits tensor`` over an ONNX Runtime session,
     with the attributes a SqueezeNet model carries (``classes``, ``class_names``,
     ``preprocess``, ``num_classes``, ``config`` when known, ``metadata``).
@@ -37,8 +38,9 @@ class OnnxModel:
 
     def __init__(self, path: str | os.PathLike, session, metadata: dict[str, Any], preprocess: str,
                  classes: list[str] | None, class_names: list[str] | None, config, num_classes: int | None,
-                 input_name: str, input_shape: tuple, int8: bool) -> None:
+                 input_name: str, input_shape: tuple, int8: bool, data_config: DataConfig | None = None) -> None:
         self.path, self.session, self.metadata = Path(path), session, metadata
+        self.data_config = data_config or DataConfig()   # classes, class_names, preprocess read through it
         self.preprocess, self.classes, self.config = preprocess, classes, config
         self.class_names = class_names if class_names and classes and len(class_names) == len(classes) else None
         self.num_classes, self.input_name, self.input_shape, self.int8 = num_classes, input_name, input_shape, int8
@@ -112,7 +114,8 @@ def load_onnx(path: str | os.PathLike, preprocess: str | None = None, classes=No
         raise SqueezeNetError(f"{path}: {len(classes)} classes in the class list, the model has {num_classes} outputs")
     int8 = any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in proto.graph.node)
     shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-    return OnnxModel(path, session, meta, preset, classes, names, config, num_classes, inp.name, shape, int8)
+    return OnnxModel(path, session, meta, preset, classes, names, config, num_classes, inp.name, shape, int8,
+                     data_config=facts["data_config"])
 
 
 #: Operators of an exported image classifier (fp32 or int8 QDQ/QOperator, ours or another

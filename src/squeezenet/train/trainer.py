@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import SqueezeNetError
+from ..models.data_config import data_config
 from . import distributed as D
 from .checkpoint import (METRICS_FILE, STATE_FILE, load_train_state, optimizer_from_flat, rng_state,
                          save_model_checkpoint, save_train_state, set_rng_state)
@@ -512,7 +513,8 @@ class Trainer:
                  "model": {"config": self.model.config.to_dict() if hasattr(self.model, "config") else None,
                            "classes": getattr(self.model, "classes", None),
                            "class_names": getattr(self.model, "class_names", None),
-                           "preprocess": getattr(self.model, "preprocess", None)}}
+                           "preprocess": getattr(self.model, "preprocess", None),
+                           "data_config": data_config(self.model).to_dict()}}
         if hasattr(self.model, "config"):
             if best:
                 save_model_checkpoint(self.model, self.out_dir, "best", info)

@@ -25,7 +25,10 @@ def squeezenet_to_netparameter(model, with_weights: bool, input_size: int | None
     cfg = model.config
     # ImageNet models declare the caffe preset's crop (227, as DeepScale's v1.0 and v1.1 deploy
     # files do); a 32x32 model its own size
-    size = input_size or (default_input_size(model) if cfg.stem == "small" else PRESETS["caffe"].input_size)
+    # (a side the model's data config records wins: squeezenet.data.input_size_for's first rule)
+    recorded = getattr(getattr(model, "data_config", None), "input_size", None)
+    size = input_size or (recorded[-1] if recorded and recorded[1] == recorded[2] else None) or (
+        default_input_size(model) if cfg.stem == "small" else PRESETS["caffe"].input_size)
     net = pb.NetParameter(name=f"SqueezeNet_{cfg.stem}")
 
     def layer(name, type_, bottoms, tops):
@@ -115,8 +118,9 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     (:func:`squeezenet.io.atomic_write_files`: a kill leaves the old set or the new one, never
     a new prototxt beside an old caffemodel). ``name`` is a plain file name: a folder part,
     ``..`` or an absolute path is a one-line error (nothing is written outside ``out_dir``).
-    The prototxt's header notes the preprocessing preset and the class-list file, which
-    :func:`~.mapping.import_caffe` reads back (``parse.prototxt_notes``).
+    The prototxt's header notes the preprocessing preset, the class-list file and the data
+    config's source and license, which :func:`~.mapping.import_caffe` reads back
+    (``parse.prototxt_notes``).
 
     >>> import squeezenet, tempfile, torch
     >>> from squeezenet.interop.caffe import export_caffe, import_caffe
@@ -143,10 +147,13 @@ def export_caffe(model, out_dir: str | os.PathLike, name: str = "squeezenet",
     # the notes import_caffe reads back (parse.prototxt_notes): the preset and the class list
     header = (f"# SqueezeNet exported by squeezenet (config: {model.config.to_dict()})\n"
               f"# preprocessing: {getattr(model, 'preprocess', None) or 'unspecified'}\n")
+    for key in ("source", "license"):   # the rest of the data config, one line each
+        value = getattr(model.data_config, key)
+        if value:
+            header += f"# {key}: {' '.join(value.split())}\n"
     files = {}
-    classes = getattr(model, "classes", None)
+    classes, names = model.data_config.classes, model.data_config.class_names
     if classes:
-        names = getattr(model, "class_names", None)
         from ...models.classes import class_line
         lines = [class_line(str(c), n if names else None) for c, n in zip(classes, names or classes)]
         files[CLASSES_FILE] = "\n".join(lines) + "\n"

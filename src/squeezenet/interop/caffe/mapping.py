@@ -206,7 +206,9 @@ def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLi
     list: ``classes``, else the file the header notes (``# classes: classes.txt`` beside the
     prototxt, ids and names). ``model.metadata`` says where each came from
     (``preprocess_from``, ``classes_from``: ``given``, ``prototxt``, ``assumed``/``none``,
-    or ``missing:FILE`` when the noted class list is not there).
+    or ``missing:FILE`` when the noted class list is not there). The ``# source:`` and
+    ``# license:`` notes (``export-caffe`` writes them from the data config) go back into
+    ``model.data_config``; without a source note the source is ``caffe``.
     """
     from ...data import check_preset, read_class_names
     from ...data.transforms import PRESETS
@@ -243,10 +245,12 @@ def import_caffe(prototxt: str | os.PathLike | None, caffemodel: str | os.PathLi
     else:
         cls_from = "none"
     model.classes = classes
-    model.metadata = {"source": "caffe", "prototxt": Path(prototxt).name if prototxt else None,
+    model.metadata = {"source": notes.get("source") or "caffe", "prototxt": Path(prototxt).name if prototxt else None,
                       "caffemodel": Path(caffemodel).name, "arch": arch_name(model.config),
                       "caffe_transform": net.transform or None, "preprocess_from": pre_from,
                       "classes_from": cls_from}
     if names is not None:
         model.class_names = names
+    if notes.get("license"):
+        model.data_config = model.data_config.replace(license=notes["license"][:1000])
     return model
