@@ -10,7 +10,7 @@ same thread count: ONNX Runtime, OpenVINO (fp32 under ``INFERENCE_PRECISION_HINT
 ``auto``, measured afresh (``remeasure``) at batch 1 and 32: fp32 ``auto`` is
 ``compile_model(model, "auto")`` (what ``eval m.safetensors`` runs: ONNX Runtime, OpenVINO and
 the torch engines), ``auto_onnx`` fp32 and ``auto`` int8 are ``compile_file`` of the exported
-``.onnx`` file (what ``eval m.onnx`` runs under ``--engine auto``: ONNX Runtime or OpenVINO per
+``.onnx`` file (what ``eval m.onnx`` runs under ``--engine auto``: ONNX Runtime, OpenVINO or LiteRT per
 batch size). Each line says which precision the runtime really used (for ``auto``: the
 engine it ran at that batch) and ``vs_torch`` = torch eager p50 / this p50 at that batch
 (higher is faster); one ``auto_vs_fastest`` line per precision x batch gives the fastest

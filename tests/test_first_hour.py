@@ -275,7 +275,7 @@ def test_eval_predict_bench_run_exported_onnx_files(cli, tmp_path, tiny_digits_m
         r = json.loads(out)
         # the default engine (auto) runs an .onnx file with ONNX Runtime or, where installed and
         # faster at eval's batch size on this CPU, OpenVINO (issue 22: OpenVINO int8 wins at batch 32)
-        assert r["engine"] in ("onnxruntime", "openvino"), r["engine"]
+        assert r["engine"] in ("onnxruntime", "openvino", "litert"), r["engine"]
         assert r["preprocess"] == "small" and r["count"] == 360
         if f == "m.onnx":
             assert r["top1"] == ref["top1"] and r["top5"] == ref["top5"]

@@ -1,4 +1,5 @@
 """squeezenet.runtime: every engine agrees with eager; auto measures once and caches."""
+import importlib.util
 import json
 import time
 
@@ -186,9 +187,10 @@ def test_auto_for_an_onnx_file_measures_onnxruntime_and_openvino(onnx_files, cac
     said = []
     f = compile_file(o, threads=1, log=said.append)
     assert len(said) == 1 and "onnxruntime, openvino" in said[0]
-    assert set(f.picks) == {1, 32} and set(f.picks.values()) <= {"onnxruntime", "openvino"}
+    assert set(f.picks) == {1, 32} and set(f.picks.values()) <= {"onnxruntime", "openvino", "litert"}
     entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))
-    assert set(entry["p50_ms_by_batch"]["1"]) == {"onnxruntime", "openvino"}, entry   # both ran and agreed
+    litert = {"litert"} if importlib.util.find_spec("ai_edge_litert") else set()
+    assert set(entry["p50_ms_by_batch"]["1"]) == {"onnxruntime", "openvino"} | litert, entry   # all ran and agreed
     assert f.preprocess == "small" and f.classes == o.classes and f.int8 == o.int8   # the file's facts
     # a split by batch size (ORT at 1, OpenVINO at 32), forced: each call runs the engine of its size
     monkeypatch.setattr(rt, "measure_picks", lambda built, shape, *a, **k: (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Callable
 
 ENGINES_HELP = ("inference engine: auto (default: the fastest on this CPU, measured once and cached), "
-                "eager, channels_last, torchscript, compile, onnxruntime, openvino (an .onnx file runs with onnxruntime "
-                "or openvino, auto measuring both per batch size; an OpenVINO .xml with openvino, an ncnn .param with "
+                "eager, channels_last, torchscript, compile, onnxruntime, openvino (an .onnx file runs with onnxruntime, "
+                "openvino or litert, auto measuring those installed per batch size; an OpenVINO .xml with openvino, an ncnn .param with "
                 "ncnn, a .tflite with litert)")
 
 
@@ -63,20 +63,19 @@ def load_model(path, preprocess: str | None = None, classes=None, threads: int |
 
 
 def forward_for(model, engine: str, log=None) -> Callable | None:
-    """``None`` for eager; for an ``.onnx`` file its ONNX Runtime session, OpenVINO, or under
-    ``auto`` the faster of the two per batch size (``squeezenet.runtime.compile_file``); else
+    """``None`` for eager; for an ``.onnx`` file its ONNX Runtime session, OpenVINO, LiteRT, or
+    under ``auto`` the fastest of those installed per batch size (``squeezenet.runtime.compile_file``); else
     ``squeezenet.runtime.compile_model(model, engine)``. ``log`` hears about a first ``auto``
     measurement (it takes seconds)."""
     from ..errors import SqueezeNetError
     from ..runtime.onnx_model import OnnxModel
     if isinstance(model, OnnxModel):
-        if engine not in (None, "", "auto", "onnxruntime", "openvino"):
-            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with onnxruntime or openvino (or auto)")
+        from ..runtime.auto import FILE_CANDIDATES, compile_file
+        if engine not in (None, "", "auto", *FILE_CANDIDATES):
+            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with {', '.join(FILE_CANDIDATES)} (or auto)")
         if engine == "onnxruntime":
             return model
-        from ..runtime.auto import compile_file
-        return compile_file(model, candidates=("openvino",) if engine == "openvino" else
-                            ("onnxruntime", "openvino"), log=log)
+        return compile_file(model, candidates=(engine,) if engine in FILE_CANDIDATES else FILE_CANDIDATES, log=log)
     from ..runtime.exported import ExportedModel
     if isinstance(model, ExportedModel):
         if engine not in (None, "", "auto", model.engine):

@@ -73,7 +73,12 @@ def _auto_key(model, shape, threads, candidates, what: str | None = None) -> str
         ov_v = openvino.__version__
     except ImportError:
         ov_v = None
-    parts = {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v, "openvino": ov_v,
+    try:
+        from importlib.metadata import version
+        lt_v = version("ai-edge-litert")
+    except Exception:
+        lt_v = None
+    parts = {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v, "openvino": ov_v, "litert": lt_v,
              "config": _config_key(model) if what is None else what, "input": list(shape), "threads": threads,
              "candidates": list(candidates), "batches": list(AUTO_BATCHES)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
@@ -379,8 +384,14 @@ class AutoFile:
         return f"AutoFile({str(self._model.path)!r}, engine={self.engine!r})"
 
 
-#: the runtimes :func:`compile_file` chooses among (openvino where installed)
-FILE_CANDIDATES = ("onnxruntime", "openvino")
+#: the runtimes :func:`compile_file` chooses among (openvino and litert where installed:
+#: optional extras; LiteRT runs our own ONNX -> .tflite translation of the file)
+FILE_CANDIDATES = ("onnxruntime", "openvino", "litert")
+
+
+def _file_runtime_installed(name: str) -> bool:
+    from .exported_model import FORMATS
+    return name == "onnxruntime" or _installed(FORMATS[name][1].split(".")[0])
 
 
 def _file_shape(model) -> tuple[int, int, int]:
@@ -404,6 +415,13 @@ def _build_file_engine(model, name: str, threads: int | None):
         require("openvino")
         import openvino as ov
         return OpenVinoRunner(ov.convert_model(str(model.path)), threads)   # fp32 hint: f32 stays f32
+    if name == "litert":
+        from .exported_model import require
+        from .litert_model import LiteRtRunner, tflite_bytes
+        require("litert")
+        fn = LiteRtRunner(tflite_bytes(Path(model.path).read_bytes()), threads)
+        fn.precision = "i8" if getattr(model, "int8", False) else "f32"
+        return fn
     raise SqueezeNetError(f"unknown runtime {name!r} for an .onnx file; choose {', '.join(FILE_CANDIDATES)}")
 
 
@@ -436,7 +454,7 @@ def compile_file(model, threads: int | None = None, candidates: Iterable[str] = 
     if "onnxruntime" not in candidates:   # one runtime named: it runs, nothing to measure
         fn = _build_file_engine(model, candidates[0], threads)
         return AutoFile(model, {candidates[0]: fn}, {b: candidates[0] for b in AUTO_BATCHES})
-    candidates = tuple(c for c in candidates if c != "openvino" or _installed("openvino"))
+    candidates = tuple(c for c in candidates if _file_runtime_installed(c))
     if candidates == ("onnxruntime",):
         return model
     n_threads = int(threads or torch.get_num_threads())

@@ -183,7 +183,7 @@ def data_roles(train_ds, data, preset, classes, strict: bool, val_split: float, 
                                         str(val) if val else dataset_label(data, "test"))
 
 
-def same_images(train_ds, plain):
+def plain_subset(train_ds, plain):
     """``plain`` (the train split without augmentation) cut to the images ``train_ds`` trains on."""
     from ..data import subset
     indices = getattr(train_ds, "indices", None)
@@ -358,7 +358,7 @@ class TrainRun:
             from .checkpoint import load_train_state
             groups, _ = load_train_state(self.out / STATE_FILE)
             load_state_dict_checked(model, groups["model"], self.out / STATE_FILE)
-        plain = same_images(self.train_ds, build_dataset(self.data, "train", preset=self.preset,
+        plain = plain_subset(self.train_ds, build_dataset(self.data, "train", preset=self.preset,
                                                          classes=list(self.train_ds.classes), strict=self.strict,
                                                          augment=False))
         self.log(f"training conv10 alone ({sum(p.numel() for p in model.classifier.parameters()):,} params) on the "
@@ -474,7 +474,7 @@ class FinetuneSetup:
                                                   self.val, self.no_val)
         features = None
         if plan.kind == "new":   # imprint the new rows: class means of 50 centre-cropped photos a class
-            plain = same_images(train_ds, build_dataset(data, "train", preset=preset, classes=data_classes,
+            plain = plain_subset(train_ds, build_dataset(data, "train", preset=preset, classes=data_classes,
                                                         strict=strict, augment=False))
             features = sample_features(model, plain, per_class=50, batch_size=config.eval_batch_size,
                                        seed=config.seed, progress=config.progress)
