@@ -292,7 +292,7 @@ def test_eval_predict_bench_run_exported_onnx_files(cli, tmp_path, tiny_digits_m
     row = json.loads(out)[0]["top"][0]
     assert row["class"] in [str(i) for i in range(10)] and row["label"].split(" ", 1)[1] in DIGIT_NAMES
     code, out, err = cli("eval", tmp_path / "m.onnx", "--data", "digits", "--engine", "torchscript")
-    assert code == 2 and "onnxruntime or openvino" in one_line(err)
+    assert code == 2 and "onnxruntime, openvino or litert" in one_line(err)
     code, out, err = cli("bench", tmp_path / "m-int8.onnx", "--batch", "1", "--threads", "1", "--rounds", "1",
                          "--iters", "1", "--sgemm-size", "64", "--memory", "inprocess", "--json")
     assert code == 0, err

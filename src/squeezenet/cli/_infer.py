@@ -72,7 +72,8 @@ def forward_for(model, engine: str, log=None) -> Callable | None:
     if isinstance(model, OnnxModel):
         from ..runtime.auto import FILE_CANDIDATES, compile_file
         if engine not in (None, "", "auto", *FILE_CANDIDATES):
-            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with {', '.join(FILE_CANDIDATES)} (or auto)")
+            raise SqueezeNetError(f"--engine {engine}: an .onnx file runs with {', '.join(FILE_CANDIDATES[:-1])} "
+                                  f"or {FILE_CANDIDATES[-1]} (or auto)")
         if engine == "onnxruntime":
             return model
         return compile_file(model, candidates=(engine,) if engine in FILE_CANDIDATES else FILE_CANDIDATES, log=log)
