@@ -15,7 +15,10 @@ batch size). Each line says which precision the runtime really used (for ``auto`
 engine it ran at that batch) and ``vs_torch`` = torch eager p50 / this p50 at that batch
 (higher is faster); one ``auto_vs_fastest`` line per precision x batch gives the fastest
 other runtime's p50 / auto's p50 (>= 1: auto is at least as fast). Compare ratios, not
-absolute times: the machine may be shared.
+absolute times: the machine may be shared. Every live ONNX Runtime session keeps its intra-op
+threads spinning for a while after each call, so in this one process the row timed next pays
+for them: two rows of one engine (``auto`` fp32 runs its own ONNX Runtime session) can differ
+by more than the engines do.
 
     python benchmarks/runtimes.py --threads 2 --rounds 5 > runtimes.jsonl
 """
@@ -99,11 +102,13 @@ def main(argv=None) -> int:
                 runners[(fmt, prec)], used[(fmt, prec)] = e, e.precision
         auto = compile_model(model, "auto", threads=args.threads, remeasure=True)
         runners[("auto", "fp32")] = auto
-        # what eval/predict run an .onnx file with under --engine auto (cli._infer.forward_for)
+        # what eval/predict run an .onnx file with under --engine auto (cli._infer.forward_for),
+        # on the very session of the onnxruntime row: where auto runs ONNX Runtime the two rows
+        # time the same thing (a second session would add a second pool of spinning threads)
         from squeezenet.runtime import compile_file
         for name, prec in (("auto_onnx", "fp32"), ("auto", "int8")):
-            runners[(name, prec)] = compile_file(load_onnx(Path(tmp) / f"m-{prec}.onnx", threads=args.threads),
-                                                 threads=args.threads, remeasure=True)
+            runners[(name, prec)] = compile_file(runners[("onnxruntime", prec)], threads=args.threads,
+                                                 remeasure=True)
         autos = {k: f for k, f in runners.items() if k[0].startswith("auto")}
         for k, f in autos.items():
             print(json.dumps({"runtime": k[0], "precision": k[1], "picks": {str(b): e for b, e in f.picks.items()},

@@ -146,12 +146,16 @@ class _OrtRunner:
 
 def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, per_round: int = 3,
                    warmup: int = 2, budget_s: float | None = None,
-                   drop_slower_than: float | None = None) -> dict[str, list[float]]:
+                   drop_slower_than: float | None = None, settle_s: float = 0.02) -> dict[str, list[float]]:
     """Seconds per call of each callable, interleaved round by round so that load from other
     processes hits every candidate alike (each round starts one candidate further on, so none
     always runs right after the same other one: a runtime's threads may still spin, or hold
     the caches, when the next starts); stops after 2 rounds once ``budget_s`` is spent, and
-    from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest."""
+    from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest.
+    Before each candidate's calls the process sleeps ``settle_s`` (several candidates only):
+    ONNX Runtime, OpenVINO and XNNPACK keep their worker threads spinning for a while after a
+    call, and on few cores whichever runtime is timed next would pay for it (measured on 2
+    cores: the same ONNX Runtime session 2-3x slower right after another session's call)."""
     import statistics
     for f in fns.values():
         for _ in range(warmup):
@@ -170,6 +174,8 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
         turn = r % len(names) if names else 0
         for k in names[turn:] + names[:turn]:
             f = live[k]
+            if settle_s and len(names) > 1:
+                time.sleep(settle_s)
             for _ in range(per_round):
                 t = time.perf_counter()
                 f(x)
