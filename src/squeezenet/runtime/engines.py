@@ -5,6 +5,7 @@ eager PyTorch (``torch.allclose(rtol=RTOL, atol=ATOL)``). Picking the fastest is
 from __future__ import annotations
 
 import os
+import random
 import time
 from typing import Callable
 
@@ -148,9 +149,9 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
                    warmup: int = 2, budget_s: float | None = None,
                    drop_slower_than: float | None = None, settle_s: float = 0.02) -> dict[str, list[float]]:
     """Seconds per call of each callable, interleaved round by round so that load from other
-    processes hits every candidate alike (each round starts one candidate further on, so none
-    always runs right after the same other one: a runtime's threads may still spin, or hold
-    the caches, when the next starts); stops after 2 rounds once ``budget_s`` is spent, and
+    processes hits every candidate alike (each round in a new seeded order, so none always runs
+    right after the same other one: a runtime's threads may still spin, or hold the caches,
+    when the next starts); stops after 2 rounds once ``budget_s`` is spent, and
     from round 2 on stops timing candidates slower than ``drop_slower_than`` x the fastest.
     Before each candidate's calls the process sleeps ``settle_s`` (several candidates only):
     ONNX Runtime, OpenVINO and XNNPACK keep their worker threads spinning for a while after a
@@ -171,8 +172,9 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
             best = min(med.values())
             live = {k: f for k, f in live.items() if med[k] <= drop_slower_than * best}
         names = list(live)
-        turn = r % len(names) if names else 0
-        for k in names[turn:] + names[:turn]:
+        if r:   # a new order each round (seeded): a rotation would keep every runtime's predecessor
+            random.Random(r).shuffle(names)
+        for k in names:
             f = live[k]
             if settle_s and len(names) > 1:
                 time.sleep(settle_s)
