@@ -14,13 +14,13 @@ the torch engines), ``auto_onnx`` fp32 and ``auto`` int8 are ``compile_file`` of
 batch size). Each line says which precision the runtime really used (for ``auto``: the
 engine it ran at that batch) and ``vs_torch`` = torch eager p50 / this p50 at that batch
 (higher is faster); one ``auto_vs_fastest`` line per precision x batch gives the fastest
-other runtime's p50 / auto's p50 (>= 1: auto is at least as fast). Compare ratios, not
-absolute times: the machine may be shared. Every live ONNX Runtime session keeps its intra-op
-threads spinning for a while after each call, so in this one process the row timed next pays
-for them: two rows of one engine (``auto`` fp32 runs its own ONNX Runtime session) can differ
-by more than the engines do.
+other runtime's p50 / auto's p50 (>= 1: auto is at least as fast), whether auto ran that
+same runtime, and the quartiles over rounds of the ratio taken within each round (paired).
+Each round gives each runtime as many untimed calls as timed ones first (the steady state of
+a loop of calls). Compare ratios, not absolute times: the machine may be shared, and on this
+2-core VM two rows of the very same session differed by up to 6 % at 30 rounds (2-12 % at 8).
 
-    python benchmarks/runtimes.py --threads 2 --rounds 5 > runtimes.jsonl
+    python benchmarks/runtimes.py --threads 2 --rounds 30 > runtimes.jsonl   # about 3.5 min
 """
 from __future__ import annotations
 
@@ -49,11 +49,27 @@ def ort_precision(data: bytes, threads: int) -> str:
     return "f32" if not int8 else f"u8s8 ({int8} int8 convs, {conv} float)"
 
 
+def paired_ratios(other: list[float], auto: list[float], per: int) -> tuple[float, float, float]:
+    """The 25/50/75 % quantiles over rounds of (other's median / auto's median in that round):
+    the two were timed within one round, so slow drifts of the machine's load cancel, and the
+    spread says how far a ratio of 1 is from noise.
+
+    >>> paired_ratios([2, 2, 4, 4, 3, 3, 1, 1], [2, 2, 2, 2, 2, 2, 2, 2], 2)
+    (0.875, 1.25, 1.625)
+    """
+    import numpy as np
+    r = [statistics.median(other[i:i + per]) / statistics.median(auto[i:i + per])
+         for i in range(0, min(len(other), len(auto)) - per + 1, per)]
+    lo, mid, hi = np.quantile(r, [0.25, 0.5, 0.75])
+    return float(lo), float(mid), float(hi)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    ap.add_argument("--iters", type=int, default=6, help="calls per runtime per round at batch 1 (a third at 32)")
+    ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
+    ap.add_argument("--iters", type=int, default=5,
+                    help="timed calls per runtime per round at batch 1, after as many untimed (a third at 32)")
     ap.add_argument("--batches", default="1,32")
     args = ap.parse_args(argv)
 
@@ -128,8 +144,8 @@ def main(argv=None) -> int:
         for b in [int(v) for v in args.batches.split(",")]:
             x = torch.randn(b, 3, 224, 224, generator=g)
             fns = {f"{r}/{p}": fn for (r, p), fn in runners.items()}
-            times = time_callables(fns, x, rounds=args.rounds,
-                                   per_round=args.iters if b == 1 else max(1, args.iters // 3), warmup=1)
+            per = args.iters if b == 1 else max(1, args.iters // 3)
+            times = time_callables(fns, x, rounds=args.rounds, per_round=per, warmup=1, rewarm=per)
             base = statistics.median(times["torch_eager/fp32"])
             p50s = {}
             for key, ts in times.items():
@@ -142,9 +158,14 @@ def main(argv=None) -> int:
             for (r, p), f in autos.items():
                 others = {k: v for k, v in p50s.items() if k[1] == p and not k[0].startswith("auto")}
                 fastest = min(others, key=others.get)
-                print(json.dumps({"auto_vs_fastest": round(others[fastest] / p50s[(r, p)], 3), "auto": r,
-                                  "precision": p, "batch": b, "auto_ran": f.engine_for(b),
-                                  "fastest_other": fastest[0]}), flush=True)
+                ratio = others[fastest] / p50s[(r, p)]
+                lo, mid, hi = paired_ratios(times[f"{fastest[0]}/{p}"], times[f"{r}/{p}"], per)
+                verdict = "faster" if ratio >= 1 else "tie" if hi >= 1 else "slower"
+                print(json.dumps({"auto_vs_fastest": round(ratio, 3), "auto": r, "precision": p, "batch": b,
+                                  "auto_ran": f.engine_for(b), "fastest_other": fastest[0],
+                                  "same_engine": f.engine_for(b) == fastest[0],
+                                  "paired_round_ratio_p25_p50_p75": [round(lo, 3), round(mid, 3), round(hi, 3)],
+                                  "verdict": verdict}), flush=True)
     for s in skipped:
         print(json.dumps(s))
     print(json.dumps({"cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,

@@ -164,6 +164,24 @@ def test_measure_picks_times_each_batch_size(small):
     assert p50[1]["slow"] > p50[1]["eager"] > 0
 
 
+def test_time_callables_times_warm_calls_in_a_new_order_each_round():
+    """Each round: every candidate's timed calls come right after ``rewarm`` untimed ones of
+    its own (steady state, not the first call after another runtime), in a new order."""
+    from squeezenet.runtime.engines import time_callables
+    calls = []
+    fns = {k: (lambda x, k=k: calls.append(k)) for k in "abcd"}
+    out = time_callables(fns, torch.zeros(1), rounds=4, per_round=2, warmup=1, settle_s=0, rewarm=3)
+    assert {k: len(v) for k, v in out.items()} == {k: 8 for k in "abcd"}
+    body = calls[4:]                       # after one warm-up call each
+    blocks = [body[i:i + 5] for i in range(0, len(body), 5)]
+    assert len(blocks) == 16 and all(len(set(b)) == 1 for b in blocks)   # 3 untimed + 2 timed, one candidate
+    orders = ["".join(b[0] for b in blocks[i:i + 4]) for i in range(0, 16, 4)]
+    assert all(sorted(o) == list("abcd") for o in orders) and len(set(orders)) > 1
+    alone = []
+    time_callables({"a": lambda x: alone.append(1)}, torch.zeros(1), rounds=2, per_round=2, warmup=0, rewarm=3)
+    assert len(alone) == 4                 # one candidate: nothing to re-warm from
+
+
 @pytest.fixture(scope="module")
 def onnx_files(small, tmp_path_factory):
     from squeezenet.interop.onnx_export import to_onnx_bytes

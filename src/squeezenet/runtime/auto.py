@@ -7,7 +7,7 @@ at one image is not always the fastest at many (on a 2-core AVX-512 VNNI Xeon Op
 A call of batch ``n`` runs the pick of the measured batch nearest to ``n`` (log scale:
 1..5 -> batch 1, 6+ -> batch 32).
 :func:`compile_file` does the same for an exported ``.onnx`` file (fp32 or int8), between
-ONNX Runtime and OpenVINO (where installed), which both run the file as it is.
+ONNX Runtime, OpenVINO and LiteRT (where installed).
 """
 from __future__ import annotations
 
@@ -62,6 +62,10 @@ def _config_key(model: nn.Module) -> str:
     return type(model).__name__ + json.dumps(shapes)
 
 
+#: how :func:`measure_picks` measures; a change re-measures choices cached by an older way
+MEASURE_METHOD = 2
+
+
 def _auto_key(model, shape, threads, candidates, what: str | None = None) -> str:
     try:
         import onnxruntime
@@ -80,7 +84,7 @@ def _auto_key(model, shape, threads, candidates, what: str | None = None) -> str
         lt_v = None
     parts = {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": ort_v, "openvino": ov_v, "litert": lt_v,
              "config": _config_key(model) if what is None else what, "input": list(shape), "threads": threads,
-             "candidates": list(candidates), "batches": list(AUTO_BATCHES)}
+             "candidates": list(candidates), "batches": list(AUTO_BATCHES), "method": MEASURE_METHOD}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -169,11 +173,15 @@ def _low(ts: Sequence[float], q: float = 0.2) -> float:
 
 
 def measure_picks(built: dict[str, Callable], shape, batches: Sequence[int] = AUTO_BATCHES,
-                  rounds: int = 6, per_round: int = 3, budget_s: float = 8.0,
+                  rounds: int = 20, per_round: int = 5, budget_s: float = 8.0,
                   seed: int = 0) -> tuple[dict[int, str], dict[int, dict[str, float]]]:
     """Time ``built`` (name -> callable) interleaved at each batch size; returns (the fastest
     per batch size by the 20 % quantile of its timings (:func:`_low`), one engine for all
     where that is a near tie (:func:`one_engine_if_close`); p50 ms per batch size and engine).
+    At the smallest batch each round gives every engine ``per_round`` untimed calls and then
+    ``per_round`` timed ones (the steady state of a loop of calls; 100 timings each by
+    default: at batch 1 runtimes lie within 10-20 % of each other, and 18 timings picked
+    differently from run to run); larger batches take 4 rounds of one warm call and one timed.
     At each larger batch only the engines within :data:`AUTO_KEEP_WITHIN` x the fastest at the
     previous one are timed again."""
     import statistics
@@ -185,7 +193,8 @@ def measure_picks(built: dict[str, Callable], shape, batches: Sequence[int] = AU
         big = i > 0
         times = time_callables(live, x, rounds=rounds if not big else 4,
                                per_round=per_round if not big else 1, warmup=1, budget_s=budget_s,
-                               drop_slower_than=3.0 if not big else 2.0)
+                               drop_slower_than=3.0 if not big else 2.0,
+                               rewarm=per_round if not big else 1)
         times = {k: v for k, v in times.items() if v}
         p50[b] = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         low = lows[b] = {k: _low(v) for k, v in times.items()}
@@ -196,7 +205,7 @@ def measure_picks(built: dict[str, Callable], shape, batches: Sequence[int] = AU
 
 #: picks that differ by batch size give way to one engine when it is within this factor of the
 #: fastest at every measured size (closer than a busy machine lets a measurement tell apart)
-AUTO_ONE_ENGINE_WITHIN = 1.10
+AUTO_ONE_ENGINE_WITHIN = 1.05
 
 
 def one_engine_if_close(picks: dict[int, str], scores: dict[int, dict[str, float]]) -> dict[int, str]:
@@ -220,7 +229,7 @@ def one_engine_if_close(picks: dict[int, str], scores: dict[int, dict[str, float
 
 
 def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
-                  rounds: int = 6, per_round: int = 3,
+                  rounds: int = 20, per_round: int = 5,
                   batches: Sequence[int] = AUTO_BATCHES) -> tuple[str, dict[str, float], dict]:
     """Measure ``candidates`` at each of ``batches`` on ``shape``; return (fastest agreeing
     engine at the first batch size, its p50 ms per engine, info) where ``info`` holds the

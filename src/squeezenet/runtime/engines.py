@@ -147,7 +147,8 @@ class _OrtRunner:
 
 def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, per_round: int = 3,
                    warmup: int = 2, budget_s: float | None = None,
-                   drop_slower_than: float | None = None, settle_s: float = 0.02) -> dict[str, list[float]]:
+                   drop_slower_than: float | None = None, settle_s: float = 0.02,
+                   rewarm: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each callable, interleaved round by round so that load from other
     processes hits every candidate alike (each round in a new seeded order, so none always runs
     right after the same other one: a runtime's threads may still spin, or hold the caches,
@@ -156,7 +157,11 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
     Before each candidate's calls the process sleeps ``settle_s`` (several candidates only):
     ONNX Runtime, OpenVINO and XNNPACK keep their worker threads spinning for a while after a
     call, and on few cores whichever runtime is timed next would pay for it (measured on 2
-    cores: the same ONNX Runtime session 2-3x slower right after another session's call)."""
+    cores: the same ONNX Runtime session 2-3x slower right after another session's call); then
+    it makes ``rewarm`` untimed calls, so the timed ones are the steady state a loop of calls
+    sees (measured on 2 cores at batch 1: the first call after a pause 1.6-2.3x slower than
+    back-to-back calls, and by how much differs between runtimes, enough to swap their order).
+    The lists hold ``per_round`` timings per round, in round order."""
     import statistics
     for f in fns.values():
         for _ in range(warmup):
@@ -178,6 +183,8 @@ def time_callables(fns: dict[str, Callable], x: torch.Tensor, rounds: int = 5, p
             f = live[k]
             if settle_s and len(names) > 1:
                 time.sleep(settle_s)
+            for _ in range(rewarm if len(names) > 1 else 0):
+                f(x)
             for _ in range(per_round):
                 t = time.perf_counter()
                 f(x)
