@@ -228,8 +228,7 @@ def run(args: argparse.Namespace) -> int:
 def _recipe_note(args, saved, config) -> str:
     if saved is not None or args.config:
         return ""
-    size = f", training crops {config.train_size} px" if config.train_size else ""
-    return f" (recipe {args.recipe}{size})"
+    return f" (recipe {args.recipe})"
 
 
 def _is_file(model) -> bool:

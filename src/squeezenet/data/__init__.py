@@ -14,9 +14,9 @@ from .datasets import (BUILTIN, DigitsDataset, ImageFolderDataset, Loader, Skipp
                        shared_dir)
 from .images import read_image
 from .transforms import (INPUT_SIZE, PRESETS, Preset, check_model_input, check_preset, choose_preset, digits_train_transform,
-                         distill_transform, get_transform)
+                         distill_transform, get_transform, train_crop)
 
-__all__ = ["build_dataset", "build_unlabeled", "make_loader", "get_transform", "PRESETS", "INPUT_SIZE", "check_preset", "choose_preset",
+__all__ = ["build_dataset", "build_unlabeled", "make_loader", "get_transform", "train_crop", "PRESETS", "INPUT_SIZE", "check_preset", "choose_preset",
            "DigitsDataset", "ImageFolderDataset", "Loader", "Skipped", "base_dataset", "read_class_list", "read_class_names",
            "read_labels", "shared_dir", "cache_dir", "unpack", "BUILTIN", "Preset", "preset_for", "input_size_for", "as_class_list",
            "digits_train_transform", "distill_transform", "read_image", "check_model_input", "class_folder_names",

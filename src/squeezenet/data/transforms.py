@@ -154,13 +154,26 @@ def check_model_input(model, preset: str, source=None) -> None:
         raise FormatError(source, msg) from None
 
 
+def train_crop(preset: str, train_size: int | None) -> int | None:
+    """The side of the training crops a ``train_size`` really gives under ``preset``: only
+    ``resized`` presets (random-resized crops of photos) crop at another size, and only
+    smaller than the preset's input (it saves compute; a larger crop would train at a scale
+    the model is never scored at); ``None``: the preset's own training transform.
+
+    >>> train_crop("torchvision", 160), train_crop("torchvision", 512), train_crop("small", 160)
+    (160, None, None)
+    """
+    p = PRESETS[check_preset(preset)]
+    return train_size if train_size and p.augment == "resized" and train_size < p.input_size else None
+
+
 def get_transform(preset: str, train: bool = False, hflip: bool = True, train_size: int | None = None) -> Callable:
     """The PIL-image -> tensor transform of a preset, for training or evaluation.
 
     ``hflip=False`` drops the horizontal flip from the training augmentation (digits must not
-    be mirrored). ``train_size`` (training only, ``resized`` presets): the side of the random
-    crops, smaller than the preset's input for cheaper fine-tuning steps (the all-convolutional
-    SqueezeNet is still scored at the preset's size).
+    be mirrored). ``train_size`` (training only, ``resized`` presets, :func:`train_crop`): the
+    side of the random crops, smaller than the preset's input for cheaper fine-tuning steps (the
+    all-convolutional SqueezeNet is still scored at the preset's size).
 
     >>> from PIL import Image
     >>> get_transform("caffe")(Image.new("RGB", (300, 400))).shape
@@ -175,7 +188,7 @@ def get_transform(preset: str, train: bool = False, hflip: bool = True, train_si
     size = p.input_size
     if train:
         if p.augment == "resized":
-            geo = [T.RandomResizedCrop(train_size or size)]
+            geo = [T.RandomResizedCrop(train_crop(preset, train_size) or size)]
         elif p.augment == "pad":
             geo = [T.Resize(p.resize), T.RandomCrop(size, padding=4, padding_mode="reflect")]
         else:

@@ -394,9 +394,20 @@ class SqueezeNet(CarriesDataConfig, nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.device.type == "cpu" and not _tracing():
+            # NHWC on the CPU: PyTorch's max-pool kernel for contiguous NCHW tensors took 140 ms
+            # where NHWC took 12 ms (16 x 64 x 111 x 111, one thread), 45 % of SqueezeNet 1.1's
+            # eager forward; in NHWC the forward is 2.3x faster (481 -> 212 ms at batch 16, 224 px)
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.features(x)
         x = self.classifier(x)
         return torch.flatten(x, 1)
+
+
+def _tracing() -> bool:
+    """Whether the forward is being traced (ONNX export, ``torch.jit.trace``): the traced graph
+    keeps the plain NCHW computation, and the runtime lays memory out itself."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 def skeleton(config: SqueezeNetConfig, device: str = "meta") -> SqueezeNet:

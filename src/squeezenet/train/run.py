@@ -313,12 +313,16 @@ class TrainRun:
         model, config, v = self.model, self.config, self.validation
         trainer = Trainer(model, config, self.train_ds, self.val_ds, out_dir=self.out)
         if trainer.is_main:
+            from ..data import train_crop
             n_val = len(self.val_ds) if self.val_ds is not None else 0
+            crop = train_crop(self.preset, config.train_size)   # what the transform really crops
+            crop = f", training crops {crop} px" if crop else ""
             self.log(f"training {model.config.stem}/{model.config.bypass}{'/bn' if model.config.batch_norm else ''} "
                      f"({sum(p.numel() for p in model.parameters()):,} params) on {self.data}: {len(self.train_ds)} "
                      f"train / {n_val} val images, {len(self.train_ds.classes)} classes, preset {self.preset}; "
                      f"{trainer.total_steps()} steps of {config.effective_batch * trainer.world_size} images, "
-                     f"lr {config.lr} {config.schedule}{self.note}, {trainer.world_size} process(es) on {trainer.device}")
+                     f"lr {config.lr} {config.schedule}{self.note}{crop}, {trainer.world_size} process(es) on "
+                     f"{trainer.device}")
         history = self._fit(trainer)
         if not trainer.is_main:
             return RunResult(history, v, is_main=False)
