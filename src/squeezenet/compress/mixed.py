@@ -151,20 +151,34 @@ def quantize_option(key: str, w: np.ndarray, importance: np.ndarray, bits: int, 
     (weighted by ``importance`` when ``weighted``); zeros already in ``w`` stay zero."""
     w = np.asarray(w, dtype=np.float64).ravel()
     imp = np.asarray(importance, dtype=np.float64).ravel()
+    nz = _kept(w, imp, keep, _ranked(w, imp, prune_by))
+    return _quantize_kept(key, w, imp, bits, nz, None, weighted, init, shape)
+
+
+def _ranked(w: np.ndarray, imp: np.ndarray, prune_by: str) -> np.ndarray:
+    """The non-zero positions of ``w`` from the most salient down (stable): the same for
+    every kept fraction, so :func:`layer_options` ranks a layer once."""
     if prune_by not in ("saliency", "magnitude"):
         raise ConfigError(f"prune_by {prune_by!r}: use saliency or magnitude")
     nz = np.flatnonzero(w)
+    sal = w[nz] ** 2 * (imp[nz] if prune_by == "saliency" else 1.0)
+    return nz[np.argsort(-sal, kind="stable")]
+
+
+def _kept(w: np.ndarray, imp: np.ndarray, keep: float, ranked: np.ndarray) -> np.ndarray:
+    """The positions kept at fraction ``keep`` (sorted), from :func:`_ranked`."""
     n_keep = max(1, int(round(keep * w.size)))
-    if n_keep < nz.size:
-        sal = w[nz] ** 2 * (imp[nz] if prune_by == "saliency" else 1.0)
-        nz = np.sort(nz[np.argsort(-sal, kind="stable")[:n_keep]])
+    return np.sort(ranked[:n_keep]) if n_keep < ranked.size else np.sort(ranked)
+
+
+def _quantize_kept(key, w, imp, bits, nz, order, weighted, init, shape) -> Q.QuantLayer:
     K = 1 << int(bits)
     codes = np.zeros(w.size, dtype=np.int64)
     if nz.size <= K:
         cb = np.unique(w[nz]) if nz.size else np.zeros(1)
         codes[nz] = np.searchsorted(cb, w[nz]) + 1
     else:
-        cb, lab = Q.kmeans_1d(w[nz], K, init, weights=imp[nz] if weighted else None)
+        cb, lab = Q.kmeans_1d(w[nz], K, init, weights=imp[nz] if weighted else None, order=order)
         codes[nz] = lab + 1
     return Q.QuantLayer(key, tuple(shape or w.shape), int(bits), cb.astype(np.float32), codes)
 
@@ -230,9 +244,15 @@ def layer_options(key: str, w, importance, bits: Sequence[int] = (2, 3, 4, 5, 6,
     shape = tuple(shape or w.shape)
     out = []
     if family in ("kmeans", "both"):
+        wf = np.asarray(w, dtype=np.float64).ravel()
+        impf = np.asarray(imp, dtype=np.float64).ravel()
+        ranked, kept = _ranked(wf, impf, prune_by), {}   # one ranking and one sort per kept fraction
         for b in bits:
             for f in keeps:
-                q = quantize_option(key, w, imp, b, f, prune_by, weighted, shape=shape)
+                if f not in kept:
+                    nz = _kept(wf, impf, f, ranked)
+                    kept[f] = (nz, np.argsort(wf[nz], kind="stable"))
+                q = _quantize_kept(key, wf, impf, b, *kept[f], weighted, "linear", shape)
                 out.append(Option(key, int(b), float(f), layer_bytes(q.codes, q.codebook.size, gap_bits),
                                   distortion(w, q.weight(), imp), q if keep_layers else None))
     if family in ("uniform", "both"):

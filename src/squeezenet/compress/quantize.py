@@ -27,7 +27,8 @@ INITS = ("linear", "density", "random")
 
 
 def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
-              seed: int = 0, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              seed: int = 0, weights: np.ndarray | None = None,
+              order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """1-D k-means: (centroids (k,), cluster of each value). Vectorised Lloyd iterations.
 
     ``init``: ``linear`` (evenly spaced over [min, max], the paper's best), ``density``
@@ -35,13 +36,15 @@ def kmeans_1d(x: np.ndarray, k: int, init: str = "linear", iters: int = 300,
     ``weights`` (>= 0, one per value) makes it weighted k-means: each centroid is the
     weighted mean of its cluster, i.e. ``sum(weights * (x - c)**2)`` is minimised (with a
     per-weight loss curvature this is Hessian-weighted k-means, Choi et al. 2017).
+    ``order``: ``np.argsort(x, kind="stable")`` when the caller has it (several ``k`` of one
+    ``x``: the sort is most of the time on large layers).
     """
     if init not in INITS:
         raise ConfigError(f"k-means init {init!r}: use one of {', '.join(INITS)}")
     x = np.asarray(x, dtype=np.float64).ravel()
     if x.size == 0:
         return np.zeros(k), np.zeros(0, dtype=np.int64)
-    order = np.argsort(x, kind="stable")
+    order = np.argsort(x, kind="stable") if order is None else np.asarray(order)
     xs = x[order]
     if weights is None:
         ws = np.ones_like(xs)
