@@ -171,6 +171,19 @@ def test_max_drop_keeps_layers_in_float(cli, small, photos, tmp_path):
                        "--max-drop", "100")
     assert code == 0, err
     assert "0 of 26 layers kept in float" in o and "bound 100.0" in o
+    # another runtime: the bound is met in ONNX Runtime, and the written file's own top-1 is said
+    code, o, err = cli("export", path, "--to", "litert", "-o", tmp_path / "q.tflite", "--int8",
+                       "--calibration", photos, "--max-drop", "100")
+    assert code == 0, err
+    import re
+    from squeezenet.runtime.exported import load_exported
+    from squeezenet.runtime.images import batches, image_dataset, take
+    said = re.search(r"in litert itself: top-1 ([0-9.]+) % on the same photos \(drop (-?[0-9.]+) points\)", o)
+    assert said, o
+    ds = image_dataset(photos, preset=model.preprocess, classes=model.classes)
+    run = load_exported(tmp_path / "q.tflite", need_preprocess=False)
+    hits = [(run(x).argmax(1) == y) for x, y in batches(ds, take(ds, 500), 32)]
+    assert float(said.group(1)) == pytest.approx(100 * float(torch.cat(hits).float().mean()), abs=0.005)
 
 
 # --- the real SqueezeNet 1.1 on the ImageNet dev sample, in every runtime ---------------------
