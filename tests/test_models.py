@@ -219,3 +219,16 @@ def test_batch_norm_normalises_the_complex_bypass_too():
     assert conv_fires and all(isinstance(f.shortcut_bn, torch.nn.BatchNorm2d) for f in conv_fires)
     plain = squeezenet.create_model("squeezenet_small", bypass="complex")
     assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in plain.modules())
+
+
+def test_cpu_forward_runs_nhwc():
+    """The forward lays a CPU input out as NHWC (PyTorch's NCHW max-pool is ~10x slower on the
+    CPU), with the NCHW computation's result to float rounding."""
+    m = sq.create_model("squeezenet_small", num_classes=3).eval()
+    seen = []
+    m.features[0].register_forward_pre_hook(lambda mod, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y = m(x)
+        nchw = torch.flatten(m.classifier(m.features(x)), 1)   # the same layers on the NCHW input
+    assert seen == [True, False] and torch.allclose(y, nchw, rtol=1e-5, atol=1e-6)
