@@ -382,7 +382,9 @@ def test_auto_engine_says_when_it_measures(tmp_path, monkeypatch):
     compile_model(m, "auto", candidates=("eager", "channels_last"), log=said.append)
     assert len(said) == 1 and "measuring" in said[0]
     f = compile_model(m, "auto", candidates=("eager", "channels_last"), log=said.append)   # cached now
-    assert len(said) == 1 and f.engine in ("eager", "channels_last")
+    # one engine, or one per batch size where they differ by more than 5 % (eager and
+    # channels_last are near ties since the forward itself runs NHWC on the CPU)
+    assert len(said) == 1 and set(f.picks.values()) <= {"eager", "channels_last"}
 
 
 def test_first_unpack_says_so(tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_compile_engine_agrees(small):
 def test_auto_measures_once_and_caches(small, cache, monkeypatch):
     import squeezenet.runtime.auto as rt
     f = compile_model(small, "auto", threads=1, candidates=("onnxruntime", "eager"))
-    assert f.engine in ("onnxruntime", "eager")
+    assert set(f.picks.values()) <= {"onnxruntime", "eager"}   # one engine, or one per batch size
     assert set(f.timings_ms) == {"onnxruntime", "eager"} and all(v > 0 for v in f.timings_ms.values())
     entry = next(iter(json.loads((cache / "runtime_auto.json").read_text()).values()))
     assert entry["engine"] == f.engine and entry["input"] == [3, 32, 32] and entry["threads"] == 1
