@@ -205,11 +205,10 @@ def _runtime_drop(args, scored, report) -> str:
     import torch
 
     from ..runtime.exported import load_exported
+    from ..runtime.quantize import batched_logits, top1_percent
     x, y = scored
-    run = load_exported(args.output, need_preprocess=False)
     with torch.no_grad():
-        pred = torch.cat([run(x[i:i + 32]).argmax(1) for i in range(0, len(x), 32)])
-    top1 = 100.0 * float((pred == y).float().mean())
+        top1 = top1_percent(batched_logits(load_exported(args.output, need_preprocess=False), x, 32), y)
     return (f"; in {args.to} itself: top-1 {top1:.2f} % on the same photos "
             f"(drop {report['fp32_top1'] - top1:.2f} points)")
 

@@ -151,7 +151,7 @@ def quantize_option(key: str, w: np.ndarray, importance: np.ndarray, bits: int, 
     (weighted by ``importance`` when ``weighted``); zeros already in ``w`` stay zero."""
     w = np.asarray(w, dtype=np.float64).ravel()
     imp = np.asarray(importance, dtype=np.float64).ravel()
-    nz = _kept(w, imp, keep, _ranked(w, imp, prune_by))
+    nz = _kept(w.size, keep, _ranked(w, imp, prune_by))
     return _quantize_kept(key, w, imp, bits, nz, None, weighted, init, shape)
 
 
@@ -165,10 +165,9 @@ def _ranked(w: np.ndarray, imp: np.ndarray, prune_by: str) -> np.ndarray:
     return nz[np.argsort(-sal, kind="stable")]
 
 
-def _kept(w: np.ndarray, imp: np.ndarray, keep: float, ranked: np.ndarray) -> np.ndarray:
-    """The positions kept at fraction ``keep`` (sorted), from :func:`_ranked`."""
-    n_keep = max(1, int(round(keep * w.size)))
-    return np.sort(ranked[:n_keep]) if n_keep < ranked.size else np.sort(ranked)
+def _kept(size: int, keep: float, ranked: np.ndarray) -> np.ndarray:
+    """The positions kept at fraction ``keep`` of ``size`` weights (sorted), from :func:`_ranked`."""
+    return np.sort(ranked[:max(1, int(round(keep * size)))])
 
 
 def _quantize_kept(key, w, imp, bits, nz, order, weighted, init, shape) -> Q.QuantLayer:
@@ -250,7 +249,7 @@ def layer_options(key: str, w, importance, bits: Sequence[int] = (2, 3, 4, 5, 6,
         for b in bits:
             for f in keeps:
                 if f not in kept:
-                    nz = _kept(wf, impf, f, ranked)
+                    nz = _kept(wf.size, f, ranked)
                     kept[f] = (nz, np.argsort(wf[nz], kind="stable"))
                 q = _quantize_kept(key, wf, impf, b, *kept[f], weighted, "linear", shape)
                 out.append(Option(key, int(b), float(f), layer_bytes(q.codes, q.codebook.size, gap_bits),

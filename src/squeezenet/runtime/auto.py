@@ -64,6 +64,8 @@ def _config_key(model: nn.Module) -> str:
 
 #: how :func:`measure_picks` measures; a change re-measures choices cached by an older way
 MEASURE_METHOD = 2
+#: rounds and timed calls per round at batch 1 (as many untimed calls come first each round)
+AUTO_ROUNDS, AUTO_PER_ROUND = 20, 5
 
 
 def _auto_key(model, shape, threads, candidates, what: str | None = None) -> str:
@@ -173,7 +175,7 @@ def _low(ts: Sequence[float], q: float = 0.2) -> float:
 
 
 def measure_picks(built: dict[str, Callable], shape, batches: Sequence[int] = AUTO_BATCHES,
-                  rounds: int = 20, per_round: int = 5, budget_s: float = 8.0,
+                  rounds: int = AUTO_ROUNDS, per_round: int = AUTO_PER_ROUND, budget_s: float = 8.0,
                   seed: int = 0) -> tuple[dict[int, str], dict[int, dict[str, float]]]:
     """Time ``built`` (name -> callable) interleaved at each batch size; returns (the fastest
     per batch size by the 20 % quantile of its timings (:func:`_low`), one engine for all
@@ -229,7 +231,7 @@ def one_engine_if_close(picks: dict[int, str], scores: dict[int, dict[str, float
 
 
 def choose_engine(model: nn.Module, shape, threads, candidates: Sequence[str],
-                  rounds: int = 20, per_round: int = 5,
+                  rounds: int = AUTO_ROUNDS, per_round: int = AUTO_PER_ROUND,
                   batches: Sequence[int] = AUTO_BATCHES) -> tuple[str, dict[str, float], dict]:
     """Measure ``candidates`` at each of ``batches`` on ``shape``; return (fastest agreeing
     engine at the first batch size, its p50 ms per engine, info) where ``info`` holds the

@@ -160,14 +160,24 @@ class Int8Quantizer:
         self.close()
 
 
+def batched_logits(run, images, batch: int = 50):
+    """``run`` (a batch of images -> logits) over ``images`` in batches of ``batch``."""
+    import torch
+    return torch.cat([run(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def top1_percent(logits, labels) -> float:
+    """Top-1 accuracy of ``logits`` against class indices ``labels``, in percent."""
+    return float((logits.argmax(1) == labels).float().mean()) * 100
+
+
 def _logits(model_bytes: bytes, images, threads: int | None, batch: int = 50):
     import torch
 
     from .engines import ort_session
     s = ort_session(model_bytes, threads)
     name = s.get_inputs()[0].name
-    return torch.cat([torch.from_numpy(s.run(None, {name: images[i:i + batch].numpy()})[0])
-                      for i in range(0, len(images), batch)])
+    return batched_logits(lambda x: torch.from_numpy(s.run(None, {name: x.numpy()})[0]), images, batch)
 
 
 def quantize_within(fp32_model: bytes, calibration: Iterable, images, labels, max_drop: float,
@@ -200,11 +210,11 @@ def quantize_within(fp32_model: bytes, calibration: Iterable, images, labels, ma
     say = log or (lambda m: None)
     labels = torch.as_tensor(labels)
     ref = _logits(fp32_model, images, threads)
-    fp32_top1 = float((ref.argmax(1) == labels).float().mean()) * 100
+    fp32_top1 = top1_percent(ref, labels)
 
     def score(data):
         out = _logits(data, images, threads)
-        return float((out.argmax(1) == labels).float().mean()) * 100, out
+        return top1_percent(out, labels), out
 
     with Int8Quantizer(fp32_model, calibration, method, per_channel, reduce_range) as qz:
         data = qz.quantize()
